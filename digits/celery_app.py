@@ -1,0 +1,66 @@
+"""The Celery application and the names of its tasks.
+
+Everything that only queues work (the ingester, ``submit``) imports this
+module and sends tasks by name; the task code lives in ``worker.tasks`` and is
+imported only by worker processes.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from digits.settings import get_settings
+
+RECOGNIZE_TASK = "digits.recognize"
+"""Recognise one file (its bytes travel in the message) and append its rows to a CSV."""
+
+QUEUE = "digits"
+"""The queue recognition tasks go through."""
+
+RESULT_TTL_SECONDS = 7 * 24 * 3600
+"""How long task results (and so ``Job.rows()``) stay in Redis."""
+
+
+def make_app(redis_url: str) -> Celery:
+    """A Celery app on ``redis_url`` set up so that a dying worker loses nothing."""
+    app = Celery("digits", broker=redis_url, backend=redis_url, include=["worker.tasks"])
+    app.conf.update(
+        # Messages are plain JSON data: nothing from the queue is ever unpickled.
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # Acknowledge only after the rows are written, and put the message back
+        # when the pool process dies (kill -9, out of memory) mid-task.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=QUEUE,
+        result_expires=RESULT_TTL_SECONDS,
+        result_extended=True,
+        task_track_started=True,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        # A message taken by a worker node that died as a whole comes back after this.
+        broker_transport_options={"visibility_timeout": 3600},
+    )
+    return app
+
+
+app = make_app(get_settings().redis_url)
+
+
+def task_states(celery: Celery, task_ids: list[str]) -> dict[str, dict]:
+    """Stored state of many tasks in one round trip: ``{id: {"status", "result"}}``.
+
+    Tasks not finished or not known yet are left out (Celery stores nothing
+    for a queued task).
+    """
+    if not task_ids:
+        return {}
+    backend = celery.backend
+    values = backend.mget([backend.get_key_for_task(task_id) for task_id in task_ids])
+    return {
+        task_id: backend.decode_result(value)
+        for task_id, value in zip(task_ids, values, strict=True)
+        if value is not None
+    }

@@ -1,0 +1,195 @@
+"""The ``digits`` command line.
+
+Light commands (``submit``, ``status``, ``ingest``) never import TensorFlow;
+heavy modules are imported inside the commands that need them. Options that
+mirror a setting are written to the ``DIGITS_*`` environment before anything
+reads the settings, so child processes inherit them too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+DATA_ENV = "DIGITS_DATA"
+"""Folder with mnist.npz (and usps-train.npz, ardis4-train.npz) for ``digits train``."""
+
+DEFAULT_DATA = Path("../shared/data")
+"""Where the training data lies beside a checkout of this repository."""
+
+
+def _use(**options: object) -> None:
+    """Make CLI options the settings of this process and its children."""
+    from digits.settings import get_settings
+
+    for name, value in options.items():
+        if value is not None:
+            os.environ[f"DIGITS_{name.upper()}"] = str(value)
+    get_settings.cache_clear()
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Recognise handwritten digits on scanned cheques and forms, in batches."""
+
+
+@main.command()
+@click.option("--inbox", type=click.Path(path_type=Path), help="Folder to watch [DIGITS_INBOX, ./inbox].")
+@click.option("--results", type=click.Path(path_type=Path), help="Folder for CSVs [DIGITS_RESULTS, ./results].")
+@click.option("--workers", default=1, show_default=True, help="Worker processes (each holds a model).")
+@click.option("--redis-url", help="Redis URL [DIGITS_REDIS_URL]; started privately if local and down.")
+@click.option("-v", "--verbose", is_flag=True)
+def up(inbox: Path | None, results: Path | None, workers: int, redis_url: str | None, verbose: bool) -> None:
+    """Run everything in the foreground: Redis if needed, a worker, and the ingester."""
+    _use(inbox=inbox, results=results, redis_url=redis_url)
+    _logging(verbose)
+    from digits.settings import get_settings
+    from digits.stack import StackError, run_up
+
+    try:
+        run_up(get_settings(), workers)
+    except StackError as problem:
+        raise click.ClickException(str(problem)) from None
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--concurrency", default=1, show_default=True, help="Pool processes (each holds a model).")
+@click.option("--results", type=click.Path(path_type=Path), help="Folder for CSVs [DIGITS_RESULTS].")
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(concurrency: int, results: Path | None, loglevel: str, celery_args: tuple[str, ...]) -> None:
+    """Run a Celery worker that recognises files (extra arguments go to Celery)."""
+    _use(results=results, worker_processes=concurrency)
+    from digits.celery_app import QUEUE, app
+
+    app.worker_main(
+        ["worker", "--queues", QUEUE, "--concurrency", str(concurrency), "--loglevel", loglevel,
+         "--hostname", "digits@%h", *celery_args]
+    )  # fmt: skip
+
+
+@main.command()
+@click.option("--inbox", type=click.Path(path_type=Path), help="Folder to watch [DIGITS_INBOX].")
+@click.option("--results", type=click.Path(path_type=Path), help="Folder for CSVs [DIGITS_RESULTS].")
+@click.option("-v", "--verbose", is_flag=True)
+def ingest(inbox: Path | None, results: Path | None, verbose: bool) -> None:
+    """Watch the inbox and queue each new scan (workers may run elsewhere)."""
+    _use(inbox=inbox, results=results)
+    _logging(verbose)
+    import signal
+    import threading
+
+    from digits.celery_app import app
+    from digits.settings import get_settings
+    from ingest.watcher import Ingester
+
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    Ingester(get_settings(), app).run(stopping)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--wait", "wait_", is_flag=True, help="Wait for the results, with a progress bar.")
+@click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
+def submit(files: tuple[Path, ...], wait_: bool, timeout: float | None) -> None:
+    """Queue files as one job and print the CSV its rows go to."""
+    from ingest.client import JobTimeout
+    from ingest.client import submit as submit_job
+
+    job = submit_job(files)
+    click.echo(f"job {job.id}: {len(files)} file(s) queued", err=True)
+    if wait_:
+        from rich.progress import Progress
+
+        with Progress(transient=False, console=_stderr_console()) as progress:
+            bar = progress.add_task("recognising", total=len(files))
+            try:
+                job.wait(timeout, progress=lambda s: progress.update(bar, completed=s.done + s.failed))
+            except JobTimeout as problem:
+                raise click.ClickException(f"{problem}; run `digits status` to see the queue") from None
+        status = job.status()
+        click.echo(f"{status.done} done, {status.failed} failed", err=True)
+    click.echo(job.csv_path)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", help="Model name, name@version or .keras path [DIGITS_MODEL].")
+def recognize(files: tuple[Path, ...], model: str | None) -> None:
+    """Recognise files in this process (no Redis) and write CSV rows to stdout."""
+    _use(model=model)
+    import uuid
+
+    from digits.results import encode_rows
+    from digits.settings import get_settings
+    from worker.model import get_classifier
+    from worker.pipeline import recognize_bytes
+
+    settings = get_settings()
+    classifier = get_classifier(settings.model, settings.model_store)
+    job_id = str(uuid.uuid4())
+    out = sys.stdout.buffer
+    out.write(encode_rows([], header=True))
+    for path in files:
+        rows = recognize_bytes(path.read_bytes(), path.as_posix(), job_id, classifier, settings.review_threshold)
+        out.write(encode_rows(rows, header=False))
+        out.flush()
+
+
+@main.command()
+def status() -> None:
+    """Queue depth, workers alive, files in the inbox and in processing, jobs pending."""
+    from digits.status import collect_status
+
+    for name, value in collect_status().items():
+        click.echo(f"{name:>18}: {value}")
+
+
+@main.command()
+@click.option("--arch", default="cnn", show_default=True, help="cnn, or seed-mlp (the tutorial's baseline).")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar=DATA_ENV,
+    default=DEFAULT_DATA,
+    show_default=True,
+    help="Folder with mnist.npz and optional extra sets [DIGITS_DATA].",
+)
+@click.option("--epochs", default=6, show_default=True)
+@click.option("--name", help="Model name (default digits-cnn, or digits-<arch>).")
+@click.option("--store", type=click.Path(file_okay=False, path_type=Path), help="Model store [DIGITS_MODEL_STORE].")
+@click.option("--limit", type=int, help="Train on this many digits only (for a quick try).")
+def train(arch: str, data_dir: Path, epochs: int, name: str | None, store: Path | None, limit: int | None) -> None:
+    """Train a model and save it as the next version in the model store."""
+    from digits.settings import get_settings
+    from worker.train import train as run_training
+
+    if not (data_dir / "mnist.npz").exists():
+        click.echo(f"{data_dir}/mnist.npz not found: downloading MNIST through keras", err=True)
+        data_dir = None
+    ref = run_training(arch, data_dir, store or get_settings().model_store, epochs, name=name, limit=limit)
+    click.echo(f"saved {ref.label} to {ref.path}")
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+if __name__ == "__main__":
+    main()

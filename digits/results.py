@@ -1,0 +1,186 @@
+"""The CSV result contract: columns, statuses, file locations, and a writer that never doubles a row.
+
+Rows of one drop (one task) are appended in a single ``write`` under an
+exclusive lock on the CSV, so two workers never interleave lines. A worker that
+dies after writing but before acknowledging its task gets the task again; the
+marks kept in Redis make the second attempt see that the rows are already there.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import fcntl
+import hashlib
+import io
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from redis import Redis
+
+COLUMNS = (
+    "job_id",
+    "source",
+    "page",
+    "field",
+    "digits",
+    "confidence",
+    "status",
+    "digit_confidences",
+    "boxes",
+    "model",
+    "sha256",
+    "processed_at",
+    "error",
+)
+"""The CSV header, in order. Later columns may be added after these, never between."""
+
+OK, REVIEW, EMPTY, ERROR = "ok", "review", "empty", "error"
+"""Row statuses: read fine; a person should look; no digits found; the file could not be read."""
+
+MARK_TTL_SECONDS = 30 * 24 * 3600
+"""How long Redis remembers that a drop's rows were written."""
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""Leading characters that make a spreadsheet treat a cell as a formula."""
+
+
+def inbox_csv(results: Path, when: dt.datetime) -> Path:
+    """The CSV that inbox rows written at ``when`` (UTC) go to."""
+    return Path(results) / "inbox" / f"{when.astimezone(dt.UTC):%Y-%m-%d}.csv"
+
+
+def job_csv(results: Path, job_id: str) -> Path:
+    """The CSV of one submitted job."""
+    return Path(results) / "jobs" / f"{job_id}.csv"
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, as in the ``sha256`` column."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def utc_now() -> str:
+    """The current time as ISO 8601 UTC, as in ``processed_at``."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def error_row(job_id: str, source: str, sha256: str, model: str, message: str) -> dict:
+    """The one row a file that could not be read gets."""
+    return {
+        "job_id": job_id,
+        "source": source,
+        "page": 1,
+        "field": "all",
+        "digits": "",
+        "confidence": "",
+        "status": ERROR,
+        "digit_confidences": "",
+        "boxes": "",
+        "model": model,
+        "sha256": sha256,
+        "processed_at": utc_now(),
+        "error": message,
+    }
+
+
+def append_rows(path: Path, rows: list[dict], drop_id: str, marks: Redis) -> bool:
+    """Append one drop's rows to ``path`` exactly once; False if they were already there.
+
+    ``marks`` is the Redis that remembers which drops are written. Before
+    writing, the file's size is noted there; a later attempt that finds such a
+    note (the writer died before marking the drop done) looks at what stands at
+    that offset instead of writing again.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done_key = f"digits:written:{drop_id}"
+    pending_key = f"digits:writing:{drop_id}"
+    with _locked(path, exclusive=True):
+        if marks.exists(done_key):
+            return False
+        offset = path.stat().st_size if path.exists() else 0
+        earlier = marks.get(pending_key)
+        if earlier is not None and _rows_at(*_parse_pending(earlier), rows[0]):
+            marks.set(done_key, str(path), ex=MARK_TTL_SECONDS)
+            marks.delete(pending_key)
+            return False
+        # The path goes along: a retry after midnight UTC writes to another day's file.
+        marks.set(pending_key, f"{offset} {path}", ex=MARK_TTL_SECONDS)
+        payload = encode_rows(rows, header=offset == 0)
+        try:
+            with open(path, "ab") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError:
+            # A full disk can leave part of our own block behind; cut it off so
+            # the next row does not start mid-line. Only our bytes are removed.
+            if path.exists() and path.stat().st_size > offset:
+                os.truncate(path, offset)
+            raise
+        marks.set(done_key, str(path), ex=MARK_TTL_SECONDS)
+        marks.delete(pending_key)
+    return True
+
+
+def read_rows(path: Path) -> list[dict]:
+    """All rows of a result CSV, read under a shared lock so no line is half-written."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with _locked(path, exclusive=False), open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def encode_rows(rows: list[dict], header: bool) -> bytes:
+    """Rows as CSV bytes (header first if asked), with formula-like text neutralised."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    if header:
+        writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _neutralise(value) for key, value in row.items()})
+    return buffer.getvalue().encode("utf-8")
+
+
+def _neutralise(value: object) -> object:
+    # A file named "=HYPERLINK(...).png" must not run as a formula when a
+    # clerk opens the CSV in a spreadsheet (OWASP "CSV injection").
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _parse_pending(value: bytes) -> tuple[Path, int]:
+    offset, _, path = value.decode().partition(" ")
+    return Path(path), int(offset)
+
+
+def _rows_at(path: Path, offset: int, first_row: dict) -> bool:
+    """Whether the drop whose first row is ``first_row`` stands at ``offset`` in ``path``."""
+    if not path.exists() or path.stat().st_size <= offset:
+        return False
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        block = handle.read(64 * 1024).decode("utf-8", errors="replace")
+    found = list(csv.DictReader(io.StringIO(block), fieldnames=COLUMNS))
+    found = [row for row in found if row["job_id"] != "job_id"]
+    if not found:
+        return False
+    expected = {k: str(_neutralise(first_row[k])) for k in ("job_id", "source", "page", "sha256")}
+    return all(found[0][k] == v for k, v in expected.items())
+
+
+@contextmanager
+def _locked(path: Path, exclusive: bool) -> Iterator[None]:
+    lock_path = path.with_name(f".{path.name}.lock")
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -1,0 +1,72 @@
+"""Settings, read from ``DIGITS_*`` environment variables (and the CLI flags that set them)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from model_store import STORE
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+"""Where the broker and result store live unless DIGITS_REDIS_URL says otherwise."""
+
+MEGABYTE = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Everything a worker, the ingester or a client needs to know, in one place."""
+
+    model_config = SettingsConfigDict(env_prefix="DIGITS_", use_attribute_docstrings=True)
+
+    redis_url: str = DEFAULT_REDIS_URL
+    """Redis used as Celery's broker and result backend."""
+
+    inbox: Path = Path("inbox")
+    """Folder watched for new scans (sub-folders included)."""
+
+    results: Path = Path("results")
+    """Folder the CSV results are written to (``inbox/`` and ``jobs/`` below it)."""
+
+    archive: Path | None = None
+    """Folder holding ``processing/``, ``done/`` and ``failed/``; by default the inbox's parent."""
+
+    model: str = "digits-cnn"
+    """Model used by workers: ``name`` (newest version), ``name@version`` or a ``.keras`` path."""
+
+    model_store: Path = STORE
+    """Folder of trained models."""
+
+    review_threshold: float = Field(0.90, ge=0, le=1)
+    """Rows whose lowest digit confidence is below this get status ``review``."""
+
+    max_file_mb: float = Field(25, gt=0)
+    """Files larger than this are refused with an error row (they travel inside the task)."""
+
+    stable_seconds: float = Field(0.5, ge=0)
+    """How long a file's size and mtime must stay unchanged before it is taken."""
+
+    rescan_seconds: float = Field(5.0, gt=0)
+    """Interval of the full inbox rescan that catches files whose events were missed."""
+
+    task_time_limit: int = Field(120, gt=0)
+    """Seconds after which a stuck recognition task is killed and retried."""
+
+    tf_threads: int | None = None
+    """TensorFlow threads per worker process; by default cores divided by processes."""
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.archive if self.archive is not None else self.inbox.resolve().parent
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * MEGABYTE)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this process, read from the environment once."""
+    return Settings()

@@ -1,0 +1,51 @@
+"""What ``digits status`` reports: queue depth, workers alive, files waiting, jobs pending."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from redis import Redis
+
+from digits.celery_app import QUEUE, app
+from digits.settings import get_settings
+
+RECENT_JOBS = 50
+"""How many of the newest jobs are checked for pending files."""
+
+PRIORITY_SEPARATOR = "\x06\x16"
+"""How kombu's Redis transport names the extra lists of a queue's priority levels."""
+
+
+def count_files(folder: Path) -> int:
+    """Files below ``folder`` (0 if it does not exist)."""
+    return sum(len(files) for _, _, files in os.walk(folder))
+
+
+def collect_status() -> dict[str, object]:
+    """A snapshot of the service, as ``{label: value}``."""
+    from ingest.client import JOBS_KEY, Job
+
+    settings = get_settings()
+    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+    queue_keys = [QUEUE, *(f"{QUEUE}{PRIORITY_SEPARATOR}{p}" for p in (3, 6, 9))]
+    queued = sum(redis.llen(key) for key in queue_keys)
+    workers = app.control.ping(timeout=1.0)
+    recent = [job.decode() for job in redis.zrevrange(JOBS_KEY, 0, RECENT_JOBS - 1)]
+    pending_jobs = 0
+    for job_id in recent:
+        try:
+            pending_jobs += not Job.load(job_id).status().finished
+        except KeyError:
+            redis.zrem(JOBS_KEY, job_id)  # expired
+    archive = settings.archive_dir
+    return {
+        "redis": settings.redis_url,
+        "queued tasks": queued,
+        "tasks in progress": redis.hlen("unacked"),
+        "workers alive": len(workers),
+        "inbox files": count_files(settings.inbox),
+        "processing files": count_files(archive / "processing"),
+        "failed files": count_files(archive / "failed") // 2,  # each beside its .error.txt
+        "jobs pending": pending_jobs,
+    }

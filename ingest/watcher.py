@@ -1,0 +1,326 @@
+"""The inbox ingester: take each new scan once it is stable, queue it, file it away when done.
+
+A file's life: ``inbox/<rel>`` -> ``processing/<drop_id>/<rel>`` (task sent with
+the file's bytes, task id = drop id) -> ``done/<rel>`` or ``failed/<rel>`` with
+``failed/<rel>.error.txt``. The drop id in the processing path is what lets a
+restarted ingester pick up where it left off: it asks Redis about each file
+still in ``processing/`` and re-sends those whose task left no result (a
+re-sent task that did run anyway writes no second row; see ``digits.results``).
+
+No TensorFlow here: the worker is reached by task name only.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import fnmatch
+import logging
+import os
+import queue
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from celery import Celery, states
+from redis import Redis
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from digits.celery_app import RECOGNIZE_TASK, task_states
+from digits.results import append_rows, error_row, file_sha256, inbox_csv, utc_now
+from digits.settings import Settings
+
+log = logging.getLogger(__name__)
+
+IGNORED_PATTERNS = (
+    ".*",  # hidden files, .DS_Store, editors' and rsync's temporaries
+    "~$*",  # Office lock files
+    "*.part",  # browsers' and scanners' partial downloads
+    "*.partial",
+    "*.crdownload",
+    "*.tmp",
+    "*.swp",
+    "Thumbs.db",
+    "desktop.ini",
+)
+"""File names never taken from the inbox: temporary, hidden or system files."""
+
+TICK_SECONDS = 0.1
+"""How often the main loop checks candidates, sends and collects."""
+
+RESEND_BACKOFF_SECONDS = (1, 2, 5, 10, 30)
+"""Waits between attempts to queue a file while Redis is unreachable."""
+
+INBOX_SOURCE_MODEL = "-"
+"""``model`` column of an error row the ingester writes itself (no model saw the file)."""
+
+
+def is_ignored(path: Path, inbox: Path) -> bool:
+    """Whether a path in the inbox (or a folder it lies in) is one we never take."""
+    parts = path.relative_to(inbox).parts
+    return any(fnmatch.fnmatch(part, pattern) for part in parts for pattern in IGNORED_PATTERNS)
+
+
+@dataclass
+class _Seen:
+    size: int
+    mtime_ns: int
+    since: float
+
+
+class StabilityTracker:
+    """Tells when a file has stopped changing: same size and mtime for ``delay`` seconds.
+
+    Scanners and copy tools write a file in several goes, and a network share
+    may never send a close event; taking a file mid-write would read half a
+    scan, so every file waits here first, whatever event announced it.
+    """
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self._seen: dict[Path, _Seen] = {}
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def see(self, path: Path) -> None:
+        """Start (or keep) watching a path."""
+        if path not in self._seen:
+            self._seen[path] = _Seen(-1, -1, time.monotonic())
+
+    def stable(self) -> list[Path]:
+        """Files unchanged for the delay; they are forgotten here once returned."""
+        now = time.monotonic()
+        ready = []
+        for path, seen in list(self._seen.items()):
+            try:
+                info = path.stat()
+            except FileNotFoundError:
+                del self._seen[path]  # moved away or removed by the user
+                continue
+            if (info.st_size, info.st_mtime_ns) != (seen.size, seen.mtime_ns):
+                self._seen[path] = _Seen(info.st_size, info.st_mtime_ns, now)
+            elif now - seen.since >= self.delay:
+                ready.append(path)
+                del self._seen[path]
+        return ready
+
+
+class _InboxEvents(FileSystemEventHandler):
+    """Forwards every path an event names to the main loop (watchdog calls us from its thread)."""
+
+    def __init__(self, paths: queue.SimpleQueue[Path]) -> None:
+        self.paths = paths
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory:
+            return
+        # Created, modified, closed, moved in: all mean "look at this file".
+        target = getattr(event, "dest_path", "") or event.src_path
+        self.paths.put(Path(os.fsdecode(target)))
+
+
+class Ingester:
+    """Watches the inbox and drives each file from there to ``done/`` or ``failed/``."""
+
+    def __init__(self, settings: Settings, celery: Celery) -> None:
+        self.settings = settings
+        self.celery = celery
+        self.inbox = settings.inbox.resolve()
+        archive = settings.archive_dir.resolve()
+        self.processing = archive / "processing"
+        self.done = archive / "done"
+        self.failed = archive / "failed"
+        self.tracker = StabilityTracker(settings.stable_seconds)
+        self.in_flight: dict[str, Path] = {}
+        self.unsent: dict[str, Path] = {}
+        self._events: queue.SimpleQueue[Path] = queue.SimpleQueue()
+        self._send_failures = 0
+        self._next_send_try = 0.0
+        self._marks = Redis.from_url(settings.redis_url)
+
+    def run(self, stop: threading.Event) -> None:
+        """Ingest until ``stop`` is set. Files in flight stay in ``processing/`` for next time."""
+        for folder in (self.inbox, self.processing, self.done, self.failed):
+            folder.mkdir(parents=True, exist_ok=True)
+        observer = Observer()
+        observer.schedule(_InboxEvents(self._events), str(self.inbox), recursive=True)
+        observer.start()
+        log.info("watching %s", self.inbox)
+        try:
+            self.recover()
+            self.sweep()  # files that arrived while we were down
+            next_sweep = time.monotonic() + self.settings.rescan_seconds
+            while not stop.is_set():
+                self.tick()
+                if time.monotonic() >= next_sweep:
+                    # Network shares and overflowing event queues lose events;
+                    # a periodic look at the whole inbox catches what they missed.
+                    self.sweep()
+                    next_sweep = time.monotonic() + self.settings.rescan_seconds
+                stop.wait(TICK_SECONDS)
+        finally:
+            observer.stop()
+            observer.join()
+            log.info("stopped; %d file(s) in flight stay in %s", len(self.in_flight), self.processing)
+
+    def tick(self) -> None:
+        """One round: note events, take stable files, queue unsent ones, collect results."""
+        while not self._events.empty():
+            path = self._events.get()
+            if path.is_relative_to(self.inbox) and not is_ignored(path, self.inbox):
+                self.tracker.see(path)
+        for path in self.tracker.stable():
+            self.take(path)
+        self.send_unsent()
+        self.collect()
+
+    def sweep(self) -> None:
+        """Put every file in the inbox under watch."""
+        for root, dirs, files in os.walk(self.inbox):
+            dirs[:] = [d for d in dirs if not is_ignored(Path(root, d), self.inbox)]
+            for name in files:
+                path = Path(root, name)
+                if not is_ignored(path, self.inbox):
+                    self.tracker.see(path)
+
+    def take(self, path: Path) -> None:
+        """Move a stable file out of the inbox into ``processing/`` and queue it."""
+        if not path.is_file() and not path.is_symlink():
+            return
+        drop_id = str(uuid.uuid4())
+        target = self.processing / drop_id / path.relative_to(self.inbox)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if path.is_symlink():
+                # Never follow a link out of the inbox: keep the link itself, as evidence.
+                os.rename(path, target)
+                self._fail(drop_id, target, "symbolic links are not followed; copy the scan itself into the inbox")
+                return
+            shutil.move(path, target)
+        except FileNotFoundError:
+            return  # taken away by the user in the meantime
+        log.info("took %s as %s", self._source(target), drop_id)
+        self.unsent[drop_id] = target
+        self.send_unsent()
+
+    def send_unsent(self) -> None:
+        """Queue the files not yet on Redis; back off while Redis is unreachable."""
+        if not self.unsent or time.monotonic() < self._next_send_try:
+            return
+        for drop_id, path in list(self.unsent.items()):
+            try:
+                self._send(drop_id, path)
+            except Exception as problem:
+                wait = RESEND_BACKOFF_SECONDS[min(self._send_failures, len(RESEND_BACKOFF_SECONDS) - 1)]
+                self._send_failures += 1
+                self._next_send_try = time.monotonic() + wait
+                log.warning(
+                    "cannot queue %s (%s); %d file(s) wait, next try in %ss", path.name, problem, len(self.unsent), wait
+                )
+                return
+            del self.unsent[drop_id]
+        self._send_failures = 0
+
+    def _send(self, drop_id: str, path: Path) -> None:
+        size = path.stat().st_size
+        if size > self.settings.max_file_bytes:
+            self._fail(
+                drop_id,
+                path,
+                f"file is {size / 1e6:.1f} MB, over the {self.settings.max_file_mb:g} MB limit; "
+                "scan at a lower resolution or raise DIGITS_MAX_FILE_MB",
+            )
+            return
+        drop = {
+            "kind": "inbox",
+            "job_id": drop_id,
+            "source": self._source(path),
+            "data": base64.b64encode(path.read_bytes()).decode("ascii"),
+        }
+        self.celery.send_task(RECOGNIZE_TASK, args=[drop], task_id=drop_id)
+        self.in_flight[drop_id] = path
+
+    def collect(self) -> None:
+        """File away every file whose task has finished."""
+        if not self.in_flight:
+            return
+        try:
+            finished = task_states(self.celery, list(self.in_flight))
+        except Exception as problem:
+            log.warning("cannot read task results (%s); will ask again", problem)
+            return
+        for drop_id, meta in finished.items():
+            if meta["status"] not in states.READY_STATES:
+                continue
+            path = self.in_flight.pop(drop_id)
+            if meta["status"] == states.SUCCESS and not meta["result"]["error"]:
+                self._archive(path, self.done)
+            elif meta["status"] == states.SUCCESS:
+                self._archive(path, self.failed, reason=meta["result"]["error"])
+            else:
+                reason = f"recognition failed after retries: {meta['result']}; see the worker's log"
+                self._fail(drop_id, path, reason)
+
+    def recover(self) -> None:
+        """Pick up files left in ``processing/`` by an earlier run: file them away or re-send them."""
+        left = {
+            drop_dir.name: Path(root, name)
+            for drop_dir in self.processing.iterdir()
+            if drop_dir.is_dir()
+            for root, _, files in os.walk(drop_dir)
+            for name in files
+        }
+        try:
+            finished = task_states(self.celery, list(left))
+        except Exception:
+            finished = {}
+        for drop_id, path in left.items():
+            log.info("recovering %s from an earlier run", self._source(path))
+            if finished.get(drop_id, {}).get("status") in states.READY_STATES:
+                self.in_flight[drop_id] = path  # collect() files it away
+            else:
+                self.unsent[drop_id] = path
+
+    def _fail(self, drop_id: str, path: Path, reason: str) -> None:
+        """Write the error row ourselves (no worker saw the file) and move it to ``failed/``."""
+        source = self._source(path)
+        digest = "" if path.is_symlink() else file_sha256(path)
+        row = error_row(drop_id, source, digest, INBOX_SOURCE_MODEL, f"{source}: {reason}")
+        append_rows(inbox_csv(self.settings.results, dt.datetime.now(dt.UTC)), [row], drop_id, self._marks)
+        self._archive(path, self.failed, reason=row["error"])
+
+    def _archive(self, path: Path, folder: Path, reason: str | None = None) -> None:
+        drop_dir = self.processing / path.relative_to(self.processing).parts[0]
+        target = _free_name(folder / path.relative_to(drop_dir))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if reason is not None:
+            Path(f"{target}.error.txt").write_text(f"{utc_now()} {reason}\n", encoding="utf-8")
+        shutil.move(path, target)
+        for parent in [path.parent, *path.parent.parents]:
+            if parent == self.processing or not parent.is_relative_to(drop_dir):
+                break
+            try:
+                parent.rmdir()  # only our own empty drop folders
+            except OSError:
+                break
+        log.info("%s -> %s", self._source(path), target)
+
+    def _source(self, path: Path) -> str:
+        """The name rows carry: the path relative to the inbox, with ``/``."""
+        if path.is_relative_to(self.processing):
+            return Path(*path.relative_to(self.processing).parts[1:]).as_posix()
+        return path.relative_to(self.inbox).as_posix()
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``name.2.ext``, ``name.3.ext``… if a file of that name is already filed."""
+    candidate, n = path, 1
+    while candidate.exists() or Path(f"{candidate}.error.txt").exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}.{n}{path.suffix}")
+    return candidate

@@ -1,0 +1,241 @@
+"""Fixtures that run the real thing: a private redis-server, Celery worker processes, the ingester.
+
+The shared Redis at 127.0.0.1:6379 is never used: each fixture starts its own
+``redis-server`` on a free port and stops it afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from redis import Redis
+
+from digits.celery_app import make_app
+from digits.results import read_rows
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("DIGITS_DATA", REPO.parent / "shared" / "data"))
+"""The training data, beside the checkout (CI always has it; a user's clone may not)."""
+
+WORKER_READY_SECONDS = 60
+"""How long a new worker gets to answer a ping and load its model."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> object:
+    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+class RedisServer:
+    """A private ``redis-server`` on a free port, with its data in a temporary folder."""
+
+    def __init__(self, folder: Path, appendonly: bool = False) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not on PATH: install it (apt-get install redis-server) to run these tests")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.folder = folder
+        self.appendonly = appendonly
+        self.binary = binary
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> RedisServer:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+             "--save", "", "--appendonly", "yes" if self.appendonly else "no"],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_until(self.ping, 10, f"redis-server on port {self.port}")
+        return self
+
+    def ping(self) -> bool:
+        try:
+            return bool(Redis.from_url(self.url, socket_connect_timeout=0.5).ping())
+        except Exception:
+            return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+@dataclass
+class Stack:
+    """One service installation in a temporary folder: its folders, env and processes."""
+
+    root: Path
+    redis_url: str
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    dropped: set[str] = field(default_factory=set)
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "inbox"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results"
+
+    @property
+    def done(self) -> Path:
+        return self.root / "done"
+
+    @property
+    def failed(self) -> Path:
+        return self.root / "failed"
+
+    @property
+    def processing(self) -> Path:
+        return self.root / "processing"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            DIGITS_REDIS_URL=self.redis_url,
+            DIGITS_INBOX=str(self.inbox),
+            DIGITS_RESULTS=str(self.results),
+            DIGITS_ARCHIVE=str(self.root),
+            DIGITS_STABLE_SECONDS="0.3",
+            DIGITS_RESCAN_SECONDS="1",
+            PYTHONUNBUFFERED="1",
+            TF_CPP_MIN_LOG_LEVEL="2",
+        )
+        env.update(extra)
+        return env
+
+    def digits(self, *args: str, **popen: object) -> subprocess.Popen:
+        """Start ``digits ARGS`` as a child process with this stack's settings."""
+        log = open(self.root / f"{args[0]}-{len(self.processes)}.log", "wb")  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, "-m", "digits.cli", *args],
+            env=popen.pop("env", None) or self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.root,
+            **popen,
+        )
+        self.processes.append(process)
+        return process
+
+    def start_worker(self, concurrency: int = 1, name: str = "w1") -> subprocess.Popen:
+        """A real Celery worker; returns once it answers a ping."""
+        process = self.digits("worker", "--concurrency", str(concurrency), "--hostname", f"{name}@%h")
+        app = make_app(self.redis_url)
+        wait_until(
+            lambda: process.poll() is not None or any(name in n for r in app.control.ping(timeout=0.5) for n in r),
+            WORKER_READY_SECONDS,
+            f"worker {name} to answer a ping",
+        )
+        assert process.poll() is None, f"worker exited with {process.returncode}; see {self.root}"
+        return process
+
+    def start_ingester(self, **env: str) -> subprocess.Popen:
+        self.inbox.mkdir(parents=True, exist_ok=True)
+        process = self.digits("ingest", env=self.env(**env))
+        wait_until(lambda: self.processing.exists() or process.poll() is not None, 20, "the ingester to start")
+        assert process.poll() is None, f"ingester exited with {process.returncode}"
+        return process
+
+    def drop(self, name: str, data: bytes) -> Path:
+        """Write a file into the inbox the way a scanner would: written, then closed."""
+        path = self.inbox / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        self.dropped.add(name)
+        return path
+
+    def inbox_rows(self) -> list[dict]:
+        """Rows of the files this test dropped (the results folder may be shared)."""
+        rows = [row for path in sorted((self.results / "inbox").glob("*.csv")) for row in read_rows(path)]
+        return [row for row in rows if row["source"] in self.dropped]
+
+    def wait_for_inbox_rows(self, count: int, timeout: float = 60) -> list[dict]:
+        wait_until(lambda: len(self.inbox_rows()) >= count, timeout, f"{count} inbox rows")
+        return self.inbox_rows()
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="session")
+def session_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory, session_redis: RedisServer) -> Iterator[Stack]:
+    """A worker shared by the tests that only need one running (its model loads once)."""
+    stack = Stack(tmp_path_factory.mktemp("served"), session_redis.url)
+    stack.start_worker(concurrency=1)
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of the test's own, for tests that start and kill their own workers."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stack(tmp_path: Path, private_redis: RedisServer) -> Iterator[Stack]:
+    """Folders and process management for a test's own services (no worker started)."""
+    stack = Stack(tmp_path, private_redis.url)
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def inbox_stack(tmp_path: Path, served: Stack) -> Iterator[Stack]:
+    """An ingester of the test's own, feeding the shared worker."""
+    stack = Stack(tmp_path, served.redis_url)
+    stack.results.mkdir(parents=True, exist_ok=True)
+    # Rows are written by the shared worker, into its own results folder.
+    stack.root.joinpath("results").rmdir()
+    stack.root.joinpath("results").symlink_to(served.results, target_is_directory=True)
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "mnist.npz").exists():
+        pytest.skip(f"training data not found at {SHARED_DATA} (set DIGITS_DATA to its folder)")
+    return SHARED_DATA

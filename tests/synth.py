@@ -1,0 +1,57 @@
+"""Scans made on the spot: digit strings drawn with OpenCV's Hershey fonts on paper.
+
+They stand in for real handwriting wherever a test must not depend on the
+training data in ../shared/data (a user's clone has none).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+FONTS = (
+    cv2.FONT_HERSHEY_SIMPLEX,
+    cv2.FONT_HERSHEY_DUPLEX,
+    cv2.FONT_HERSHEY_COMPLEX,
+    cv2.FONT_HERSHEY_TRIPLEX,
+)
+"""Fonts whose digits an MNIST model reads reliably."""
+
+
+def draw_digits(
+    text: str,
+    font: int = cv2.FONT_HERSHEY_SIMPLEX,
+    height: int = 60,
+    thickness: int | None = None,
+    gap: int = 14,
+    ink: int = 25,
+    paper: int = 240,
+    margin: int = 30,
+) -> np.ndarray:
+    """A grayscale page with ``text`` drawn in dark ink on light paper, digits not touching."""
+    scale = cv2.getFontScaleFromHeight(font, height)
+    thickness = thickness or max(2, height // 12)
+    glyphs = []
+    for char in text:
+        (w, h), base = cv2.getTextSize(char, font, scale, thickness)
+        glyph = np.zeros((h + base + 2 * thickness, w + 2 * thickness), np.uint8)
+        cv2.putText(glyph, char, (thickness, h + thickness), font, scale, 255, thickness, cv2.LINE_AA)
+        glyphs.append(glyph)
+    width = sum(g.shape[1] for g in glyphs) + gap * (len(glyphs) - 1) + 2 * margin
+    tall = max(g.shape[0] for g in glyphs) + 2 * margin
+    mask = np.zeros((tall, width), np.uint8)
+    x = margin
+    for glyph in glyphs:
+        mask[margin : margin + glyph.shape[0], x : x + glyph.shape[1]] = np.maximum(
+            mask[margin : margin + glyph.shape[0], x : x + glyph.shape[1]], glyph
+        )
+        x += glyph.shape[1] + gap
+    page = paper - (mask.astype(np.float32) / 255) * (paper - ink)
+    return page.astype(np.uint8)
+
+
+def encode(page: np.ndarray, ext: str = ".png") -> bytes:
+    """Image bytes of a page in the format named by ``ext``."""
+    ok, data = cv2.imencode(ext, page)
+    assert ok, f"OpenCV could not encode {ext}"
+    return data.tobytes()

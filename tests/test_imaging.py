@@ -1,0 +1,59 @@
+"""Reading scans: the formats we accept, and clear errors for what we cannot read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.synth import draw_digits, encode
+from worker.imaging import UnreadableImage, decode_pages
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".tif"])
+def test_every_supported_format_decodes_to_one_grey_page(ext):
+    page = draw_digits("12")
+    pages = decode_pages(encode(page, ext))
+    assert len(pages) == 1
+    assert pages[0].shape == page.shape and pages[0].dtype == np.uint8
+    assert np.abs(pages[0].astype(int) - page).mean() < 3
+
+
+def test_multi_page_tiff_gives_every_page(tmp_path):
+    path = str(tmp_path / "two.tif")
+    assert cv2.imwritemulti(path, [draw_digits("1"), draw_digits("22")])
+    pages = decode_pages(Path(path).read_bytes())
+    assert len(pages) == 2
+
+
+def test_colour_and_alpha_become_grey_on_white():
+    page = draw_digits("5")
+    bgra = cv2.cvtColor(page, cv2.COLOR_GRAY2BGRA)
+    bgra[:, :, 3] = np.where(page < 128, 255, 0)  # paper fully transparent
+    grey = decode_pages(encode(bgra))[0]
+    assert grey.ndim == 2
+    assert grey[0, 0] == 255  # transparent paper is white, not black
+    assert grey.min() < 60
+
+
+def test_sixteen_bit_is_scaled_to_eight():
+    page16 = draw_digits("9").astype(np.uint16) * 257
+    grey = decode_pages(encode(page16))[0]
+    assert grey.dtype == np.uint8 and grey.max() >= 230
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty file"),
+        (b"amount: 1500\n", "not an image"),
+        (b"\x7fELF\x02\x01\x01" + bytes(100), "not an image"),
+        (encode(draw_digits("3"))[:60], "corrupt or truncated PNG"),
+        (b"%PDF-1.7\n", "PDF"),
+    ],
+)
+def test_unreadable_input_says_why(data, message):
+    with pytest.raises(UnreadableImage, match=message):
+        decode_pages(data)

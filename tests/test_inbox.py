@@ -1,0 +1,133 @@
+"""The inbox end to end: real ingester process, real Redis, real worker with the real model."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import time
+import uuid
+
+from tests.conftest import wait_until
+from tests.synth import draw_digits, encode
+
+
+def test_a_file_dropped_while_running_gets_one_row_and_moves_to_done(inbox_stack):
+    inbox_stack.start_ingester()
+    data = encode(draw_digits("407"))
+    inbox_stack.drop("live-407.png", data)
+
+    [row] = inbox_stack.wait_for_inbox_rows(1)
+    assert row["digits"] == "407"
+    assert row["status"] in ("ok", "review")
+    assert (row["page"], row["field"]) == ("1", "all")
+    assert row["sha256"] == hashlib.sha256(data).hexdigest()
+    assert row["model"].startswith("digits-cnn@")
+    assert len(row["boxes"].split(";")) == 3 == len(row["digit_confidences"].split(";"))
+    assert float(row["confidence"]) == min(float(c) for c in row["digit_confidences"].split(";"))
+    uuid.UUID(row["job_id"])
+    processed = dt.datetime.fromisoformat(row["processed_at"].replace("Z", "+00:00"))
+    assert abs(dt.datetime.now(dt.UTC) - processed) < dt.timedelta(minutes=5)
+    csv_name = f"{processed:%Y-%m-%d}.csv"
+    assert (inbox_stack.results / "inbox" / csv_name).exists()
+
+    wait_until(lambda: (inbox_stack.done / "live-407.png").exists(), 10, "the file in done/")
+    assert (inbox_stack.done / "live-407.png").read_bytes() == data
+    assert not (inbox_stack.inbox / "live-407.png").exists()
+    assert list(inbox_stack.processing.iterdir()) == []
+
+
+def test_files_that_arrived_before_start_up_are_taken(inbox_stack):
+    for digits in ("12", "36", "58"):
+        inbox_stack.drop(f"early-{digits}.png", encode(draw_digits(digits)))
+    inbox_stack.start_ingester()
+    rows = inbox_stack.wait_for_inbox_rows(3)
+    assert sorted(r["digits"] for r in rows) == ["12", "36", "58"]
+    wait_until(lambda: len(list(inbox_stack.done.iterdir())) == 3, 10, "three files in done/")
+
+
+def test_a_slowly_written_file_is_read_only_once_complete(inbox_stack):
+    inbox_stack.start_ingester()
+    data = encode(draw_digits("2468"))
+    path = inbox_stack.inbox / "slow-2468.png"
+    inbox_stack.dropped.add(path.name)
+    with open(path, "wb") as handle:
+        for start in range(0, len(data), len(data) // 8 + 1):
+            handle.write(data[start : start + len(data) // 8 + 1])
+            handle.flush()
+            time.sleep(0.2)  # shorter than the 0.3 s stability delay each time
+    [row] = inbox_stack.wait_for_inbox_rows(1)
+    time.sleep(1.5)  # time enough for a second, wrong row to appear
+    assert len(inbox_stack.inbox_rows()) == 1
+    assert row["sha256"] == hashlib.sha256(data).hexdigest()
+    assert row["digits"] == "2468"
+
+
+def test_sub_folders_keep_their_relative_path(inbox_stack):
+    inbox_stack.start_ingester()
+    inbox_stack.drop("branch-7/day-2/sub-90.png", encode(draw_digits("90")))
+    [row] = inbox_stack.wait_for_inbox_rows(1)
+    assert row["source"] == "branch-7/day-2/sub-90.png"
+    wait_until(lambda: (inbox_stack.done / "branch-7/day-2/sub-90.png").exists(), 10, "the file in done/")
+
+
+def test_written_then_renamed_is_taken_under_its_final_name(inbox_stack):
+    inbox_stack.start_ingester()
+    part = inbox_stack.inbox / "renamed-31.png.part"
+    part.write_bytes(encode(draw_digits("31")))
+    time.sleep(0.6)  # the .part file is ignored however long it sits
+    assert part.exists()
+    os.rename(part, inbox_stack.inbox / "renamed-31.png")
+    inbox_stack.dropped.add("renamed-31.png")
+    [row] = inbox_stack.wait_for_inbox_rows(1)
+    assert row["digits"] == "31"
+
+
+def test_bad_files_get_an_error_row_and_go_to_failed_while_good_ones_go_on(inbox_stack):
+    inbox_stack.start_ingester()
+    inbox_stack.drop("notes-bad.png", b"total 1500, please pay\n")
+    inbox_stack.drop("broken-bad.png", encode(draw_digits("5"))[:100])
+    inbox_stack.drop("empty-bad.jpg", b"")
+    inbox_stack.drop("after-bad-6.png", encode(draw_digits("6")))
+
+    rows = {r["source"]: r for r in inbox_stack.wait_for_inbox_rows(4)}
+    assert rows["after-bad-6.png"]["digits"] == "6"
+    for name, reason in [("notes-bad.png", "not an image"), ("broken-bad.png", "corrupt or truncated PNG"),
+                         ("empty-bad.jpg", "empty file")]:  # fmt: skip
+        assert rows[name]["status"] == "error"
+        assert rows[name]["digits"] == ""
+        assert name in rows[name]["error"] and reason in rows[name]["error"]
+        wait_until(lambda n=name: (inbox_stack.failed / n).exists(), 10, f"{name} in failed/")
+        assert reason in (inbox_stack.failed / f"{name}.error.txt").read_text()
+
+
+def test_temporary_and_hidden_files_are_left_alone(inbox_stack):
+    inbox_stack.start_ingester()
+    ignored = [".hidden-1.png", "scan-2.png.part", "~$lock-3.png", "Thumbs.db", ".sync/inner-4.png"]
+    for name in ignored:
+        inbox_stack.drop(name, encode(draw_digits("1")))
+    inbox_stack.drop("kept-8.png", encode(draw_digits("8")))
+    inbox_stack.wait_for_inbox_rows(1)
+    time.sleep(1.5)  # past a periodic rescan
+    assert [r["source"] for r in inbox_stack.inbox_rows()] == ["kept-8.png"]
+    assert all((inbox_stack.inbox / name).exists() for name in ignored)
+
+
+def test_a_file_left_in_processing_by_a_dead_ingester_is_recovered(inbox_stack):
+    orphan = inbox_stack.processing / str(uuid.uuid4()) / "orphan-73.png"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(encode(draw_digits("73")))
+    inbox_stack.dropped.add("orphan-73.png")
+    inbox_stack.start_ingester()
+    [row] = inbox_stack.wait_for_inbox_rows(1)
+    assert row["digits"] == "73"
+    assert row["job_id"] == orphan.parent.name
+    wait_until(lambda: (inbox_stack.done / "orphan-73.png").exists(), 10, "the file in done/")
+
+
+def test_a_file_over_the_size_limit_is_refused_with_a_reason(inbox_stack):
+    inbox_stack.start_ingester(DIGITS_MAX_FILE_MB="0.001")
+    inbox_stack.drop("huge-1.png", encode(draw_digits("1" * 8, height=120)))
+    [row] = inbox_stack.wait_for_inbox_rows(1)
+    assert row["status"] == "error" and "over the 0.001 MB limit" in row["error"]
+    wait_until(lambda: (inbox_stack.failed / "huge-1.png.error.txt").exists(), 10, "the reason in failed/")

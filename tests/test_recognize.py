@@ -1,0 +1,32 @@
+"""``digits recognize``: the seed's "classify your own digits", in-process, no Redis."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+
+from digits.results import COLUMNS
+from tests.synth import draw_digits, encode
+
+
+def test_recognize_writes_csv_rows_to_stdout_without_redis(tmp_path):
+    files = []
+    for digits, ext in (("3", ".png"), ("2019", ".jpg"), ("75", ".tif")):
+        files.append(tmp_path / f"own-{digits}{ext}")
+        files[-1].write_bytes(encode(draw_digits(digits), ext))
+    blank = tmp_path / "blank.png"
+    blank.write_bytes(encode(draw_digits("")))
+    env = {"DIGITS_REDIS_URL": "redis://127.0.0.1:1/0", "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(
+        [sys.executable, "-m", "digits.cli", "recognize", *map(str, files), str(blank)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    reader = csv.DictReader(io.StringIO(done.stdout))
+    assert tuple(reader.fieldnames) == COLUMNS
+    rows = list(reader)
+    assert [r["digits"] for r in rows] == ["3", "2019", "75", ""]
+    assert [r["status"] for r in rows][-1] == "empty"
+    assert len({r["job_id"] for r in rows}) == 1

@@ -1,0 +1,71 @@
+"""Cutting digits out of a page and normalising them like MNIST."""
+
+from __future__ import annotations
+
+import itertools
+
+import cv2
+import numpy as np
+
+from tests.synth import draw_digits
+from worker.segment import CANVAS, find_digits, ink_image, normalise_digit
+
+
+def test_a_line_of_digits_is_cut_left_to_right():
+    page = draw_digits("4071")
+    digits = find_digits(page)
+    assert len(digits) == 4
+    xs = [d.box.x for d in digits]
+    assert xs == sorted(xs)
+    # Each box lies on the page and the boxes do not overlap.
+    for left, right in itertools.pairwise(digits):
+        assert left.box.x + left.box.w <= right.box.x
+    assert all(d.image.shape == (CANVAS, CANVAS) for d in digits)
+
+
+def test_blank_paper_has_no_digits():
+    assert find_digits(np.full((200, 300), 235, np.uint8)) == []
+
+
+def test_light_ink_on_dark_paper_reads_like_dark_on_light():
+    page = draw_digits("38")
+    dark_on_light = find_digits(page)
+    light_on_dark = find_digits(255 - page)
+    assert [d.box for d in dark_on_light] == [d.box for d in light_on_dark]
+    for a, b in zip(dark_on_light, light_on_dark, strict=True):
+        assert np.abs(a.image - b.image).mean() < 0.02
+
+
+def test_specks_of_dust_are_not_digits():
+    page = draw_digits("7")
+    rng = np.random.default_rng(1)
+    for y, x in zip(rng.integers(5, page.shape[0] - 5, 12), rng.integers(5, page.shape[1] - 5, 12), strict=True):
+        if page[y, x] > 200:
+            cv2.circle(page, (int(x), int(y)), 1, 30, -1)
+    assert len(find_digits(page)) == 1
+
+
+def test_a_detached_bar_stays_with_its_digit():
+    page = np.full((120, 100), 240, np.uint8)
+    cv2.line(page, (40, 20), (75, 20), 20, 5)  # the 5's bar, not touching
+    cv2.line(page, (40, 30), (40, 55), 20, 5)
+    cv2.ellipse(page, (52, 75), (18, 18), 0, -100, 160, 20, 5)
+    assert len(find_digits(page)) == 1
+
+
+def test_normalised_digit_fits_mnist_box_with_centre_of_mass_in_the_middle():
+    crop = np.zeros((300, 90), np.uint8)
+    cv2.line(crop, (45, 10), (45, 290), 255, 12)
+    image = normalise_digit(crop)
+    ys, _xs = np.nonzero(image > 0.05)
+    assert ys.max() - ys.min() + 1 <= 21  # the long side is scaled to 20 px
+    assert image.max() == 1.0
+    rows, cols = np.indices(image.shape)
+    assert abs((rows * image).sum() / image.sum() - CANVAS / 2) <= 1
+    assert abs((cols * image).sum() / image.sum() - CANVAS / 2) <= 1
+
+
+def test_ink_image_is_none_for_a_flat_page_and_ink_high_otherwise():
+    assert ink_image(np.full((50, 50), 128, np.uint8)) is None
+    ink = ink_image(draw_digits("1"))
+    assert ink is not None and ink.max() == 255 and (ink == 0).mean() > 0.5

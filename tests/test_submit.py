@@ -1,0 +1,89 @@
+"""Jobs from Python and from the command line, against a real worker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from digits.celery_app import make_app
+from digits.results import read_rows
+from digits.settings import get_settings
+from ingest import Job, submit
+from tests.synth import draw_digits, encode
+
+
+@pytest.fixture
+def client(served, monkeypatch):
+    """This test process as a client of the shared worker."""
+    monkeypatch.setenv("DIGITS_RESULTS", str(served.results))
+    monkeypatch.setenv("DIGITS_REDIS_URL", served.redis_url)
+    get_settings.cache_clear()
+    yield make_app(served.redis_url)
+    get_settings.cache_clear()
+
+
+def test_submit_paths_and_bytes_then_wait_and_read_rows(client, served, tmp_path):
+    path = tmp_path / "amount-1500.png"
+    path.write_bytes(encode(draw_digits("1500")))
+    job = submit([path, ("account-29.jpg", encode(draw_digits("29"), ".jpg"))], celery=client)
+
+    job.wait(timeout=60)
+    status = job.status()
+    assert (status.pending, status.done, status.failed) == (0, 2, 0)
+    rows = job.rows()
+    assert [(r["source"], r["digits"]) for r in rows] == [(path.as_posix(), "1500"), ("account-29.jpg", "29")]
+    assert {r["job_id"] for r in rows} == {job.id}
+    assert job.csv_path == served.results / "jobs" / f"{job.id}.csv"
+    assert sorted(r["digits"] for r in read_rows(job.csv_path)) == ["1500", "29"]
+
+
+def test_a_bad_file_counts_as_failed_with_its_reason(client):
+    job = submit([("memo.png", b"not really a picture")], celery=client).wait(timeout=60)
+    assert job.status().failed == 1
+    [row] = job.rows()
+    assert row["status"] == "error" and "memo.png" in row["error"] and "not an image" in row["error"]
+
+
+def test_a_job_can_be_followed_from_another_process(client):
+    job = submit([("later-8.png", encode(draw_digits("8")))], celery=client)
+    again = Job.load(job.id, celery=client)
+    assert again.task_ids == job.task_ids and again.sources == ["later-8.png"]
+    assert again.wait(timeout=60).rows()[0]["digits"] == "8"
+    with pytest.raises(KeyError, match="no job"):
+        Job.load("no-such-job", celery=client)
+
+
+def test_cli_submit_waits_with_progress_and_prints_the_csv_path(served, tmp_path):
+    files = []
+    for digits in ("64", "905"):
+        files.append(tmp_path / f"cli-{digits}.png")
+        files[-1].write_bytes(encode(draw_digits(digits)))
+    done = subprocess.run(
+        [sys.executable, "-m", "digits.cli", "submit", *map(str, files), "--wait", "--timeout", "60"],
+        env=served.env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    csv_path = done.stdout.strip().splitlines()[-1]
+    assert csv_path.startswith(str(served.results / "jobs"))
+    assert sorted(r["digits"] for r in read_rows(csv_path)) == ["64", "905"]
+    assert "2 done, 0 failed" in done.stderr
+
+
+def test_queueing_never_imports_tensorflow(served):
+    script = (
+        "import sys\n"
+        "from ingest import submit\n"
+        "from digits.cli import main\n"
+        "job = submit([('light-1.png', open(sys.argv[1], 'rb').read())])\n"
+        "job.wait(timeout=60)\n"
+        "assert job.rows()[0]['digits'] == '1'\n"
+        "heavy = [m for m in ('tensorflow', 'keras') if m in sys.modules]\n"
+        "print('heavy modules:', heavy)\n"
+        "sys.exit(1 if heavy else 0)\n"
+    )
+    image = served.root / "light-1.png"
+    image.write_bytes(encode(draw_digits("1")))
+    done = subprocess.run([sys.executable, "-c", script, str(image)], env=served.env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -1,0 +1,84 @@
+"""Several workers at once, and workers killed mid-run: nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+from digits.results import COLUMNS
+from tests.conftest import wait_until
+from tests.synth import FONTS, draw_digits, encode
+
+
+def children(pid: int) -> list[int]:
+    """Child process ids of ``pid`` (Celery's pool processes of a worker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def drop_many(stack, count: int, prefix: str) -> dict[str, str]:
+    """Drop ``count`` digit scans; return ``{source: digits written}``."""
+    expected = {}
+    for i in range(count):
+        digits = f"{i % 10}{(i * 7) % 10}"
+        name = f"{prefix}-{i:03d}.png"
+        stack.drop(name, encode(draw_digits(digits, font=FONTS[i % len(FONTS)])))
+        expected[name] = digits
+    return expected
+
+
+def assert_each_file_once(stack, expected: dict[str, str]) -> None:
+    rows = stack.inbox_rows()
+    counts = Counter(r["source"] for r in rows)
+    assert counts == Counter(expected.keys()), f"doubled: {[s for s, n in counts.items() if n > 1]}"
+    for path in (stack.results / "inbox").glob("*.csv"):
+        with open(path, newline="") as handle:
+            records = list(csv.reader(handle))
+        assert records[0] == list(COLUMNS)
+        assert all(len(record) == len(COLUMNS) for record in records), "a broken or interleaved line"
+    right = sum(r["digits"] == expected[r["source"]] for r in rows)
+    assert right >= 0.95 * len(expected)
+    wait_until(lambda: len(list(stack.done.iterdir())) == len(expected), 30, "every file in done/")
+    assert list(stack.processing.iterdir()) == []
+
+
+def test_two_workers_write_no_interleaved_or_doubled_rows(stack):
+    stack.start_worker(concurrency=1, name="left")
+    stack.start_worker(concurrency=1, name="right")
+    stack.start_ingester()
+    expected = drop_many(stack, 40, "pair")
+    stack.wait_for_inbox_rows(40, timeout=120)
+    time.sleep(1)
+    assert_each_file_once(stack, expected)
+    logs = "".join(p.read_text(errors="replace") for p in stack.root.glob("worker-*.log"))
+    assert "left@" in logs and "right@" in logs
+
+
+def test_pool_processes_killed_mid_run_lose_nothing_and_double_nothing(stack):
+    worker = stack.start_worker(concurrency=2, name="victim")
+    stack.start_ingester()
+    expected = drop_many(stack, 60, "kill")
+    killed = 0
+    for wanted in (10, 25, 40):
+        wait_until(lambda w=wanted: len(stack.inbox_rows()) >= w, 120, f"{wanted} rows")
+        pool = children(worker.pid)
+        assert pool, "the worker has no pool processes"
+        os.kill(pool[0], signal.SIGKILL)
+        killed += 1
+    stack.wait_for_inbox_rows(60, timeout=180)
+    time.sleep(2)  # a task redelivered late would show up as a doubled row now
+    assert killed == 3
+    assert_each_file_once(stack, expected)
+    assert worker.poll() is None, "the worker node itself must survive its pool processes dying"

@@ -1,0 +1,1 @@
+"""The recognition side: reading scans, cutting digits, the Keras model, the Celery tasks."""

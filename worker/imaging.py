@@ -1,0 +1,73 @@
+"""Turn a file's bytes into grayscale pages, or say clearly why that is impossible."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+MAX_PIXELS = 100_000_000
+"""Pages larger than this (a 10,000 x 10,000 scan) are refused rather than decoded."""
+
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"%PDF", "PDF"),
+)
+"""Magic bytes of the formats we read, to name what a file is before decoding it."""
+
+
+class UnreadableImage(ValueError):
+    """The file is not an image we can read; the message says why and what to do."""
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The format a file's first bytes announce, or None."""
+    for signature, name in _SIGNATURES:
+        if data.startswith(signature):
+            return name
+    return None
+
+
+def decode_pages(data: bytes) -> list[np.ndarray]:
+    """Decode PNG, JPEG, BMP or TIFF bytes into 8-bit grayscale pages (TIFF may have several)."""
+    if not data:
+        raise UnreadableImage("empty file (0 bytes); the scan was not written completely, drop it again")
+    kind = sniff_format(data)
+    if kind is None:
+        raise UnreadableImage(
+            "not an image: the file is not PNG, JPEG, BMP, TIFF or PDF (unknown first bytes "
+            f"{data[:8]!r}); export the scan in one of those formats"
+        )
+    if kind == "PDF":
+        raise UnreadableImage("PDF input is not supported yet; export the pages as PNG or TIFF")
+    buffer = np.frombuffer(data, np.uint8)
+    if kind == "TIFF":
+        ok, pages = cv2.imdecodemulti(buffer, cv2.IMREAD_UNCHANGED)
+        pages = list(pages) if ok else []
+    else:
+        page = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+        pages = [page] if page is not None else []
+    if not pages:
+        raise UnreadableImage(f"corrupt or truncated {kind} file; scan or export it again")
+    return [_to_gray(page) for page in pages]
+
+
+def _to_gray(page: np.ndarray) -> np.ndarray:
+    if page.size > MAX_PIXELS:
+        raise UnreadableImage(f"page of {page.shape[1]}x{page.shape[0]} pixels is too large; scan at 300 dpi")
+    if page.dtype != np.uint8:
+        page = cv2.normalize(page, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    if page.ndim == 2:
+        return page
+    channels = page.shape[2]
+    if channels == 4:
+        # Transparent areas are paper: blend onto white before dropping alpha.
+        alpha = page[:, :, 3:4].astype(np.float32) / 255
+        page = (page[:, :, :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)
+        channels = 3
+    if channels == 1:
+        return page[:, :, 0]
+    return cv2.cvtColor(page, cv2.COLOR_BGR2GRAY)

@@ -1,0 +1,82 @@
+"""The Celery task a worker runs: recognise one file and append its rows to the CSV.
+
+The model is loaded on the first task of each pool process and kept: loading
+it in ``worker_process_init`` would exceed Celery's 4 s start-up allowance for
+a pool process, and loading it in the parent before fork would share
+TensorFlow's threads across processes.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+import os
+from functools import lru_cache
+
+from celery.signals import worker_process_init
+from redis import Redis
+from redis.exceptions import RedisError
+
+from digits.celery_app import RECOGNIZE_TASK, app
+from digits.results import ERROR, append_rows, inbox_csv, job_csv
+from digits.settings import get_settings
+from worker.model import Classifier, configure_threads, get_classifier
+from worker.pipeline import recognize_bytes
+
+log = logging.getLogger(__name__)
+
+INBOX_JOB = "inbox"
+"""``kind`` of a drop that came through the inbox (the other kind is ``job``)."""
+
+
+@worker_process_init.connect
+def _limit_threads(**_: object) -> None:
+    settings = get_settings()
+    processes = int(os.environ.get("DIGITS_WORKER_PROCESSES", "1"))
+    configure_threads(settings.tf_threads or max(1, (os.cpu_count() or 1) // processes))
+
+
+@lru_cache(maxsize=1)
+def _marks() -> Redis:
+    return Redis.from_url(get_settings().redis_url)
+
+
+def classifier() -> Classifier:
+    """This process's model, loaded on first use."""
+    settings = get_settings()
+    return get_classifier(settings.model, settings.model_store)
+
+
+@app.task(
+    name=RECOGNIZE_TASK,
+    bind=True,
+    # A full or read-only results disk, or Redis away for a moment: try again
+    # later rather than lose the file.
+    autoretry_for=(OSError, RedisError),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=10,
+)
+def recognize(self, drop: dict) -> dict:
+    """Recognise the file carried in ``drop`` and write its rows once.
+
+    ``drop`` holds ``kind`` (``inbox`` or ``job``), ``job_id``, ``source`` and
+    ``data`` (the file's bytes, base64). Returns the rows and the CSV path.
+    """
+    settings = get_settings()
+    data = base64.b64decode(drop["data"])
+    rows = recognize_bytes(data, drop["source"], drop["job_id"], classifier(), settings.review_threshold)
+    if drop["kind"] == INBOX_JOB:
+        path = inbox_csv(settings.results, _row_time(rows[0]))
+    else:
+        path = job_csv(settings.results, drop["job_id"])
+    written = append_rows(path, rows, drop_id=self.request.id, marks=_marks())
+    if not written:
+        log.info("rows of %s (%s) were already written; not writing them again", drop["source"], self.request.id)
+    errors = [row["error"] for row in rows if row["status"] == ERROR]
+    return {"rows": rows, "csv": str(path), "error": "; ".join(errors)}
+
+
+def _row_time(row: dict) -> dt.datetime:
+    return dt.datetime.fromisoformat(row["processed_at"].replace("Z", "+00:00"))

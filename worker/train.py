@@ -1,0 +1,188 @@
+"""Train a digit model and write it, with its metadata, into the model store.
+
+Every training digit goes through the same `normalise_digit` as a scanned one,
+after a random distortion (slant, rotation, aspect, stroke width) so that the
+model sees handwriting that is not MNIST's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from digits.results import file_sha256
+from worker import model_store
+from worker.model import build
+from worker.segment import PREPROCESSING_VERSION, ink_image, normalise_digit
+
+HELD_OUT_FRACTION = 0.2
+"""Share of each extra data set (USPS, ARDIS) kept aside for evaluation."""
+
+SPLIT_SEED = 20261129
+"""Fixed seed so the held-out split is the same in training and evaluation."""
+
+EXTRA_SETS = {"usps": "usps-train.npz", "ardis": "ardis4-train.npz"}
+"""Optional data sets read from the data folder when present (``x``, ``y``; ink high)."""
+
+
+@dataclass
+class DataSplit:
+    """Raw (ink-high uint8) training digits and held-out sets, by source."""
+
+    train_x: list[np.ndarray] = field(default_factory=list)
+    train_y: list[np.ndarray] = field(default_factory=list)
+    held_out: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    seen: list[str] = field(default_factory=list)
+
+
+def load_data(data_dir: Path | None) -> DataSplit:
+    """MNIST plus whichever extra sets are in ``data_dir``.
+
+    Without a data folder, MNIST comes from keras' own downloader (needs network).
+    """
+    split = DataSplit()
+    mnist_file = data_dir / "mnist.npz" if data_dir else None
+    if mnist_file and mnist_file.exists():
+        with np.load(mnist_file) as mnist:
+            x_train, y_train = mnist["x_train"], mnist["y_train"]
+            x_test, y_test = mnist["x_test"], mnist["y_test"]
+    else:
+        import keras
+
+        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    split.train_x.append(x_train)
+    split.train_y.append(y_train)
+    split.held_out["mnist-test"] = (x_test, y_test)
+    split.seen.append("mnist")
+
+    for source, file_name in EXTRA_SETS.items():
+        path = data_dir / file_name if data_dir else None
+        if not path or not path.exists():
+            continue
+        with np.load(path) as data:
+            x, y = data["x"], data["y"]
+        order = np.random.default_rng(SPLIT_SEED).permutation(len(x))
+        n_held = int(len(x) * HELD_OUT_FRACTION)
+        held, train = order[:n_held], order[n_held:]
+        split.train_x.append(_pad_to_mnist(x[train]))
+        split.train_y.append(y[train])
+        split.held_out[f"{source}-held-out"] = (x[held], y[held])
+        split.seen.append(source)
+    return split
+
+
+def prepare(raw: np.ndarray) -> np.ndarray:
+    """A raw ink-high digit image, normalised exactly as the pipeline does a scan."""
+    ink = ink_image(raw)
+    return normalise_digit(ink if ink is not None else np.zeros_like(raw))
+
+
+def distort(raw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A randomly slanted, rotated, stretched and thickened copy of a digit image.
+
+    The image is enlarged 4x first so that a stroke can be thickened by a
+    fraction of an MNIST pixel.
+    """
+    side = raw.shape[0] * 4
+    big = cv2.resize(raw, (side, side), interpolation=cv2.INTER_LINEAR)
+    big = cv2.copyMakeBorder(big, side // 4, side // 4, side // 4, side // 4, cv2.BORDER_CONSTANT)
+    centre = np.array([big.shape[1] / 2, big.shape[0] / 2])
+    angle = np.radians(rng.uniform(-12, 12))
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    shear = np.array([[1.0, rng.uniform(-0.3, 0.3)], [0.0, 1.0]])
+    stretch = np.diag([rng.uniform(0.75, 1.2), 1.0])
+    linear = rotation @ shear @ stretch
+    matrix = np.hstack([linear, (centre - linear @ centre)[:, None]])
+    out = cv2.warpAffine(big, matrix, (big.shape[1], big.shape[0]), flags=cv2.INTER_LINEAR)
+    stroke = int(rng.choice([-2, 0, 0, 2, 4]))
+    if stroke > 0:
+        out = cv2.dilate(out, np.ones((stroke, stroke), np.uint8))
+    elif stroke < 0:
+        thinner = cv2.erode(out, np.ones((-stroke, -stroke), np.uint8))
+        if (thinner > 64).sum() > 0.5 * (out > 64).sum():
+            out = thinner
+    return out
+
+
+def train(
+    arch: str,
+    data_dir: Path | None,
+    store: Path,
+    epochs: int,
+    name: str | None = None,
+    limit: int | None = None,
+) -> model_store.ModelRef:
+    """Train a model, evaluate it on the held-out sets, save it as the next version."""
+    import keras
+
+    started = time.monotonic()
+    split = load_data(data_dir)
+    raw_x = np.concatenate([_pad_to_mnist(x) for x in split.train_x])
+    y = np.concatenate(split.train_y).astype(np.int64)
+    if limit:
+        keep = np.random.default_rng(SPLIT_SEED).permutation(len(raw_x))[:limit]
+        raw_x, y = raw_x[keep], y[keep]
+    clean = np.stack([prepare(raw) for raw in raw_x])
+
+    model = build(arch)
+    steps = epochs * int(np.ceil(len(y) / 128))
+    schedule = keras.optimizers.schedules.CosineDecay(2e-3, steps, alpha=0.02)
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    rng = np.random.default_rng(SPLIT_SEED)
+    for epoch in range(epochs):
+        # Fresh distortions every epoch; a third of the digits stay clean.
+        x = clean.copy()
+        distorted = np.nonzero(rng.random(len(x)) > 1 / 3)[0]
+        for i in distorted:
+            x[i] = normalise_digit(distort(raw_x[i], rng))
+        print(f"epoch {epoch + 1}/{epochs}")
+        model.fit(x[..., None], y, batch_size=128, epochs=1, verbose=2, shuffle=True)
+
+    accuracies = {}
+    for source, (hx, hy) in split.held_out.items():
+        images = np.stack([prepare(raw) for raw in hx])[..., None]
+        predicted = np.argmax(model.predict(images, batch_size=512, verbose=0), axis=1)
+        accuracies[source] = round(float(np.mean(predicted == hy)), 5)
+        print(f"held-out accuracy on {source}: {accuracies[source]:.4f}")
+
+    name = name or ("digits-cnn" if arch == "cnn" else f"digits-{arch}")
+    version = model_store.next_version(name, store)
+    path = Path(store) / f"{name}@{version}{model_store.MODEL_SUFFIX}"
+    model.save(path)
+    metadata = {
+        "name": name,
+        "version": version,
+        "architecture": arch,
+        "data_seen": split.seen,
+        "training_digits": len(y),
+        "epochs": epochs,
+        "preprocessing_version": PREPROCESSING_VERSION,
+        "held_out_accuracy": accuracies,
+        "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "training_seconds": round(time.monotonic() - started),
+        "keras_version": keras.__version__,
+        "sha256": file_sha256(path),
+    }
+    path.with_suffix(".json").write_text(json.dumps(metadata, indent=2) + "\n")
+    return model_store.ModelRef(name, version, path)
+
+
+def _pad_to_mnist(x: np.ndarray) -> np.ndarray:
+    """Bring smaller digit images (USPS is 16x16) onto a 28x28 canvas."""
+    if x.shape[1:] == (28, 28):
+        return x
+    out = np.zeros((len(x), 28, 28), np.uint8)
+    h, w = x.shape[1:]
+    top, left = (28 - h) // 2, (28 - w) // 2
+    out[:, top : top + h, left : left + w] = x
+    return out
