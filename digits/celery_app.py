@@ -36,7 +36,6 @@ def make_app(redis_url: str) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue=QUEUE,
         result_expires=RESULT_TTL_SECONDS,
-        result_extended=True,
         task_track_started=True,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,

@@ -58,7 +58,7 @@ def up(inbox: Path | None, results: Path | None, workers: int, redis_url: str | 
     from digits.stack import StackError, run_up
 
     try:
-        run_up(get_settings(), workers)
+        sys.exit(run_up(get_settings(), workers))
     except StackError as problem:
         raise click.ClickException(str(problem)) from None
 

@@ -103,18 +103,36 @@ def stop(process: subprocess.Popen | None, timeout: float) -> None:
         process.wait()
 
 
-def run_up(settings: Settings, workers: int) -> None:
-    """Run the whole service in the foreground until SIGINT or SIGTERM."""
+def _stop_when_gone(worker: subprocess.Popen, stopping: threading.Event) -> None:
+    # Taking files with no worker to read them would only fill the queue:
+    # stop, so that whatever supervises `digits up` sees it and restarts it.
+    code = worker.wait()
+    if not stopping.is_set():
+        log.error("the worker exited with code %s; stopping", code)
+        stopping.set()
+
+
+def run_up(settings: Settings, workers: int) -> int:
+    """Run the whole service in the foreground until SIGINT or SIGTERM.
+
+    Returns the exit status: 0 when stopped by a signal, 1 when the worker died.
+    """
     from digits.celery_app import app
     from ingest.watcher import Ingester
 
     redis = None
     if not redis_reachable(settings.redis_url):
         redis = start_private_redis(settings.redis_url, STATE_DIR)
-    stopping = threading.Event()
+    stopping, asked_to_stop = threading.Event(), threading.Event()
+
+    def on_signal(*_: object) -> None:
+        asked_to_stop.set()
+        stopping.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopping.set())
+        signal.signal(signum, on_signal)
     worker = start_worker(workers, dict(os.environ))
+    threading.Thread(target=_stop_when_gone, args=(worker, stopping), daemon=True).start()
     try:
         log.info("inbox %s -> results %s", settings.inbox.resolve(), settings.results.resolve())
         Ingester(settings, app).run(stopping)
@@ -122,3 +140,4 @@ def run_up(settings: Settings, workers: int) -> None:
         log.info("stopping: worker finishes its tasks in progress")
         stop(worker, WORKER_STOP_SECONDS)
         stop(redis, 30)
+    return 0 if asked_to_stop.is_set() else 1

@@ -80,5 +80,7 @@ def test_pool_processes_killed_mid_run_lose_nothing_and_double_nothing(stack):
     stack.wait_for_inbox_rows(60, timeout=180)
     time.sleep(2)  # a task redelivered late would show up as a doubled row now
     assert killed == 3
+    log = "".join(p.read_text(errors="replace") for p in stack.root.glob("worker-*.log"))
+    assert "WorkerLostError" in log, "no kill hit a task in progress; the test proved nothing"
     assert_each_file_once(stack, expected)
     assert worker.poll() is None, "the worker node itself must survive its pool processes dying"

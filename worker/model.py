@@ -73,19 +73,15 @@ class Classifier:
         return np.asarray(self._model(batch, training=False))
 
 
-def configure_threads(threads: int | None) -> None:
-    """Cap TensorFlow's thread pools so several worker processes don't fight over cores."""
-    if not threads:
-        return
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
-    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
-    import tensorflow as tf
+def limit_threads(threads: int) -> None:
+    """Cap TensorFlow's thread pools in this process, before it loads a model.
 
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass  # TensorFlow already started its pools in this process; keep them.
+    Only environment variables are set here, which TensorFlow reads when it
+    starts: importing TensorFlow itself takes ~4 s, too long for Celery's
+    ``worker_process_init``.
+    """
+    os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
 
 
 def get_classifier(spec: str, store: Path) -> Classifier:

@@ -27,10 +27,22 @@ MIN_CONTRAST = 40
 """Grey-level spread below which a page counts as blank (paper only)."""
 
 SPECK_FRACTION = 0.25
-"""A component shorter than this fraction of the tallest one, and thin, is a speck."""
+"""A piece shorter and narrower than this fraction of the tallest digit is a speck."""
 
 MERGE_OVERLAP = 0.5
-"""Components whose column ranges overlap by this much of the narrower belong together."""
+"""Pieces whose column ranges overlap by this much of the narrower belong together."""
+
+PIECE_HEIGHT = 0.5
+"""A piece shorter than this fraction of its neighbour is part of a digit, not a digit."""
+
+STACKED_OVERLAP = 0.3
+"""Pieces sharing less than this fraction of the shorter one's rows stand over each other."""
+
+GAP_FRACTION = 0.1
+"""Stacked pieces this close sideways (fraction of the taller) are one broken stroke."""
+
+SLIVER_AREA = 0.1
+"""A short piece with less ink than this fraction of the largest digit's is a scratch."""
 
 
 @dataclass(frozen=True)
@@ -75,23 +87,24 @@ def find_digits(gray: np.ndarray) -> list[Digit]:
     if ink is None:
         return []
     count, labels, stats, _ = cv2.connectedComponentsWithStats((ink > 0).astype(np.uint8), connectivity=8)
-    components = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] > 0]
-    if not components:
+    pieces = [_Span.of(stats, i) for i in range(1, count)]
+    if not pieces:
         return []
-    tallest = max(stats[i, cv2.CC_STAT_HEIGHT] for i in components)
-    kept = [i for i in components if not _is_speck(stats[i], tallest)]
+    # Specks go first: stacked over each other they would pass for a stroke.
+    tallest = max(p.h for p in pieces)
+    pieces = [p for p in pieces if not _is_speck(p, tallest)]
+    groups = _group_pieces(pieces)
+    tallest, largest = max(g.h for g in groups), max(g.area for g in groups)
+    groups = [g for g in groups if not _is_sliver(g, tallest, largest)]
 
     digits = []
-    for group in _group_by_columns(kept, stats):
-        x0 = min(stats[i, cv2.CC_STAT_LEFT] for i in group)
-        y0 = min(stats[i, cv2.CC_STAT_TOP] for i in group)
-        x1 = max(stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH] for i in group)
-        y1 = max(stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT] for i in group)
+    for group in groups:
+        x0, y0, x1, y1 = group.x, group.y, group.x + group.w, group.y + group.h
         # Keep only this group's own pixels: a neighbour reaching into the
         # bounding box must not leak into the digit.
-        own = np.isin(labels[y0:y1, x0:x1], group)
+        own = np.isin(labels[y0:y1, x0:x1], group.labels)
         crop = np.where(own, ink[y0:y1, x0:x1], 0)
-        digits.append(Digit(Box(int(x0), int(y0), int(x1 - x0), int(y1 - y0)), normalise_digit(crop)))
+        digits.append(Digit(Box(x0, y0, group.w, group.h), normalise_digit(crop)))
     return digits
 
 
@@ -124,30 +137,71 @@ def normalise_digit(crop: np.ndarray) -> np.ndarray:
     return canvas
 
 
-def _is_speck(stat: np.ndarray, tallest: int) -> bool:
-    height = stat[cv2.CC_STAT_HEIGHT]
-    width = stat[cv2.CC_STAT_WIDTH]
-    # Dust and dots are short in both directions; a "1" is short in width only
-    # and a detached bar of a "5" is short in height only.
-    return height < SPECK_FRACTION * tallest and width < SPECK_FRACTION * tallest
+@dataclass
+class _Span:
+    """The bounding box, pixel count and component labels of one or more ink pieces."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    area: int
+    labels: list[int]
+
+    @classmethod
+    def of(cls, stats: np.ndarray, label: int) -> _Span:
+        x, y, w, h, area = (int(v) for v in stats[label, :5])
+        return cls(x, y, w, h, area, [label])
+
+    def absorb(self, other: _Span) -> None:
+        x1, y1 = max(self.x + self.w, other.x + other.w), max(self.y + self.h, other.y + other.h)
+        self.x, self.y = min(self.x, other.x), min(self.y, other.y)
+        self.w, self.h = x1 - self.x, y1 - self.y
+        self.area += other.area
+        self.labels += other.labels
 
 
-def _group_by_columns(components: list[int], stats: np.ndarray) -> list[list[int]]:
-    """Group components that stand over each other (a 5's bar, a broken stroke)."""
-    ordered = sorted(components, key=lambda i: stats[i, cv2.CC_STAT_LEFT])
-    groups: list[list[int]] = []
-    spans: list[tuple[int, int]] = []
-    for i in ordered:
-        left = int(stats[i, cv2.CC_STAT_LEFT])
-        right = left + int(stats[i, cv2.CC_STAT_WIDTH])
-        if spans:
-            g_left, g_right = spans[-1]
-            overlap = min(right, g_right) - max(left, g_left)
-            narrower = min(right - left, g_right - g_left)
-            if overlap > MERGE_OVERLAP * narrower:
-                groups[-1].append(i)
-                spans[-1] = (min(left, g_left), max(right, g_right))
-                continue
-        groups.append([i])
-        spans.append((left, right))
+def _overlap(a0: int, a1: int, b0: int, b1: int) -> int:
+    return min(a1, b1) - max(a0, b0)
+
+
+def _belong_together(group: _Span, piece: _Span) -> bool:
+    """Whether ``piece`` is part of the digit in ``group`` rather than the next digit.
+
+    Digits on a line stand side by side at about the same height. The pieces of
+    one broken digit (a 5's detached bar, a 7's crossbar, a pen that skipped)
+    stand over each other, or one is much shorter than the other.
+    """
+    across = _overlap(group.x, group.x + group.w, piece.x, piece.x + piece.w)
+    narrower = min(group.w, piece.w)
+    if across > MERGE_OVERLAP * narrower:
+        return True
+    shorter = min(group.h, piece.h)
+    up_down = _overlap(group.y, group.y + group.h, piece.y, piece.y + piece.h)
+    taller = max(group.h, piece.h)
+    if across > 0 and (shorter < PIECE_HEIGHT * taller or up_down < STACKED_OVERLAP * shorter):
+        return True
+    # A pen that skipped on a slanted stroke leaves two pieces, one above the other.
+    return across > -GAP_FRACTION * taller and up_down < STACKED_OVERLAP * shorter
+
+
+def _group_pieces(pieces: list[_Span]) -> list[_Span]:
+    """Pieces merged into digits, left to right."""
+    groups: list[_Span] = []
+    for piece in sorted(pieces, key=lambda p: p.x):
+        if groups and _belong_together(groups[-1], piece):
+            groups[-1].absorb(piece)
+        else:
+            groups.append(piece)
     return groups
+
+
+def _is_speck(piece: _Span, tallest: int) -> bool:
+    # Dust and dots are short in both directions; a "1" is short in width only
+    # and a 5's bar in height only.
+    return piece.h < SPECK_FRACTION * tallest and piece.w < SPECK_FRACTION * tallest
+
+
+def _is_sliver(group: _Span, tallest: int, largest: int) -> bool:
+    # A short stroke with a tenth of the ink of the largest digit is a scratch.
+    return group.area < SLIVER_AREA * largest and group.h < PIECE_HEIGHT * tallest

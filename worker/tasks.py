@@ -21,10 +21,13 @@ from redis.exceptions import RedisError
 from digits.celery_app import RECOGNIZE_TASK, app
 from digits.results import ERROR, append_rows, inbox_csv, job_csv
 from digits.settings import get_settings
-from worker.model import Classifier, configure_threads, get_classifier
+from worker.model import Classifier, get_classifier, limit_threads
 from worker.pipeline import recognize_bytes
 
 log = logging.getLogger(__name__)
+
+PROCESSES_ENV = "DIGITS_WORKER_PROCESSES"
+"""Set by ``digits worker`` to its pool size, so each process takes its share of the cores."""
 
 INBOX_JOB = "inbox"
 """``kind`` of a drop that came through the inbox (the other kind is ``job``)."""
@@ -33,8 +36,8 @@ INBOX_JOB = "inbox"
 @worker_process_init.connect
 def _limit_threads(**_: object) -> None:
     settings = get_settings()
-    processes = int(os.environ.get("DIGITS_WORKER_PROCESSES", "1"))
-    configure_threads(settings.tf_threads or max(1, (os.cpu_count() or 1) // processes))
+    processes = int(os.environ.get(PROCESSES_ENV, "1"))
+    limit_threads(settings.tf_threads or max(1, (os.cpu_count() or 1) // processes))
 
 
 @lru_cache(maxsize=1)

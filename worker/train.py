@@ -67,14 +67,19 @@ def load_data(data_dir: Path | None) -> DataSplit:
             continue
         with np.load(path) as data:
             x, y = data["x"], data["y"]
-        order = np.random.default_rng(SPLIT_SEED).permutation(len(x))
-        n_held = int(len(x) * HELD_OUT_FRACTION)
-        held, train = order[:n_held], order[n_held:]
+        held, train = split_indices(len(x))
         split.train_x.append(_pad_to_mnist(x[train]))
         split.train_y.append(y[train])
         split.held_out[f"{source}-held-out"] = (x[held], y[held])
         split.seen.append(source)
     return split
+
+
+def split_indices(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out, training) indices of an extra data set; the same in every run."""
+    order = np.random.default_rng(SPLIT_SEED).permutation(count)
+    n_held = int(count * HELD_OUT_FRACTION)
+    return order[:n_held], order[n_held:]
 
 
 def prepare(raw: np.ndarray) -> np.ndarray:
