@@ -1,0 +1,53 @@
+"""The compose file and Dockerfile, checked by parsing (no Docker engine runs here)."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from digits.settings import Settings
+from tests.conftest import REPO
+
+
+def compose() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def test_compose_has_redis_workers_and_ingester_with_health_checks():
+    services = compose()["services"]
+    assert {"redis", "worker", "ingester"} <= set(services)
+    for name, service in services.items():
+        assert "healthcheck" in service, f"{name} has no health check"
+        assert "container_name" not in service, f"{name}: a fixed name breaks --scale"
+
+
+def test_redis_is_persistent_and_has_a_password():
+    redis = compose()["services"]["redis"]
+    command = " ".join(redis["command"])
+    assert "--appendonly yes" in command
+    assert "--requirepass" in command
+    assert any(volume.endswith(":/data") for volume in redis["volumes"])
+    assert "ports" not in redis, "Redis must not be published on the host"
+
+
+def test_workers_scale_and_every_setting_named_exists():
+    services = compose()["services"]
+    worker = services["worker"]
+    assert "ports" not in worker, "a published port would stop `--scale worker=N`"
+    assert worker["command"][0] == "worker" and services["ingester"]["command"][0] == "ingest"
+    known = {f"DIGITS_{name.upper()}" for name in Settings.model_fields}
+    for name in ("worker", "ingester"):
+        env = services[name]["environment"]
+        assert set(env) <= known, f"{name}: unknown settings {set(env) - known}"
+        assert ":${REDIS_PASSWORD" in env["DIGITS_REDIS_URL"]
+
+
+def test_dockerfile_copies_what_exists_and_runs_the_cli():
+    text = (REPO / "Dockerfile").read_text()
+    copied = [part for line in re.findall(r"^COPY (.+)$", text, re.MULTILINE) for part in line.split()[:-1]]
+    assert "model_store" in copied, "the image needs the shipped model"
+    for source in copied:
+        assert (REPO / source).exists(), f"Dockerfile copies {source}, which is not in the repository"
+    assert 'ENTRYPOINT ["digits"]' in text
+    assert re.search(r"^USER (?!root)", text, re.MULTILINE), "containers should not run as root"
