@@ -84,3 +84,18 @@ def test_pool_processes_killed_mid_run_lose_nothing_and_double_nothing(stack):
     assert "WorkerLostError" in log, "no kill hit a task in progress; the test proved nothing"
     assert_each_file_once(stack, expected)
     assert worker.poll() is None, "the worker node itself must survive its pool processes dying"
+
+
+def _maps_tensorflow(pid: int) -> bool:
+    return "libtensorflow" in Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_the_model_lives_in_pool_processes_never_in_the_parent(served):
+    from digits.celery_app import make_app
+    from ingest import submit
+
+    submit([("maps-4.png", encode(draw_digits("4")))], celery=make_app(served.redis_url)).wait(timeout=60)
+    worker = served.processes[0]
+    pool = children(worker.pid)
+    assert pool and any(_maps_tensorflow(pid) for pid in pool), "no pool process has loaded the model"
+    assert not _maps_tensorflow(worker.pid), "TensorFlow was loaded in the worker's parent before fork"

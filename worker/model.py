@@ -37,10 +37,10 @@ def build(arch: str):
         x = inputs
         for filters in (32, 64):
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-            x = layers.BatchNormalization()(x)
+            x = layers.BatchNormalization(momentum=0.9)(x)
             x = layers.Activation("relu")(x)
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-            x = layers.BatchNormalization()(x)
+            x = layers.BatchNormalization(momentum=0.9)(x)
             x = layers.Activation("relu")(x)
             x = layers.MaxPooling2D()(x)
         x = layers.Flatten()(x)
