@@ -135,16 +135,16 @@ def recognize(files: tuple[Path, ...], model: str | None) -> None:
 
     from digits.results import encode_rows
     from digits.settings import get_settings
-    from worker.model import get_classifier
+    from worker.model import get_models
     from worker.pipeline import recognize_bytes
 
     settings = get_settings()
-    classifier = get_classifier(settings.model, settings.model_store)
+    models = get_models(settings.model, settings.string_model, settings.model_store)
     job_id = str(uuid.uuid4())
     out = sys.stdout.buffer
     out.write(encode_rows([], header=True))
     for path in files:
-        rows = recognize_bytes(path.read_bytes(), path.as_posix(), job_id, classifier, settings.review_threshold)
+        rows = recognize_bytes(path.read_bytes(), path.as_posix(), job_id, models, settings.review_threshold)
         out.write(encode_rows(rows, header=False))
         out.flush()
 
@@ -183,6 +183,46 @@ def train(arch: str, data_dir: Path, epochs: int, name: str | None, store: Path 
         data_dir = None
     ref = run_training(arch, data_dir, store or get_settings().model_store, epochs, name=name, limit=limit)
     click.echo(f"saved {ref.label} to {ref.path}")
+
+
+@main.command()
+@click.option("--model", help="Model name, name@version or .keras path [DIGITS_MODEL].")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    envvar=DATA_ENV,
+    default=DEFAULT_DATA,
+    show_default=True,
+    help="Folder with the data sets whose held-out parts are read [DIGITS_DATA].",
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("evaluation"), show_default=True)
+@click.option("--limit", type=int, help="Read at most this many files per source.")
+def evaluate(model: str | None, data_dir: Path, out: Path, limit: int | None) -> None:
+    """Per-source accuracy through the real pipeline; confusion matrix and mistakes in --out."""
+    _use(model=model)
+    from rich.console import Console
+    from rich.table import Table
+
+    from digits.settings import get_settings
+    from worker.evaluate import evaluate as run_evaluation
+    from worker.evaluate import load_samples
+    from worker.model import get_models
+
+    settings = get_settings()
+    models = get_models(settings.model, settings.string_model, settings.model_store)
+    sets = load_samples(data_dir, limit)
+    if not sets:
+        raise click.ClickException(f"no data sets in {data_dir}; pass --data or set DIGITS_DATA")
+    reports = run_evaluation(models, sets, out, settings.review_threshold)
+    readers = " + ".join(m.label for m in (models.classifier, models.reader) if m)
+    table = Table(title=f"{readers} on held-out files")
+    for column in ("source", "files", "accuracy", "error rate among ok", "sent to review"):
+        table.add_column(column, justify="left" if column == "source" else "right")
+    for r in reports:
+        table.add_row(r.source, str(r.files), f"{r.accuracy:.2%}", f"{r.ok_error_rate:.2%}", f"{r.review_share:.1%}")
+    Console().print(table)
+    click.echo(f"confusion matrix, mistakes and summary.json in {out}/")
 
 
 def _stderr_console():

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     model: str = "digits-cnn"
     """Model used by workers: ``name`` (newest version), ``name@version`` or a ``.keras`` path."""
 
+    string_model: str = "digits-crnn"
+    """Model that reads whole lines (touching digits, separators); empty for none."""
+
     model_store: Path = STORE
     """Folder of trained models."""
 

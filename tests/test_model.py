@@ -9,7 +9,7 @@ import pytest
 from digits.results import file_sha256
 from digits.settings import Settings
 from tests.synth import FONTS, draw_digits, encode
-from worker.model import get_classifier
+from worker.model import get_models
 from worker.model_store import DEFAULT_MODEL_NAME, resolve
 from worker.pipeline import recognize_bytes
 from worker.segment import PREPROCESSING_VERSION
@@ -17,14 +17,14 @@ from worker.train import split_indices
 
 
 @pytest.fixture(scope="module")
-def classifier():
+def models():
     settings = Settings()
-    return get_classifier(settings.model, settings.model_store)
+    return get_models(settings.model, settings.string_model, settings.model_store)
 
 
-def read_files(classifier, pages: list[np.ndarray], ext: str = ".png") -> list[str]:
+def read_files(models, pages: list[np.ndarray], ext: str = ".png") -> list[str]:
     """Digits read from each page, going through real encoded files like a scan would."""
-    return [recognize_bytes(encode(p, ext), f"t{ext}", "t", classifier, 0.9)[0]["digits"] for p in pages]
+    return [recognize_bytes(encode(p, ext), f"t{ext}", "t", models, 0.9)[0]["digits"] for p in pages]
 
 
 def test_shipped_model_is_described_by_its_metadata():
@@ -37,10 +37,10 @@ def test_shipped_model_is_described_by_its_metadata():
     assert meta["held_out_accuracy"]["mnist-test"] >= 0.99
 
 
-def test_drawn_digits_in_several_fonts(classifier):
+def test_drawn_digits_in_several_fonts(models):
     pages = [draw_digits(str(d), font=font) for font in FONTS for d in range(10)]
     truth = [str(d) for _ in FONTS for d in range(10)]
-    right = sum(a == b for a, b in zip(read_files(classifier, pages), truth, strict=True))
+    right = sum(a == b for a, b in zip(read_files(models, pages), truth, strict=True))
     assert right >= 0.9 * len(truth)
 
 
@@ -54,18 +54,18 @@ def _on_paper(images: np.ndarray, size: int) -> list[np.ndarray]:
 
 
 @pytest.mark.needs_data
-def test_mnist_test_digits_as_png_files(classifier, shared_data):
+def test_mnist_test_digits_as_png_files(models, shared_data):
     with np.load(shared_data / "mnist.npz") as mnist:
         x, y = mnist["x_test"][-1000:], mnist["y_test"][-1000:]
-    read = read_files(classifier, _on_paper(x, 56))
+    read = read_files(models, _on_paper(x, 56))
     assert np.mean([r == str(t) for r, t in zip(read, y, strict=True)]) >= 0.98
 
 
 @pytest.mark.needs_data
 @pytest.mark.parametrize(("file_name", "floor"), [("usps-train.npz", 0.95), ("ardis4-train.npz", 0.95)])
-def test_held_out_digits_of_other_writers_as_jpeg_files(classifier, shared_data, file_name, floor):
+def test_held_out_digits_of_other_writers_as_jpeg_files(models, shared_data, file_name, floor):
     with np.load(shared_data / file_name) as data:
         x, y = data["x"], data["y"]
     held_out = split_indices(len(x))[0][:300]
-    read = read_files(classifier, _on_paper(x[held_out], 64), ".jpg")
+    read = read_files(models, _on_paper(x[held_out], 64), ".jpg")
     assert np.mean([r == str(t) for r, t in zip(read, y[held_out], strict=True)]) >= floor

@@ -6,19 +6,24 @@ that merely queues work pays its start-up time or memory.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from worker.model_store import ModelRef, resolve
+from worker.lines import FRAMES, LINE_HEIGHT, LINE_WIDTH
+from worker.model_store import ModelNotFound, ModelRef, resolve
 from worker.segment import CANVAS
 
-ARCHITECTURES = ("cnn", "seed-mlp")
-"""What `digits train --arch` accepts; the CNN is the default."""
+log = logging.getLogger(__name__)
 
-_cache: dict[str, Classifier] = {}
+ARCHITECTURES = ("cnn", "seed-mlp", "crnn")
+"""What `digits train --arch` accepts: digit classifiers, and the string model ``crnn``."""
+
+_cache: dict[tuple[str, str], Classifier | StringReader] = {}
 _cache_lock = threading.Lock()
 
 
@@ -28,6 +33,8 @@ def build(arch: str):
     from keras import layers
 
     inputs = keras.Input(shape=(CANVAS, CANVAS, 1))
+    if arch == "crnn":
+        return build_string_model()
     if arch == "seed-mlp":
         # The tutorial's network, kept as the baseline in reports.
         x = layers.Flatten()(inputs)
@@ -54,6 +61,38 @@ def build(arch: str):
     return model
 
 
+def build_string_model():
+    """A small convolutional-recurrent network that reads a whole line (CTC, blank = class 0)."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=(LINE_HEIGHT, LINE_WIDTH, 1))
+    x = inputs
+    for filters, pool in ((32, (2, 2)), (64, (2, 2)), (96, (2, 1)), (128, (2, 1))):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
+        x = layers.Activation("relu")(x)
+        x = layers.MaxPooling2D(pool)(x)
+    # (2, 40, 128) -> 40 time steps of 256 features, read left to right and back.
+    x = layers.Permute((2, 1, 3))(x)
+    x = layers.Reshape((FRAMES, -1))(x)
+    x = layers.Dense(128, activation="relu")(x)
+    x = layers.Dropout(0.2)(x)
+    x = layers.Bidirectional(layers.GRU(96, return_sequences=True))(x)
+    outputs = layers.Dense(11)(x)  # logits: blank, then digits 0-9
+    return keras.Model(inputs, outputs, name="crnn")
+
+
+def ctc_loss(y_true, y_pred):
+    """CTC loss; ``y_true`` holds the label length in column 0, then the labels."""
+    from keras import ops
+
+    lengths = ops.cast(y_true[:, 0], "int32")
+    labels = ops.cast(y_true[:, 1:], "int32")
+    frames = ops.full((ops.shape(y_pred)[0],), ops.shape(y_pred)[1], dtype="int32")
+    return ops.ctc_loss(labels, y_pred, lengths, frames, mask_index=0)
+
+
 class Classifier:
     """A loaded model that turns a batch of 28x28 digit images into probabilities."""
 
@@ -73,6 +112,53 @@ class Classifier:
         return np.asarray(self._model(batch, training=False))
 
 
+@dataclass(frozen=True)
+class LineReading:
+    """What the string model read on a line: digits, their confidences and their frame spans."""
+
+    digits: str
+    confidences: list[float]
+    spans: list[tuple[int, int]]
+
+
+def decode_lines(logits: np.ndarray) -> list[LineReading]:
+    """Greedy CTC decoding of (n, frames, 11) logits; a digit's confidence is its best frame's."""
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
+    readings = []
+    for frames in probabilities:
+        best = frames.argmax(axis=-1)
+        digits, confidences, spans = "", [], []
+        start = 0
+        for t in range(1, len(best) + 1):
+            if t < len(best) and best[t] == best[start]:
+                continue
+            if best[start] != 0:  # 0 is the blank
+                digits += str(best[start] - 1)
+                confidences.append(float(frames[start:t, best[start]].max()))
+                spans.append((start, t))
+            start = t
+        readings.append(LineReading(digits, confidences, spans))
+    return readings
+
+
+class StringReader:
+    """A loaded string model that reads prepared lines (n, 32, 160) into digit strings."""
+
+    def __init__(self, ref: ModelRef) -> None:
+        import keras
+
+        self.ref = ref
+        self.label = ref.label
+        self._model = keras.models.load_model(ref.path, compile=False)
+
+    def read(self, lines: np.ndarray) -> list[LineReading]:
+        if len(lines) == 0:
+            return []
+        batch = np.asarray(lines, np.float32).reshape(-1, LINE_HEIGHT, LINE_WIDTH, 1)
+        return decode_lines(np.asarray(self._model(batch, training=False)))
+
+
 def limit_threads(threads: int) -> None:
     """Cap TensorFlow's thread pools in this process, before it loads a model.
 
@@ -84,11 +170,36 @@ def limit_threads(threads: int) -> None:
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
 
 
-def get_classifier(spec: str, store: Path) -> Classifier:
-    """The classifier for a model spec, loaded on first use and kept for the process."""
-    ref = resolve(spec, store)
-    key = str(ref.path.resolve())
+@dataclass(frozen=True)
+class Models:
+    """What a process reads with: the digit classifier, and the string model if installed."""
+
+    classifier: Classifier
+    reader: StringReader | None
+
+    @property
+    def label(self) -> str:
+        return self.classifier.label
+
+
+def get_models(digit_model: str, string_model: str, store: Path) -> Models:
+    """The models named, loaded on first use and kept for the process.
+
+    An empty ``string_model`` means none; so does a string model missing from
+    the store, with a warning, so that a store holding only a digit model works.
+    """
+    reader = None
+    if string_model:
+        try:
+            reader = _load(StringReader, resolve(string_model, store))
+        except ModelNotFound as missing:
+            log.warning("reading without a string model: %s", missing)
+    return Models(_load(Classifier, resolve(digit_model, store)), reader)
+
+
+def _load(kind: type, ref: ModelRef):
+    key = (kind.__name__, str(ref.path.resolve()))
     with _cache_lock:
         if key not in _cache:
-            _cache[key] = Classifier(ref)
+            _cache[key] = kind(ref)
         return _cache[key]

@@ -1,58 +1,113 @@
-"""From a file's bytes to result rows: decode, cut digits, classify, judge confidence.
+"""From a file's bytes to result rows: decode, read each page two ways, judge confidence.
 
-Used by the Celery task and, in-process, by ``digits recognize``.
+Each page is read by cutting it into digits for the digit classifier, and,
+when a string model is installed, as a whole line by the string model. When
+both read the same digits the row can be trusted; when they differ, the
+reading that suits the page is kept (the classifier's for a single digit, the
+string model's for a line, where touching digits and separators fool the
+cutting) and the row goes to review.
+
+Used by the Celery task, ``digits recognize`` and ``digits evaluate``.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 
 from digits.results import EMPTY, OK, REVIEW, error_row, utc_now
 from worker.imaging import UnreadableImage, decode_pages
-from worker.model import Classifier
-from worker.segment import find_digits
+from worker.lines import prepare_line
+from worker.model import Models
+from worker.segment import Box, find_digits
 
 WHOLE_PAGE = "all"
 """Field name of a page read as one field (no layout)."""
 
 
-def recognize_bytes(
-    data: bytes, source: str, job_id: str, classifier: Classifier, review_threshold: float
-) -> list[dict]:
+@dataclass(frozen=True)
+class Reading:
+    """Digits read on one page by one model, with a confidence and a page box per digit."""
+
+    digits: str
+    confidences: list[float]
+    boxes: list[Box]
+    model: str
+
+
+def read_by_cutting(pages: list[np.ndarray], models: Models) -> list[Reading]:
+    """Cut each page into digits and classify them all in one model call."""
+    cut = [find_digits(page) for page in pages]
+    images = [digit.image for digits in cut for digit in digits]
+    probabilities = models.classifier.probabilities(np.stack(images)) if images else np.zeros((0, 10))
+    readings, start = [], 0
+    for digits in cut:
+        page = probabilities[start : start + len(digits)]
+        start += len(digits)
+        readings.append(
+            Reading(
+                "".join(str(int(label)) for label in page.argmax(axis=1)),
+                [float(c) for c in page.max(axis=1)],
+                [digit.box for digit in digits],
+                models.classifier.label,
+            )
+        )
+    return readings
+
+
+def read_as_lines(pages: list[np.ndarray], models: Models) -> list[Reading | None]:
+    """Read each page as one line with the string model (None for all when there is none)."""
+    if models.reader is None:
+        return [None] * len(pages)
+    prepared = [prepare_line(page) for page in pages]
+    lines = models.reader.read(np.stack([line for line, _ in prepared]))
+    return [
+        Reading(line.digits, line.confidences, [placement.box(*span) for span in line.spans], models.reader.label)
+        for line, (_, placement) in zip(lines, prepared, strict=True)
+    ]
+
+
+def choose(cutting: Reading, line: Reading | None) -> tuple[Reading, bool]:
+    """The reading to report, and whether the two readings agreed."""
+    if line is None:
+        return cutting, True
+    if cutting.digits == line.digits:
+        # Agreement: each digit is as sure as the surer of the two models.
+        sure = [max(a, b) for a, b in zip(cutting.confidences, line.confidences, strict=True)]
+        return Reading(cutting.digits, sure, cutting.boxes, cutting.model), True
+    if len(cutting.digits) == 1 and len(line.digits) <= 1:
+        return cutting, False
+    return line, False
+
+
+def recognize_bytes(data: bytes, source: str, job_id: str, models: Models, review_threshold: float) -> list[dict]:
     """One row per page for a file; a single error row when it cannot be read."""
     sha256 = hashlib.sha256(data).hexdigest()
     try:
         pages = decode_pages(data)
     except UnreadableImage as problem:
-        return [error_row(job_id, source, sha256, classifier.label, f"{source}: {problem}")]
+        return [error_row(job_id, source, sha256, models.label, f"{source}: {problem}")]
 
-    cut = [find_digits(page) for page in pages]
-    images = [digit.image for digits in cut for digit in digits]
-    # One model call for every digit of the file, whatever its page count.
-    probabilities = classifier.probabilities(np.stack(images)) if images else np.zeros((0, 10))
-
-    rows, start = [], 0
-    for page_number, digits in enumerate(cut, start=1):
-        page_probs = probabilities[start : start + len(digits)]
-        start += len(digits)
-        labels = page_probs.argmax(axis=1) if len(digits) else []
-        confidences = page_probs.max(axis=1) if len(digits) else []
-        lowest = float(min(confidences)) if len(digits) else None
-        status = EMPTY if lowest is None else OK if lowest >= review_threshold else REVIEW
+    rows = []
+    pairs = zip(read_by_cutting(pages, models), read_as_lines(pages, models), strict=True)
+    for page_number, (cutting, line) in enumerate(pairs, start=1):
+        reading, agreed = choose(cutting, line)
+        lowest = min(reading.confidences, default=None)
+        status = EMPTY if lowest is None else OK if agreed and lowest >= review_threshold else REVIEW
         rows.append(
             {
                 "job_id": job_id,
                 "source": source,
                 "page": page_number,
                 "field": WHOLE_PAGE,
-                "digits": "".join(str(int(label)) for label in labels),
+                "digits": reading.digits,
                 "confidence": f"{lowest:.4f}" if lowest is not None else "",
                 "status": status,
-                "digit_confidences": ";".join(f"{c:.4f}" for c in confidences),
-                "boxes": ";".join(str(digit.box) for digit in digits),
-                "model": classifier.label,
+                "digit_confidences": ";".join(f"{c:.4f}" for c in reading.confidences),
+                "boxes": ";".join(str(box) for box in reading.boxes),
+                "model": reading.model,
                 "sha256": sha256,
                 "processed_at": utc_now(),
                 "error": "",

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from digits.celery_app import RECOGNIZE_TASK, app
 from digits.results import ERROR, append_rows, inbox_csv, job_csv
 from digits.settings import get_settings
-from worker.model import Classifier, get_classifier, limit_threads
+from worker.model import Models, get_models, limit_threads
 from worker.pipeline import recognize_bytes
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,10 @@ def _marks() -> Redis:
     return Redis.from_url(get_settings().redis_url)
 
 
-def classifier() -> Classifier:
-    """This process's model, loaded on first use."""
+def models() -> Models:
+    """This process's models, loaded on first use."""
     settings = get_settings()
-    return get_classifier(settings.model, settings.model_store)
+    return get_models(settings.model, settings.string_model, settings.model_store)
 
 
 @app.task(
@@ -69,7 +69,7 @@ def recognize(self, drop: dict) -> dict:
     """
     settings = get_settings()
     data = base64.b64decode(drop["data"])
-    rows = recognize_bytes(data, drop["source"], drop["job_id"], classifier(), settings.review_threshold)
+    rows = recognize_bytes(data, drop["source"], drop["job_id"], models(), settings.review_threshold)
     if drop["kind"] == INBOX_JOB:
         path = inbox_csv(settings.results, _row_time(rows[0]))
     else:

@@ -1,0 +1,37 @@
+"""`digits evaluate`: per-source accuracy through the real pipeline, with pictures of the mistakes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import pytest
+
+
+@pytest.mark.needs_data
+def test_evaluate_prints_the_table_and_writes_confusion_and_mistakes(tmp_path, shared_data):
+    out = tmp_path / "evaluation"
+    done = subprocess.run(
+        [sys.executable, "-m", "digits.cli", "evaluate", "--data", str(shared_data), "--out", str(out),
+         "--limit", "60"],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for source in ("mnist-test", "usps-held-out", "ardis-held-out", "orand-held-out"):
+        assert source in done.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    by_source = {s["source"]: s for s in summary["sources"]}
+    assert by_source["mnist-test"]["files"] == 60 and by_source["mnist-test"]["accuracy"] >= 0.9
+    confusion = cv2.imread(str(out / "confusion.png"))
+    assert confusion is not None and confusion.shape[0] > 400
+    with open(out / "mistakes.csv", newline="") as handle:
+        mistakes = list(csv.DictReader(handle))
+    wrong = sum(s["files"] - s["right"] for s in summary["sources"])
+    assert len(mistakes) == wrong
+    for mistake in mistakes:
+        assert mistake["truth"] != mistake["read"]
+        assert (out / mistake["image"]).exists()

@@ -1,0 +1,62 @@
+"""Reading a page two ways: CTC decoding, mapping frames to page boxes, and choosing a reading."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.synth import draw_digits
+from worker.lines import FRAMES, LINE_HEIGHT, LINE_WIDTH, prepare_line
+from worker.model import decode_lines
+from worker.pipeline import Reading, choose
+from worker.segment import Box
+
+
+def logits_for(frames: list[int]) -> np.ndarray:
+    """Logits whose best class per frame is given (0 is the blank, d + 1 the digit d)."""
+    out = np.full((1, len(frames), 11), -5.0, np.float32)
+    for t, best in enumerate(frames):
+        out[0, t, best] = 5.0
+    return out
+
+
+def test_ctc_decoding_merges_repeats_and_drops_blanks():
+    # "1", "1" again after a blank, then "0" held over three frames.
+    [reading] = decode_lines(logits_for([0, 2, 2, 0, 2, 0, 1, 1, 1, 0]))
+    assert reading.digits == "110"
+    assert reading.spans == [(1, 3), (4, 5), (6, 9)]
+    assert all(0.99 < c <= 1 for c in reading.confidences)
+
+
+def test_a_blank_line_reads_as_nothing():
+    assert decode_lines(logits_for([0] * FRAMES))[0].digits == ""
+
+
+def test_prepared_line_has_the_model_shape_and_maps_frames_back_to_the_page():
+    page = draw_digits("4096", margin=40)
+    line, placement = prepare_line(page)
+    assert line.shape == (LINE_HEIGHT, LINE_WIDTH) and line.max() <= 1
+    ys, xs = np.nonzero(page < 128)
+    whole = placement.box(0, placement.width // 4)
+    assert abs(whole.x - xs.min()) <= 3 and abs(whole.x + whole.w - xs.max()) <= 6
+    assert abs(whole.y - ys.min()) <= 3
+
+
+def _reading(digits: str, model: str, confidence: float = 0.99) -> Reading:
+    return Reading(digits, [confidence] * len(digits), [Box(0, 0, 1, 1)] * len(digits), model)
+
+
+def test_agreeing_readings_are_trusted_and_as_sure_as_the_surer_model():
+    reading, agreed = choose(_reading("25", "cnn", 0.6), _reading("25", "crnn", 0.97))
+    assert agreed and reading.digits == "25" and reading.confidences == [0.97, 0.97]
+
+
+def test_a_single_digit_is_the_classifiers_and_a_line_the_string_models():
+    assert choose(_reading("7", "cnn"), _reading("1", "crnn")) == (_reading("7", "cnn"), False)
+    # Cutting split a broken "5" in two; the string model read it whole.
+    assert choose(_reading("52", "cnn"), _reading("5", "crnn")) == (_reading("5", "crnn"), False)
+    # Touching digits and a separator fooled the cutting.
+    assert choose(_reading("4", "cnn"), _reading("470000", "crnn"))[0].digits == "470000"
+
+
+def test_without_a_string_model_the_classifier_decides_alone():
+    assert choose(_reading("12", "cnn"), None) == (_reading("12", "cnn"), True)

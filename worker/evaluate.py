@@ -1,0 +1,164 @@
+"""Measure a model through the real pipeline, on files, per source of handwriting.
+
+Every sample is an encoded image file (PNG, JPEG, BMP or TIFF, varied size and
+margins, some light ink on dark) read by the same ``recognize_bytes`` a worker
+runs, so the figures include decoding, segmentation and normalisation, not
+only the classifier. ``digits evaluate`` prints the table and writes a
+confusion matrix PNG and a CSV of the mistakes with their images.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from digits.results import OK
+from worker.model import Models
+from worker.pipeline import recognize_bytes
+from worker.strings import ORAND_DIR
+from worker.train import SPLIT_SEED, split_indices
+
+FORMATS = (".png", ".jpg", ".bmp", ".tif")
+"""File formats the single-digit samples are written in, in turn."""
+
+LIGHT_ON_DARK_SHARE = 0.1
+"""Share of single-digit samples drawn as light ink on dark paper."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One file to read, and what is written on it."""
+
+    source: str
+    name: str
+    data: bytes
+    truth: str
+
+
+@dataclass
+class SourceReport:
+    """How well one source of handwriting was read."""
+
+    source: str
+    files: int = 0
+    right: int = 0
+    ok_rows: int = 0
+    ok_wrong: int = 0
+
+    @property
+    def accuracy(self) -> float:
+        return self.right / self.files if self.files else 0.0
+
+    @property
+    def ok_error_rate(self) -> float:
+        """Share of wrong readings among rows the service would not send to review."""
+        return self.ok_wrong / self.ok_rows if self.ok_rows else 0.0
+
+    @property
+    def review_share(self) -> float:
+        return 1 - self.ok_rows / self.files if self.files else 0.0
+
+
+def digit_files(source: str, images: np.ndarray, labels: np.ndarray, seed: int = SPLIT_SEED) -> Iterator[Sample]:
+    """Ink-high digit arrays drawn as ordinary scans: varied size, margin, format and polarity."""
+    rng = np.random.default_rng(seed)
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        side = int(rng.integers(24, 120))
+        page = 255 - cv2.resize(image, (side, side), interpolation=cv2.INTER_CUBIC)
+        margins = rng.integers(2, side // 2 + 3, size=4)
+        page = cv2.copyMakeBorder(page, *map(int, margins), cv2.BORDER_CONSTANT, value=255)
+        if rng.random() < LIGHT_ON_DARK_SHARE:
+            page = 255 - page
+        ext = FORMATS[i % len(FORMATS)]
+        ok, data = cv2.imencode(ext, page)
+        assert ok
+        yield Sample(source, f"{source}-{i:05d}{ext}", data.tobytes(), str(int(label)))
+
+
+def load_samples(data_dir: Path, limit: int | None = None) -> dict[str, list[Sample]]:
+    """Every held-out set found in ``data_dir``, as files, by source name."""
+    sets: dict[str, list[Sample]] = {}
+    if (data_dir / "mnist.npz").exists():
+        with np.load(data_dir / "mnist.npz") as mnist:
+            x, y = mnist["x_test"][:limit], mnist["y_test"][:limit]
+        sets["mnist-test"] = list(digit_files("mnist-test", x, y))
+    for source, file_name in (("usps-held-out", "usps-train.npz"), ("ardis-held-out", "ardis4-train.npz")):
+        if (data_dir / file_name).exists():
+            with np.load(data_dir / file_name) as data:
+                held = split_indices(len(data["x"]))[0][:limit]
+                sets[source] = list(digit_files(source, data["x"][held], data["y"][held]))
+    orand = data_dir / ORAND_DIR
+    if (orand / "labels.json").exists():
+        labels = json.loads((orand / "labels.json").read_text())
+        names = sorted(labels)
+        held = sorted(split_indices(len(names))[0])[:limit]
+        sets["orand-held-out"] = [
+            Sample("orand-held-out", names[i], (orand / "images" / names[i]).read_bytes(), labels[names[i]])
+            for i in held
+        ]
+    return sets
+
+
+def evaluate(
+    models: Models, sets: dict[str, list[Sample]], out_dir: Path, review_threshold: float
+) -> list[SourceReport]:
+    """Read every sample; write the confusion matrix and the mistakes to ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "mistakes").mkdir(exist_ok=True)
+    reports = []
+    confusion = np.zeros((10, 11), np.int64)  # truth x read (column 10: not one digit)
+    with open(out_dir / "mistakes.csv", "w", newline="") as handle:
+        mistakes = csv.writer(handle)
+        mistakes.writerow(["source", "file", "truth", "read", "confidence", "status", "image"])
+        for source, samples in sets.items():
+            report = SourceReport(source)
+            for sample in samples:
+                row = recognize_bytes(sample.data, sample.name, source, models, review_threshold)[0]
+                right = row["digits"] == sample.truth
+                report.files += 1
+                report.right += right
+                if row["status"] == OK:
+                    report.ok_rows += 1
+                    report.ok_wrong += not right
+                if len(sample.truth) == 1:
+                    read = int(row["digits"]) if len(row["digits"]) == 1 else 10
+                    confusion[int(sample.truth), read] += 1
+                if not right:
+                    image = out_dir / "mistakes" / sample.name
+                    image.write_bytes(sample.data)
+                    mistakes.writerow(
+                        [source, sample.name, sample.truth, row["digits"], row["confidence"], row["status"],
+                         image.relative_to(out_dir).as_posix()]
+                    )  # fmt: skip
+            reports.append(report)
+    cv2.imwrite(str(out_dir / "confusion.png"), draw_confusion(confusion))
+    summary = [asdict(r) | {"accuracy": r.accuracy, "ok_error_rate": r.ok_error_rate} for r in reports]
+    (out_dir / "summary.json").write_text(json.dumps({"model": models.label, "sources": summary}, indent=2))
+    return reports
+
+
+def draw_confusion(matrix: np.ndarray, cell: int = 48) -> np.ndarray:
+    """A picture of the confusion matrix: rows are the truth, columns what was read."""
+    rows, cols = matrix.shape
+    image = np.full(((rows + 1) * cell, (cols + 1) * cell, 3), 255, np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for c in range(cols):
+        cv2.putText(image, str(c) if c < 10 else "?", ((c + 1) * cell + 14, 32), font, 0.7, (0, 0, 0), 2)
+    for r in range(rows):
+        cv2.putText(image, str(r), (16, (r + 2) * cell - 16), font, 0.7, (0, 0, 0), 2)
+        total = max(1, matrix[r].sum())
+        for c in range(cols):
+            share = matrix[r, c] / total
+            top_left = ((c + 1) * cell, (r + 1) * cell)
+            bottom_right = ((c + 2) * cell - 1, (r + 2) * cell - 1)
+            colour = (255 - int(200 * share),) * 2 + (255,) if r != c else (255 - int(150 * share), 255, 200)
+            cv2.rectangle(image, top_left, bottom_right, colour, -1)
+            if matrix[r, c]:
+                cv2.putText(image, str(matrix[r, c]), (top_left[0] + 3, top_left[1] + 30), font, 0.4, (0, 0, 0), 1)
+    return image

@@ -1,0 +1,194 @@
+"""Training data for the string model: real cheque amounts, and amounts composed from single digits.
+
+Real amounts come from ORAND-CAR-A (its held-out part never used here).
+Composed amounts put digits from every data set side by side, touching now
+and then, with the separators, dashes and underlines that cheques carry and
+that must never be read as digits, on paper with a drawn security pattern.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from worker.lines import ink_map, prepare_line
+from worker.train import split_indices
+
+ORAND_DIR = "orand-car-a-train"
+"""Folder of the real cheque amounts in the data folder."""
+
+MAX_DIGITS = 8
+"""Longest amount the string model is trained on."""
+
+
+@dataclass
+class RealLines:
+    """Cheque amount images (grey, as scanned) and their digit strings."""
+
+    images: list[np.ndarray]
+    labels: list[str]
+
+
+def orand_split(data_dir: Path) -> tuple[RealLines, RealLines, list[tuple[np.ndarray, int]]]:
+    """(training lines, held-out lines, ink maps of the training lines' single digits)."""
+    folder = data_dir / ORAND_DIR
+    labels = json.loads((folder / "labels.json").read_text())
+    names = sorted(labels)
+    held, train = split_indices(len(names))
+    coco = json.loads((folder / "boxes-coco.json").read_text())
+    category = {c["id"]: int(c["name"]) for c in coco["categories"]}
+    by_name = {image["file_name"]: image["id"] for image in coco["images"]}
+    boxes: dict[int, list] = {}
+    for annotation in coco["annotations"]:
+        boxes.setdefault(annotation["image_id"], []).append(annotation)
+
+    def lines(indices: np.ndarray) -> RealLines:
+        picked = sorted(indices)
+        return RealLines(
+            [cv2.imread(str(folder / "images" / names[i]), cv2.IMREAD_GRAYSCALE) for i in picked],
+            [labels[names[i]] for i in picked],
+        )
+
+    training = lines(train)
+    digits = []
+    for i in sorted(train):
+        gray = cv2.imread(str(folder / "images" / names[i]), cv2.IMREAD_GRAYSCALE)
+        ink = ink_map(gray)
+        for annotation in boxes.get(by_name.get(names[i], -1), []):
+            x, y, w, h = (int(v) for v in annotation["bbox"])
+            crop = _without_neighbours(ink[y : y + h, x : x + w])
+            if crop.size and h >= 8:
+                digits.append((crop, category[annotation["category_id"]]))
+    return training, lines(held), digits
+
+
+def digit_pool(arrays: list[tuple[np.ndarray, np.ndarray]], orand_digits: list[tuple[np.ndarray, int]]):
+    """Single digits as (ink map float32, label), from ink-high uint8 arrays and ORAND crops."""
+    pool = list(orand_digits)
+    for images, labels in arrays:
+        for image, label in zip(images, labels, strict=True):
+            ys, xs = np.nonzero(image > 30)
+            if len(ys):
+                crop = image[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32) / 255
+                pool.append((crop, int(label)))
+    return pool
+
+
+def security_paper(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """Light paper with a wavy line pattern, shading and noise, like a cheque's."""
+    paper = np.full((height, width), rng.uniform(160, 240), np.float32)
+    paper += np.linspace(0, rng.uniform(-25, 25), width)[None, :]
+    if rng.random() < 0.8:
+        ys = np.arange(height)[:, None]
+        xs = np.arange(width)[None, :]
+        period = rng.uniform(3, 9)
+        wave = np.sin((ys + rng.uniform(2, 8) * np.sin(xs / rng.uniform(8, 30))) * 2 * np.pi / period)
+        paper -= rng.uniform(5, 40) * (wave > rng.uniform(0.3, 0.9))
+    paper += rng.normal(0, rng.uniform(1, 6), paper.shape)
+    return paper
+
+
+def compose_line(pool: list, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """A made-up amount: grey image (dark ink on patterned paper) and its digit string."""
+    count = int(rng.choice(np.arange(1, MAX_DIGITS + 1), p=[0.03, 0.05, 0.12, 0.25, 0.3, 0.15, 0.06, 0.04]))
+    height = int(rng.integers(22, 44))
+    pieces, text = [], ""
+    separator_at = count - 3 if count >= 4 and rng.random() < 0.5 else -1
+    for i in range(count):
+        crop, label = pool[int(rng.integers(len(pool)))]
+        scale = height * rng.uniform(0.85, 1.1) / crop.shape[0]
+        width = max(2, round(crop.shape[1] * scale * rng.uniform(0.85, 1.15)))
+        glyph = cv2.resize(crop, (width, max(2, round(crop.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+        pieces.append(("digit", glyph, int(rng.integers(-3, 4))))
+        text += str(label)
+        if i == separator_at:
+            pieces.append(("separator", _dot(height, rng), 0))
+    if rng.random() < 0.3:
+        pieces.append(("dash", _dash(height, rng), 0))
+
+    margin = int(rng.integers(2, 12))
+    total = sum(g.shape[1] for _, g, _ in pieces) + 2 * margin + len(pieces) * height // 3
+    canvas = np.zeros((height + 2 * margin + 8, total), np.float32)
+    x = margin
+    for kind, glyph, lift in pieces:
+        h, w = glyph.shape
+        top = margin + 4 + lift + (height - h if kind == "separator" else 0)
+        if kind == "dash":
+            top = margin + 4 + height // 2 - h // 2
+        top = int(np.clip(top, 0, canvas.shape[0] - h))
+        region = canvas[top : top + h, x : x + w]
+        canvas[top : top + h, x : x + w] = np.maximum(region, glyph[: region.shape[0], : region.shape[1]])
+        # Digits now and then touch or overlap, as in hurried handwriting.
+        x += w + int(rng.integers(-height // 8, height // 3))
+        x = max(x, 0)
+    canvas = canvas[:, : min(canvas.shape[1], x + margin)]
+    if rng.random() < 0.25:
+        y = min(canvas.shape[0] - 2, margin + 4 + height + int(rng.integers(0, 4)))
+        canvas[y : y + int(rng.integers(1, 3)), :] = rng.uniform(0.4, 1.0)  # an underline
+    ink_strength = rng.uniform(60, 180)
+    paper = security_paper(*canvas.shape, rng)
+    page = np.clip(paper - ink_strength * canvas, 0, 255).astype(np.uint8)
+    if rng.random() < 0.5:
+        page = cv2.GaussianBlur(page, (3, 3), rng.uniform(0.3, 1.0))
+    _, data = cv2.imencode(".jpg", page, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 95))])
+    return cv2.imdecode(data, cv2.IMREAD_GRAYSCALE), text
+
+
+def jitter_real(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A slightly rotated, sheared, rescaled and re-contrasted copy of a real line."""
+    h, w = gray.shape
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-3, 3), rng.uniform(0.9, 1.1))
+    matrix[0, 1] += rng.uniform(-0.15, 0.15)
+    out = cv2.warpAffine(gray, matrix, (w, h), borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    out = (out - 128) * rng.uniform(0.7, 1.2) + 128 + rng.uniform(-20, 20)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def encode_labels(texts: list[str]) -> np.ndarray:
+    """Labels for the CTC loss: column 0 holds the length, then digit + 1 (0 is the blank)."""
+    out = np.zeros((len(texts), MAX_DIGITS + 1), np.int32)
+    for i, text in enumerate(texts):
+        out[i, 0] = len(text)
+        out[i, 1 : len(text) + 1] = [int(c) + 1 for c in text]
+    return out
+
+
+def batch_of_lines(images: list[np.ndarray]) -> np.ndarray:
+    """Model inputs (n, 32, 160, 1) for grey line images."""
+    return np.stack([prepare_line(image)[0] for image in images])[..., None]
+
+
+def _without_neighbours(crop: np.ndarray) -> np.ndarray:
+    """A digit's box without the strokes of its neighbours that reach in at the sides."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((crop > 0.3).astype(np.uint8), connectivity=8)
+    if count <= 2:
+        return crop
+    largest = stats[1:, cv2.CC_STAT_AREA].max()
+    keep = np.zeros(count, bool)
+    for i in range(1, count):
+        left, width, area = stats[i, cv2.CC_STAT_LEFT], stats[i, cv2.CC_STAT_WIDTH], stats[i, cv2.CC_STAT_AREA]
+        at_side = left == 0 or left + width == crop.shape[1]
+        keep[i] = area == largest or not (at_side and area < 0.4 * largest)
+    # Faint pixels (below the component threshold) stay only next to kept strokes.
+    near = cv2.dilate(keep[labels].astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    return np.where(near, crop, 0).astype(np.float32)
+
+
+def _dot(height: int, rng: np.random.Generator) -> np.ndarray:
+    size = max(3, int(height * rng.uniform(0.1, 0.2)))
+    dot = np.zeros((size + int(size * rng.uniform(0, 1.2)), size), np.float32)
+    cv2.ellipse(dot, (size // 2, size // 2), (size // 2, size // 2), 0, 0, 360, 1.0, -1)
+    if dot.shape[0] > size:  # a comma's tail
+        cv2.line(dot, (size // 2, size // 2), (0, dot.shape[0] - 1), 1.0, max(1, size // 3))
+    return dot
+
+
+def _dash(height: int, rng: np.random.Generator) -> np.ndarray:
+    length = int(height * rng.uniform(0.3, 1.2))
+    dash = np.zeros((max(2, height // 8), length), np.float32)
+    dash[:] = 1.0
+    return dash
