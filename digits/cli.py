@@ -159,7 +159,13 @@ def status() -> None:
 
 
 @main.command()
-@click.option("--arch", default="cnn", show_default=True, help="cnn, or seed-mlp (the tutorial's baseline).")
+@click.option(
+    "--arch",
+    type=click.Choice(["cnn", "seed-mlp", "crnn"]),
+    default="cnn",
+    show_default=True,
+    help="cnn (digits), seed-mlp (the tutorial's baseline) or crnn (whole lines; needs ORAND data).",
+)
 @click.option(
     "--data",
     "data_dir",
@@ -169,19 +175,29 @@ def status() -> None:
     show_default=True,
     help="Folder with mnist.npz and optional extra sets [DIGITS_DATA].",
 )
-@click.option("--epochs", default=6, show_default=True)
+@click.option("--epochs", type=int, help="Passes over the data [cnn 14, seed-mlp 3, crnn 12].")
 @click.option("--name", help="Model name (default digits-cnn, or digits-<arch>).")
 @click.option("--store", type=click.Path(file_okay=False, path_type=Path), help="Model store [DIGITS_MODEL_STORE].")
 @click.option("--limit", type=int, help="Train on this many digits only (for a quick try).")
-def train(arch: str, data_dir: Path, epochs: int, name: str | None, store: Path | None, limit: int | None) -> None:
+def train(
+    arch: str, data_dir: Path, epochs: int | None, name: str | None, store: Path | None, limit: int | None
+) -> None:
     """Train a model and save it as the next version in the model store."""
     from digits.settings import get_settings
     from worker.train import train as run_training
+    from worker.train import train_strings
 
+    store = store or get_settings().model_store
+    if arch == "crnn":
+        if not (data_dir / "orand-car-a-train" / "labels.json").exists():
+            raise click.ClickException(f"the string model needs {data_dir}/orand-car-a-train; pass --data")
+        ref = train_strings(data_dir, store, epochs or 12, name=name or "digits-crnn")
+        click.echo(f"saved {ref.label} to {ref.path}")
+        return
     if not (data_dir / "mnist.npz").exists():
         click.echo(f"{data_dir}/mnist.npz not found: downloading MNIST through keras", err=True)
         data_dir = None
-    ref = run_training(arch, data_dir, store or get_settings().model_store, epochs, name=name, limit=limit)
+    ref = run_training(arch, data_dir, store, epochs, name=name, limit=limit)
     click.echo(f"saved {ref.label} to {ref.path}")
 
 

@@ -41,8 +41,10 @@ def test_prepared_line_has_the_model_shape_and_maps_frames_back_to_the_page():
     assert abs(whole.y - ys.min()) <= 3
 
 
-def _reading(digits: str, model: str, confidence: float = 0.99) -> Reading:
-    return Reading(digits, [confidence] * len(digits), [Box(0, 0, 1, 1)] * len(digits), model)
+def _reading(digits: str, model: str, confidence: float = 0.99, width: int = 20) -> Reading:
+    """A reading whose digits stand side by side, each ``width`` wide and 40 high."""
+    boxes = [Box(i * width, 0, width, 40) for i in range(len(digits))]
+    return Reading(digits, [confidence] * len(digits), boxes, model)
 
 
 def test_agreeing_readings_are_trusted_and_as_sure_as_the_surer_model():
@@ -50,12 +52,20 @@ def test_agreeing_readings_are_trusted_and_as_sure_as_the_surer_model():
     assert agreed and reading.digits == "25" and reading.confidences == [0.97, 0.97]
 
 
-def test_a_single_digit_is_the_classifiers_and_a_line_the_string_models():
-    assert choose(_reading("7", "cnn"), _reading("1", "crnn")) == (_reading("7", "cnn"), False)
-    # Cutting split a broken "5" in two; the string model read it whole.
-    assert choose(_reading("52", "cnn"), _reading("5", "crnn")) == (_reading("5", "crnn"), False)
-    # Touching digits and a separator fooled the cutting.
-    assert choose(_reading("4", "cnn"), _reading("470000", "crnn"))[0].digits == "470000"
+def test_where_there_is_room_for_one_digit_the_surer_single_reading_wins():
+    assert choose(_reading("7", "cnn", 0.98), _reading("1", "crnn", 0.7)) == (_reading("7", "cnn", 0.98), False)
+    assert choose(_reading("7", "cnn", 0.6), _reading("1", "crnn", 0.9))[0].digits == "1"
+    # The string model saw two digits in one: the classifier's single reading stands.
+    assert choose(_reading("8", "cnn", 0.5), _reading("31", "crnn"))[0].digits == "8"
+    # Cutting split a broken "5" in two narrow pieces; the string model read it whole.
+    assert choose(_reading("52", "cnn", width=12), _reading("5", "crnn", 0.8))[0].digits == "5"
+
+
+def test_on_a_wide_line_the_string_model_wins():
+    # Touching digits and a separator fooled the cutting into one wide blob.
+    blob = Reading("4", [0.99], [Box(0, 0, 200, 40)], "cnn")
+    assert choose(blob, _reading("470000", "crnn", 0.8))[0].digits == "470000"
+    assert choose(_reading("2150", "cnn"), _reading("2250", "crnn", 0.6)) == (_reading("2250", "crnn", 0.6), False)
 
 
 def test_without_a_string_model_the_classifier_decides_alone():

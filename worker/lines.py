@@ -20,8 +20,11 @@ LINE_HEIGHT = 32
 LINE_WIDTH = 160
 """Width of the image the string model sees; wider lines are squeezed to fit."""
 
-FRAMES = LINE_WIDTH // 4
-"""Time steps the string model outputs (its convolutions halve the width twice)."""
+FRAME_PIXELS = 4
+"""Columns of the input behind each time step (the string model halves the width twice)."""
+
+FRAMES = LINE_WIDTH // FRAME_PIXELS
+"""Time steps the string model outputs."""
 
 BACKGROUND_KERNEL = 15
 """Side of the window that estimates the paper under the ink (wider than a stroke)."""
@@ -55,9 +58,9 @@ class Placement:
 
     def box(self, first_frame: int, end_frame: int) -> Box:
         """The page rectangle under frames ``[first_frame, end_frame)``."""
-        scale = self.w / self.width
-        left = self.x + round(first_frame * 4 * scale)
-        right = self.x + min(self.w, round(end_frame * 4 * scale))
+        scale = self.w / self.width * FRAME_PIXELS
+        left = self.x + round(first_frame * scale)
+        right = self.x + min(self.w, round(end_frame * scale))
         return Box(left, self.y, max(1, right - left), self.h)
 
 

@@ -42,13 +42,11 @@ def build(arch: str):
         x = layers.Dense(128, activation="relu")(x)
     elif arch == "cnn":
         x = inputs
-        for filters in (32, 64):
-            x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-            x = layers.BatchNormalization(momentum=0.9)(x)
-            x = layers.Activation("relu")(x)
-            x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-            x = layers.BatchNormalization(momentum=0.9)(x)
-            x = layers.Activation("relu")(x)
+        for filters, convolutions in ((32, 2), (64, 2), (128, 1)):
+            for _ in range(convolutions):
+                x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+                x = layers.BatchNormalization(momentum=0.9)(x)
+                x = layers.Activation("relu")(x)
             x = layers.MaxPooling2D()(x)
         x = layers.Flatten()(x)
         x = layers.Dense(128, activation="relu")(x)
