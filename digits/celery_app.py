@@ -21,7 +21,7 @@ RESULT_TTL_SECONDS = 7 * 24 * 3600
 """How long task results (and so ``Job.rows()``) stay in Redis."""
 
 
-def make_app(redis_url: str) -> Celery:
+def make_app(redis_url: str, time_limit: int | None = None) -> Celery:
     """A Celery app on ``redis_url`` set up so that a dying worker loses nothing."""
     app = Celery("digits", broker=redis_url, backend=redis_url, include=["worker.tasks"])
     app.conf.update(
@@ -35,6 +35,8 @@ def make_app(redis_url: str) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=QUEUE,
+        # A task stuck on a pathological scan is killed; its file gets an error row.
+        task_time_limit=time_limit or get_settings().task_time_limit,
         result_expires=RESULT_TTL_SECONDS,
         task_track_started=True,
         broker_connection_retry_on_startup=True,

@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import io
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +44,9 @@ OK, REVIEW, EMPTY, ERROR = "ok", "review", "empty", "error"
 MARK_TTL_SECONDS = 30 * 24 * 3600
 """How long Redis remembers that a drop's rows were written."""
 
+_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""What a job id may look like: it names a file, so no separators and no dots."""
+
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 """Leading characters that make a spreadsheet treat a cell as a formula."""
 
@@ -53,7 +57,9 @@ def inbox_csv(results: Path, when: dt.datetime) -> Path:
 
 
 def job_csv(results: Path, job_id: str) -> Path:
-    """The CSV of one submitted job."""
+    """The CSV of one submitted job (the id becomes a file name, so it must be a plain token)."""
+    if not _JOB_ID.fullmatch(job_id):
+        raise ValueError(f"job id {job_id!r} is not a plain token (letters, digits, - and _, at most 64)")
     return Path(results) / "jobs" / f"{job_id}.csv"
 
 

@@ -136,6 +136,7 @@ def submit(files: Iterable[FileLike], job_id: str | None = None, celery: Celery 
     celery = celery or default_app
     settings = get_settings()
     job_id = job_id or str(uuid.uuid4())
+    job_csv(settings.results, job_id)  # refuses an id that is no plain file name, before queueing
     named = [_read(item) for item in files]
     if not named:
         raise ValueError("no files to submit: pass at least one path or (name, bytes) pair")

@@ -203,6 +203,7 @@ class Ingester:
                 return
             shutil.move(path, target)
         except FileNotFoundError:
+            self._remove_empty_folders(target.parent)
             return  # taken away by the user in the meantime
         log.info("took %s as %s", self._source(target), drop_id)
         self.unsent[drop_id] = target
@@ -295,20 +296,25 @@ class Ingester:
         self._archive(path, self.failed, reason=row["error"])
 
     def _archive(self, path: Path, folder: Path, reason: str | None = None) -> None:
+        """Move a finished file from ``processing/`` to ``folder``, with its reason if it failed."""
         drop_dir = self.processing / path.relative_to(self.processing).parts[0]
         target = _free_name(folder / path.relative_to(drop_dir))
         target.parent.mkdir(parents=True, exist_ok=True)
         if reason is not None:
             Path(f"{target}.error.txt").write_text(f"{utc_now()} {reason}\n", encoding="utf-8")
         shutil.move(path, target)
-        for parent in [path.parent, *path.parent.parents]:
-            if parent == self.processing or not parent.is_relative_to(drop_dir):
-                break
-            try:
-                parent.rmdir()  # only our own empty drop folders
-            except OSError:
-                break
+        self._remove_empty_folders(path.parent)
         log.info("%s -> %s", self._source(path), target)
+
+    def _remove_empty_folders(self, folder: Path) -> None:
+        """Remove the empty folders of a drop in ``processing/`` (only ours, only empty)."""
+        for parent in [folder, *folder.parents]:
+            if parent == self.processing or not parent.is_relative_to(self.processing):
+                return
+            try:
+                parent.rmdir()
+            except OSError:
+                return
 
     def _source(self, path: Path) -> str:
         """The name rows carry: the path relative to the inbox, with ``/``."""

@@ -14,7 +14,7 @@ FONTS = (
     cv2.FONT_HERSHEY_SIMPLEX | cv2.FONT_ITALIC,
     cv2.FONT_HERSHEY_SCRIPT_COMPLEX,
 )
-"""Fonts whose digits look handwritten enough (no serif "1" that reads as a "2")."""
+"""Fonts whose digits look handwritten enough (their "1" is drawn as a plain stroke)."""
 
 
 def draw_digits(
@@ -34,7 +34,13 @@ def draw_digits(
     for char in text:
         (w, h), base = cv2.getTextSize(char, font, scale, thickness)
         glyph = np.zeros((h + base + 2 * thickness, w + 2 * thickness), np.uint8)
-        cv2.putText(glyph, char, (thickness, h + thickness), font, scale, 255, thickness, cv2.LINE_AA)
+        if char == "1":
+            # A hand writes a one as a plain stroke; the fonts' flagged, serifed
+            # one is a typeface's, and reads as a "2" to a model of handwriting.
+            glyph = np.zeros((h + base + 2 * thickness, 3 * thickness), np.uint8)
+            cv2.line(glyph, (2 * thickness, thickness), (thickness, h + thickness), 255, thickness, cv2.LINE_AA)
+        else:
+            cv2.putText(glyph, char, (thickness, h + thickness), font, scale, 255, thickness, cv2.LINE_AA)
         glyphs.append(glyph)
     width = sum(g.shape[1] for g in glyphs) + gap * (len(glyphs) - 1) + 2 * margin
     tall = max(g.shape[0] for g in glyphs) + 2 * margin

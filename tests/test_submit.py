@@ -87,3 +87,8 @@ def test_queueing_never_imports_tensorflow(served):
     image.write_bytes(encode(draw_digits("1")))
     done = subprocess.run([sys.executable, "-c", script, str(image)], env=served.env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_job_id_that_is_no_plain_file_name_is_refused(client):
+    with pytest.raises(ValueError, match="plain token"):
+        submit([("x.png", b"")], job_id="../../etc/passwd", celery=client)
