@@ -2,7 +2,7 @@
 
 Each page is read by cutting it into digits for the digit classifier, and,
 when a string model is installed, as a whole line by the string model. When
-both read the same digits the row can be trusted; when they differ, the
+both read the same digits, and both are sure, the row can be trusted; when they differ, the
 reading that suits the page is kept (the classifier's for a single digit, the
 string model's for a line, where touching digits and separators fool the
 cutting) and the row goes to review.
@@ -78,8 +78,9 @@ def choose(cutting: Reading, line: Reading | None) -> tuple[Reading, bool]:
     if line is None:
         return cutting, True
     if cutting.digits == line.digits:
-        # Agreement: each digit is as sure as the surer of the two models.
-        sure = [max(a, b) for a, b in zip(cutting.confidences, line.confidences, strict=True)]
+        # Each digit is only as sure as the less sure model: when both misread a
+        # digit the same way, one of them is rarely confident about it.
+        sure = [min(a, b) for a, b in zip(cutting.confidences, line.confidences, strict=True)]
         return Reading(cutting.digits, sure, cutting.boxes, cutting.model), True
     if cutting.boxes and _aspect(cutting.boxes) < SINGLE_DIGIT_ASPECT:
         # Ink with room for one digit only: the string model may see two where
