@@ -184,13 +184,14 @@ def train(
 ) -> None:
     """Train a model and save it as the next version in the model store."""
     from digits.settings import get_settings
+    from worker.strings import ORAND_DIR
     from worker.train import train as run_training
     from worker.train import train_strings
 
     store = store or get_settings().model_store
     if arch == "crnn":
-        if not (data_dir / "orand-car-a-train" / "labels.json").exists():
-            raise click.ClickException(f"the string model needs {data_dir}/orand-car-a-train; pass --data")
+        if not (data_dir / ORAND_DIR / "labels.json").exists():
+            raise click.ClickException(f"the string model needs {data_dir / ORAND_DIR}; pass --data")
         ref = train_strings(data_dir, store, epochs or 12, name=name or "digits-crnn")
         click.echo(f"saved {ref.label} to {ref.path}")
         return

@@ -182,16 +182,21 @@ def train(
         print(f"held-out accuracy on {source}: {accuracies[source]:.4f}")
 
     name = name or ("digits-cnn" if arch == "cnn" else f"digits-{arch}")
+    facts = {"architecture": arch, "data_seen": split.seen, "training_digits": len(y), "epochs": epochs}
+    return save_version(model, name, store, started, facts, accuracies)
+
+
+def save_version(model, name: str, store: Path, started: float, facts: dict, accuracies: dict) -> model_store.ModelRef:
+    """Save ``model`` as the next version of ``name`` with its metadata beside it."""
+    import keras
+
     version = model_store.next_version(name, store)
     path = Path(store) / f"{name}@{version}{model_store.MODEL_SUFFIX}"
     model.save(path)
     metadata = {
         "name": name,
         "version": version,
-        "architecture": arch,
-        "data_seen": split.seen,
-        "training_digits": len(y),
-        "epochs": epochs,
+        **facts,
         "preprocessing_version": PREPROCESSING_VERSION,
         "held_out_accuracy": accuracies,
         "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -238,6 +243,11 @@ def train_strings(
     batches = epochs * ((len(real.images) * real_repeats + synthetic_per_epoch) // 64 + 1)
     model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, batches)), loss=ctc_loss)
     held_x = batch_of_lines(held.images)
+
+    def exact_share() -> float:
+        read = [r.digits for r in decode_lines(np.asarray(model.predict(held_x, verbose=0)))]
+        return round(float(np.mean([a == b for a, b in zip(read, held.labels, strict=True)])), 5)
+
     for epoch in range(epochs):
         images = [jitter_real(image, rng) for image in real.images for _ in range(real_repeats)]
         texts = [label for label in real.labels for _ in range(real_repeats)]
@@ -249,28 +259,12 @@ def train_strings(
             texts.append(text)
         print(f"epoch {epoch + 1}/{epochs}: {len(images)} lines")
         model.fit(batch_of_lines(images), encode_labels(texts), batch_size=64, epochs=1, verbose=2, shuffle=True)
-        read = [r.digits for r in decode_lines(np.asarray(model.predict(held_x, verbose=0)))]
-        exact = np.mean([a == b for a, b in zip(read, held.labels, strict=True)])
-        print(f"  held-out cheque amounts read exactly: {exact:.4f}")
+        print(f"  held-out cheque amounts read exactly: {exact_share():.4f}")
 
-    read = [r.digits for r in decode_lines(np.asarray(model.predict(held_x, verbose=0)))]
-    accuracy = round(float(np.mean([a == b for a, b in zip(read, held.labels, strict=True)])), 5)
-    version = model_store.next_version(name, store)
-    path = Path(store) / f"{name}@{version}{model_store.MODEL_SUFFIX}"
-    model.save(path)
-    metadata = {
-        "name": name,
-        "version": version,
+    facts = {
         "architecture": "crnn",
         "data_seen": ["orand-car-a", *split.seen],
         "training_lines_per_epoch": len(real.images) * real_repeats + synthetic_per_epoch,
         "epochs": epochs,
-        "preprocessing_version": PREPROCESSING_VERSION,
-        "held_out_accuracy": {"orand-held-out": accuracy},
-        "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "training_seconds": round(time.monotonic() - started),
-        "keras_version": keras.__version__,
-        "sha256": file_sha256(path),
     }
-    path.with_suffix(".json").write_text(json.dumps(metadata, indent=2) + "\n")
-    return model_store.ModelRef(name, version, path)
+    return save_version(model, name, store, started, facts, {"orand-held-out": exact_share()})
