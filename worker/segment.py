@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 
 PREPROCESSING_VERSION = "1"
-"""Bumped whenever the output of this module changes; stored with each model."""
+"""Bumped whenever what a model is fed changes (``ink_image``, ``normalise_digit``,
+``worker.lines.prepare_line``); stored with each model, checked by the tests."""
 
 CANVAS = 28
 """Side of the square image the model sees, as in MNIST."""
