@@ -139,7 +139,7 @@ def recognize(files: tuple[Path, ...], model: str | None) -> None:
     from worker.pipeline import recognize_bytes
 
     settings = get_settings()
-    models = get_models(settings.model, settings.string_model, settings.model_store)
+    models = get_models(settings)
     job_id = str(uuid.uuid4())
     out = sys.stdout.buffer
     out.write(encode_rows([], header=True))
@@ -227,7 +227,7 @@ def evaluate(model: str | None, data_dir: Path, out: Path, limit: int | None) ->
     from worker.model import get_models
 
     settings = get_settings()
-    models = get_models(settings.model, settings.string_model, settings.model_store)
+    models = get_models(settings)
     sets = load_samples(data_dir, limit)
     if not sets:
         raise click.ClickException(f"no data sets in {data_dir}; pass --data or set DIGITS_DATA")

@@ -226,10 +226,8 @@ def stack(tmp_path: Path, private_redis: RedisServer) -> Iterator[Stack]:
 def inbox_stack(tmp_path: Path, served: Stack) -> Iterator[Stack]:
     """An ingester of the test's own, feeding the shared worker."""
     stack = Stack(tmp_path, served.redis_url)
-    stack.results.mkdir(parents=True, exist_ok=True)
     # Rows are written by the shared worker, into its own results folder.
-    stack.root.joinpath("results").rmdir()
-    stack.root.joinpath("results").symlink_to(served.results, target_is_directory=True)
+    stack.results.symlink_to(served.results, target_is_directory=True)
     yield stack
     stack.stop()
 

@@ -21,8 +21,7 @@ ORAND_FLOOR = 0.80
 
 @pytest.fixture(scope="module")
 def models():
-    settings = Settings()
-    return get_models(settings.model, settings.string_model, settings.model_store)
+    return get_models(Settings())
 
 
 def read_files(models, pages: list[np.ndarray], ext: str = ".png") -> list[str]:

@@ -10,10 +10,10 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from digits.settings import Settings
 from worker.lines import FRAMES, LINE_HEIGHT, LINE_WIDTH
 from worker.model_store import ModelNotFound, ModelRef, resolve
 from worker.segment import CANVAS
@@ -180,19 +180,19 @@ class Models:
         return self.classifier.label
 
 
-def get_models(digit_model: str, string_model: str, store: Path) -> Models:
-    """The models named, loaded on first use and kept for the process.
+def get_models(settings: Settings) -> Models:
+    """The models the settings name, loaded on first use and kept for the process.
 
     An empty ``string_model`` means none; so does a string model missing from
     the store, with a warning, so that a store holding only a digit model works.
     """
     reader = None
-    if string_model:
+    if settings.string_model:
         try:
-            reader = _load(StringReader, resolve(string_model, store))
+            reader = _load(StringReader, resolve(settings.string_model, settings.model_store))
         except ModelNotFound as missing:
             log.warning("reading without a string model: %s", missing)
-    return Models(_load(Classifier, resolve(digit_model, store)), reader)
+    return Models(_load(Classifier, resolve(settings.model, settings.model_store)), reader)
 
 
 def _load(kind: type, ref: ModelRef):

@@ -47,8 +47,7 @@ def _marks() -> Redis:
 
 def models() -> Models:
     """This process's models, loaded on first use."""
-    settings = get_settings()
-    return get_models(settings.model, settings.string_model, settings.model_store)
+    return get_models(get_settings())
 
 
 @app.task(

@@ -148,7 +148,7 @@ def train(
     recipe = RECIPES[arch]
     epochs = epochs or recipe.epochs
     split = load_data(data_dir, extra=recipe.extra_data)
-    raw_x = np.concatenate([_pad_to_mnist(x) for x in split.train_x])
+    raw_x = np.concatenate(split.train_x)  # load_data brought every set to 28x28
     y = np.concatenate(split.train_y).astype(np.int64)
     if limit:
         keep = np.random.default_rng(SPLIT_SEED).permutation(len(raw_x))[:limit]
