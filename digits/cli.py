@@ -179,8 +179,15 @@ def status() -> None:
 @click.option("--name", help="Model name (default digits-cnn, or digits-<arch>).")
 @click.option("--store", type=click.Path(file_okay=False, path_type=Path), help="Model store [DIGITS_MODEL_STORE].")
 @click.option("--limit", type=int, help="Train on this many digits only (for a quick try).")
+@click.option("--seed", type=int, help="Seed of the weights and the data order (crnn: train members of an ensemble).")
 def train(
-    arch: str, data_dir: Path, epochs: int | None, name: str | None, store: Path | None, limit: int | None
+    arch: str,
+    data_dir: Path,
+    epochs: int | None,
+    name: str | None,
+    store: Path | None,
+    limit: int | None,
+    seed: int | None,
 ) -> None:
     """Train a model and save it as the next version in the model store."""
     from digits.settings import get_settings
@@ -192,7 +199,8 @@ def train(
     if arch == "crnn":
         if not (data_dir / ORAND_DIR / "labels.json").exists():
             raise click.ClickException(f"the string model needs {data_dir / ORAND_DIR}; pass --data")
-        ref = train_strings(data_dir, store, epochs or 12, name=name or "digits-crnn")
+        extra = {"seed": seed} if seed is not None else {}
+        ref = train_strings(data_dir, store, epochs or 12, name=name or "digits-crnn", **extra)
         click.echo(f"saved {ref.label} to {ref.path}")
         return
     if not (data_dir / "mnist.npz").exists():

@@ -34,10 +34,12 @@ class Settings(BaseSettings):
     """Folder holding ``processing/``, ``done/`` and ``failed/``; by default the inbox's parent."""
 
     model: str = "digits-cnn"
-    """Model used by workers: ``name`` (newest version), ``name@version`` or a ``.keras`` path."""
+    """Digit model used by workers: ``name`` (newest version), ``name@version`` or a ``.keras``
+    path; several, comma-separated, are an ensemble whose probabilities are averaged."""
 
     string_model: str = "digits-crnn"
-    """Model that reads whole lines (touching digits, separators); empty for none."""
+    """Model that reads whole lines (touching digits, separators); several, comma-separated,
+    vote on each other's readings; empty for none."""
 
     model_store: Path = STORE
     """Folder of trained models."""

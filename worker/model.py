@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from digits.settings import Settings
+from worker.ctc import LineReading, decode
 from worker.lines import FRAMES, LINE_HEIGHT, LINE_WIDTH
-from worker.model_store import ModelNotFound, ModelRef, resolve
+from worker.model_store import ModelNotFound, ModelRef, resolve_members
 from worker.segment import CANVAS
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 DIGIT_ARCHITECTURES = ("cnn", "seed-mlp")
 """Digit classifiers `build` makes; the string model comes from `build_string_model`."""
 
-_cache: dict[tuple[str, str], Classifier | StringReader] = {}
+_cache: dict[tuple[str, ...], Classifier | StringReader] = {}
 _cache_lock = threading.Lock()
 
 
@@ -90,14 +91,17 @@ def ctc_loss(y_true, y_pred):
 
 
 class Classifier:
-    """A loaded model that turns a batch of 28x28 digit images into probabilities."""
+    """Loaded digit models that turn a batch of 28x28 digit images into probabilities.
 
-    def __init__(self, ref: ModelRef) -> None:
+    With several models (an ensemble), their probabilities are averaged.
+    """
+
+    def __init__(self, refs: list[ModelRef]) -> None:
         import keras
 
-        self.ref = ref
-        self.label = ref.label
-        self._model = keras.models.load_model(ref.path, compile=False)
+        self.refs = refs
+        self.label = "+".join(ref.label for ref in refs)
+        self._members = [keras.models.load_model(ref.path, compile=False) for ref in refs]
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities, shape (n, 10), for images of shape (n, 28, 28)."""
@@ -106,55 +110,29 @@ class Classifier:
         batch = np.asarray(images, np.float32).reshape(-1, CANVAS, CANVAS, 1)
         # predict_on_batch runs a compiled graph (~3 ms here); an eager call
         # costs ~20 ms and model.predict sets up a whole loop (~35 ms).
-        return np.asarray(self._model.predict_on_batch(batch))
-
-
-@dataclass(frozen=True)
-class LineReading:
-    """What the string model read on a line: digits, their confidences and their frame spans."""
-
-    digits: str
-    confidences: list[float]
-    spans: list[tuple[int, int]]
-
-
-def decode_lines(logits: np.ndarray) -> list[LineReading]:
-    """Greedy CTC decoding of (n, frames, 11) logits; a digit's confidence is its best frame's."""
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
-    readings = []
-    for frames in probabilities:
-        best = frames.argmax(axis=-1)
-        digits, confidences, spans = "", [], []
-        start = 0
-        for t in range(1, len(best) + 1):
-            if t < len(best) and best[t] == best[start]:
-                continue
-            if best[start] != 0:  # 0 is the blank
-                digits += str(best[start] - 1)
-                confidences.append(float(frames[start:t, best[start]].max()))
-                spans.append((start, t))
-            start = t
-        readings.append(LineReading(digits, confidences, spans))
-    return readings
+        return np.mean([np.asarray(member.predict_on_batch(batch)) for member in self._members], axis=0)
 
 
 class StringReader:
-    """A loaded string model that reads prepared lines (n, 32, 160) into digit strings."""
+    """Loaded string models that read prepared lines (n, 32, 160) into digit strings.
 
-    def __init__(self, ref: ModelRef) -> None:
+    With several models, each proposes a reading and all of them vote on every
+    proposal (see ``worker.ctc.decode``).
+    """
+
+    def __init__(self, refs: list[ModelRef]) -> None:
         import keras
 
-        self.ref = ref
-        self.label = ref.label
-        self._model = keras.models.load_model(ref.path, compile=False)
+        self.refs = refs
+        self.label = "+".join(ref.label for ref in refs)
+        self._members = [keras.models.load_model(ref.path, compile=False) for ref in refs]
 
     def read(self, lines: np.ndarray) -> list[LineReading]:
         if len(lines) == 0:
             return []
         batch = np.asarray(lines, np.float32).reshape(-1, LINE_HEIGHT, LINE_WIDTH, 1)
         # Compiled, not eager: the recurrent layer costs ~350 ms a call when run eagerly.
-        return decode_lines(np.asarray(self._model.predict_on_batch(batch)))
+        return decode([np.asarray(member.predict_on_batch(batch)) for member in self._members])
 
 
 def limit_threads(threads: int) -> None:
@@ -189,15 +167,15 @@ def get_models(settings: Settings) -> Models:
     reader = None
     if settings.string_model:
         try:
-            reader = _load(StringReader, resolve(settings.string_model, settings.model_store))
+            reader = _load(StringReader, resolve_members(settings.string_model, settings.model_store))
         except ModelNotFound as missing:
             log.warning("reading without a string model: %s", missing)
-    return Models(_load(Classifier, resolve(settings.model, settings.model_store)), reader)
+    return Models(_load(Classifier, resolve_members(settings.model, settings.model_store)), reader)
 
 
-def _load(kind: type, ref: ModelRef):
-    key = (kind.__name__, str(ref.path.resolve()))
+def _load(kind: type, refs: list[ModelRef]):
+    key = (kind.__name__, *(str(ref.path.resolve()) for ref in refs))
     with _cache_lock:
         if key not in _cache:
-            _cache[key] = kind(ref)
+            _cache[key] = kind(refs)
         return _cache[key]

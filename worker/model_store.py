@@ -80,6 +80,14 @@ def resolve(spec: str, store: Path) -> ModelRef:
     return candidates[-1]
 
 
+def resolve_members(specs: str, store: Path) -> list[ModelRef]:
+    """Resolve a comma-separated list of models, the members of an ensemble (often just one)."""
+    members = [resolve(spec.strip(), store) for spec in specs.split(",") if spec.strip()]
+    if not members:
+        raise ModelNotFound(f"no model named in {specs!r}")
+    return members
+
+
 def next_version(name: str, store: Path) -> int:
     """The version number a newly trained model called ``name`` gets."""
     versions = [ref.version for ref in list_models(store) if ref.name == name]

@@ -139,13 +139,29 @@ def compose_line(pool: list, rng: np.random.Generator) -> tuple[np.ndarray, str]
 
 
 def jitter_real(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A slightly rotated, sheared, rescaled and re-contrasted copy of a real line."""
+    """A real line as another pen and scanner might have made it.
+
+    Slightly rotated, sheared and rescaled; thicker or thinner strokes; new
+    contrast; now and then blurred or recompressed.
+    """
     h, w = gray.shape
     matrix = cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-3, 3), rng.uniform(0.9, 1.1))
-    matrix[0, 1] += rng.uniform(-0.15, 0.15)
-    out = cv2.warpAffine(gray, matrix, (w, h), borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-    out = (out - 128) * rng.uniform(0.7, 1.2) + 128 + rng.uniform(-20, 20)
-    return np.clip(out, 0, 255).astype(np.uint8)
+    matrix[0, 1] += rng.uniform(-0.2, 0.2)
+    out = cv2.warpAffine(gray, matrix, (w, h), borderMode=cv2.BORDER_REPLICATE)
+    stroke = rng.random()
+    if stroke < 0.2:
+        out = cv2.erode(out, np.ones((2, 2), np.uint8))  # dark ink: a minimum filter thickens it
+    elif stroke < 0.3:
+        out = cv2.dilate(out, np.ones((2, 2), np.uint8))
+    out = out.astype(np.float32)
+    out = (out - 128) * rng.uniform(0.6, 1.2) + 128 + rng.uniform(-20, 20)
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    if rng.random() < 0.2:
+        out = cv2.GaussianBlur(out, (3, 3), rng.uniform(0.3, 1.0))
+    if rng.random() < 0.3:
+        _, data = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 90))])
+        out = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+    return out
 
 
 def encode_labels(texts: list[str]) -> np.ndarray:

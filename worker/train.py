@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -115,20 +115,39 @@ def distort(raw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def rescan(raw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A digit image as a scanner at another resolution would give it: resampled, maybe recompressed.
+
+    Scans come at any size; a digit 20 pixels high loses strokes that one 100
+    pixels high keeps, and JPEG adds its own ringing.
+    """
+    side = int(rng.integers(20, 120))
+    scale = side / raw.shape[0]
+    interpolation = (cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC)[int(rng.integers(3))]
+    out = cv2.resize(raw, None, fx=scale, fy=scale, interpolation=interpolation)
+    if rng.random() < 0.5:
+        _, data = cv2.imencode(".jpg", 255 - out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(50, 96))])
+        out = 255 - cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+    return out
+
+
 @dataclass(frozen=True)
 class Recipe:
     """How a digit classifier is trained."""
 
     epochs: int
     distorted_share: float
+    """Share of digits given a fresh random `distort` each epoch."""
+    rescanned_share: float
+    """Share of digits given a fresh random `rescan` each epoch (after any distortion)."""
     extra_data: bool
     schedule: bool
 
 
 RECIPES = {
-    "cnn": Recipe(epochs=14, distorted_share=0.5, extra_data=True, schedule=True),
+    "cnn": Recipe(epochs=14, distorted_share=0.5, rescanned_share=0.5, extra_data=True, schedule=True),
     # The tutorial's way: MNIST only, as it is, three epochs of plain Adam.
-    "seed-mlp": Recipe(epochs=3, distorted_share=0.0, extra_data=False, schedule=False),
+    "seed-mlp": Recipe(epochs=3, distorted_share=0.0, rescanned_share=0.0, extra_data=False, schedule=False),
 }
 """Training recipe of each digit classifier architecture."""
 
@@ -168,9 +187,11 @@ def train(
     for epoch in range(epochs):
         # Fresh distortions every epoch; the rest of the digits stay clean.
         x = clean.copy()
-        distorted = np.nonzero(rng.random(len(x)) < recipe.distorted_share)[0]
-        for i in distorted:
-            x[i] = normalise_digit(distort(raw_x[i], rng))
+        distorted = rng.random(len(x)) < recipe.distorted_share
+        rescanned = rng.random(len(x)) < recipe.rescanned_share
+        for i in np.nonzero(distorted | rescanned)[0]:
+            raw = distort(raw_x[i], rng) if distorted[i] else raw_x[i]
+            x[i] = prepare(rescan(raw, rng) if rescanned[i] else raw)
         print(f"epoch {epoch + 1}/{epochs}")
         model.fit(x[..., None], y, batch_size=128, epochs=1, verbose=2, shuffle=True)
 
@@ -182,7 +203,13 @@ def train(
         print(f"held-out accuracy on {source}: {accuracies[source]:.4f}")
 
     name = name or ("digits-cnn" if arch == "cnn" else f"digits-{arch}")
-    facts = {"architecture": arch, "data_seen": split.seen, "training_digits": len(y), "epochs": epochs}
+    facts = {
+        "architecture": arch,
+        "data_seen": split.seen,
+        "training_digits": len(y),
+        "epochs": epochs,
+        "recipe": asdict(recipe) | {"epochs": epochs},
+    }
     return save_version(model, name, store, started, facts, accuracies)
 
 
@@ -225,19 +252,26 @@ def train_strings(
     epochs: int,
     name: str = "digits-crnn",
     synthetic_per_epoch: int = 20_000,
-    real_repeats: int = 4,
+    real_repeats: int = 6,
+    seed: int = SPLIT_SEED,
 ) -> model_store.ModelRef:
-    """Train the line reader on real cheque amounts plus amounts composed from single digits."""
+    """Train the line reader on real cheque amounts plus amounts composed from single digits.
+
+    ``seed`` sets the weights' start and the data's order, so that models trained
+    with different seeds make different mistakes and are worth combining.
+    """
     import keras
 
-    from worker.model import build_string_model, ctc_loss, decode_lines
+    from worker.ctc import decode
+    from worker.model import build_string_model, ctc_loss
     from worker.strings import batch_of_lines, compose_line, digit_pool, encode_labels, jitter_real, orand_split
 
     started = time.monotonic()
     split = load_data(data_dir)
     real, held, orand_digits = orand_split(data_dir)
     pools = (orand_digits, digit_pool(list(zip(split.train_x, split.train_y, strict=True)), []))
-    rng = np.random.default_rng(SPLIT_SEED)
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
 
     model = build_string_model()
     batches = epochs * ((len(real.images) * real_repeats + synthetic_per_epoch) // 64 + 1)
@@ -245,7 +279,7 @@ def train_strings(
     held_x = batch_of_lines(held.images)
 
     def exact_share() -> float:
-        read = [r.digits for r in decode_lines(np.asarray(model.predict(held_x, verbose=0)))]
+        read = [r.digits for r in decode([np.asarray(model.predict(held_x, verbose=0))])]
         return round(float(np.mean([a == b for a, b in zip(read, held.labels, strict=True)])), 5)
 
     for epoch in range(epochs):
@@ -266,5 +300,6 @@ def train_strings(
         "data_seen": ["orand-car-a", *split.seen],
         "training_lines_per_epoch": len(real.images) * real_repeats + synthetic_per_epoch,
         "epochs": epochs,
+        "seed": seed,
     }
     return save_version(model, name, store, started, facts, {"orand-held-out": exact_share()})

@@ -1,0 +1,66 @@
+"""CTC decoding with one string model or several (worker.ctc), checked against brute force."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from worker.ctc import align, decode, greedy, log_likelihood, log_softmax
+
+
+def collapse(path: tuple[int, ...]) -> str:
+    """The digits a CTC path stands for."""
+    merged = [c for i, c in enumerate(path) if i == 0 or c != path[i - 1]]
+    return "".join(str(c - 1) for c in merged if c != 0)
+
+
+def probabilities(rows: list[dict[int, float]], classes: int = 11) -> np.ndarray:
+    """Frame-wise probabilities: each row names a few classes, the rest share what is left."""
+    out = np.zeros((len(rows), classes))
+    for t, row in enumerate(rows):
+        rest = (1 - sum(row.values())) / (classes - len(row))
+        out[t] = rest
+        for c, p in row.items():
+            out[t, c] = p
+    return out
+
+
+@pytest.mark.parametrize("digits", ["", "0", "00", "01", "10", "012"])
+def test_likelihood_is_the_sum_over_every_path(digits):
+    rng = np.random.default_rng(7)
+    log_probs = log_softmax(rng.normal(size=(6, 4)))
+    total = sum(
+        np.exp(sum(log_probs[t, c] for t, c in enumerate(path)))
+        for path in itertools.product(range(4), repeat=6)
+        if collapse(path) == digits
+    )
+    assert np.isclose(np.exp(log_likelihood(log_probs, digits)), total)
+
+
+def test_alignment_of_the_greedy_reading_is_the_greedy_path():
+    log_probs = np.log(probabilities([{0: 0.9}, {2: 0.8}, {2: 0.7}, {0: 0.9}, {3: 0.6}, {0: 0.9}]))
+    assert greedy(log_probs) == "12"
+    confidences, spans = align(log_probs, "12")
+    assert spans == [(1, 3), (4, 5)]
+    assert np.allclose(confidences, [0.8, 0.6])
+
+
+def test_models_that_disagree_vote_with_their_likelihoods():
+    # The first model barely sees a "2" after the "1"; the second is sure there is none.
+    unsure = probabilities([{0: 0.9}, {2: 0.9}, {0: 0.9}, {3: 0.5, 0: 0.45}, {0: 0.9}])
+    sure = probabilities([{0: 0.9}, {2: 0.9}, {0: 0.9}, {0: 0.95, 3: 0.01}, {0: 0.9}])
+    [alone] = decode([np.log(unsure)[None]])
+    [together] = decode([np.log(unsure)[None], np.log(sure)[None]])
+    assert alone.digits == "12"
+    assert together.digits == "1"
+    assert together.spans == [(1, 2)]
+
+
+def test_a_digit_is_only_as_sure_as_the_least_sure_model():
+    first = probabilities([{0: 0.9}, {8: 0.99}, {0: 0.9}])
+    second = probabilities([{0: 0.9}, {8: 0.7}, {0: 0.9}])
+    [reading] = decode([np.log(first)[None], np.log(second)[None]])
+    assert reading.digits == "7"
+    assert np.isclose(reading.confidences[0], 0.7)
