@@ -128,11 +128,17 @@ class StringReader:
         self._members = [keras.models.load_model(ref.path, compile=False) for ref in refs]
 
     def read(self, lines: np.ndarray) -> list[LineReading]:
+        """Read lines of shape (n, views, 32, 160): every model reads every view, and all vote."""
         if len(lines) == 0:
             return []
+        count, views = lines.shape[:2]
         batch = np.asarray(lines, np.float32).reshape(-1, LINE_HEIGHT, LINE_WIDTH, 1)
-        # Compiled, not eager: the recurrent layer costs ~350 ms a call when run eagerly.
-        return decode([np.asarray(member.predict_on_batch(batch)) for member in self._members])
+        voters = []
+        for member in self._members:
+            # Compiled, not eager: the recurrent layer costs ~350 ms a call when run eagerly.
+            logits = np.asarray(member.predict_on_batch(batch)).reshape(count, views, FRAMES, -1)
+            voters += [logits[:, view] for view in range(views)]
+        return decode(voters)
 
 
 def limit_threads(threads: int) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from digits.results import EMPTY, OK, REVIEW, error_row, utc_now
 from worker.imaging import UnreadableImage, decode_pages
-from worker.lines import prepare_line
+from worker.lines import LINE_VIEWS, prepare_line
 from worker.model import Models
 from worker.segment import Box, find_digits
 
@@ -65,12 +65,14 @@ def read_as_lines(pages: list[np.ndarray], models: Models) -> list[Reading | Non
     """Read each page as one line with the string model (None for all when there is none)."""
     if models.reader is None:
         return [None] * len(pages)
-    prepared = [prepare_line(page) for page in pages]
-    lines = models.reader.read(np.stack([line for line, _ in prepared]))
-    return [
-        Reading(line.digits, line.confidences, [placement.box(*span) for span in line.spans], models.reader.label)
-        for line, (_, placement) in zip(lines, prepared, strict=True)
-    ]
+    views = [[prepare_line(page, stretch) for stretch in LINE_VIEWS] for page in pages]
+    lines = models.reader.read(np.stack([[line for line, _ in page_views] for page_views in views]))
+    readings = []
+    for line, page_views in zip(lines, views, strict=True):
+        placement = page_views[0][1]  # spans are frames of the first view, the line as it is
+        boxes = [placement.box(*span) for span in line.spans]
+        readings.append(Reading(line.digits, line.confidences, boxes, models.reader.label))
+    return readings
 
 
 def choose(cutting: Reading, line: Reading | None) -> tuple[Reading, bool]:

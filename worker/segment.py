@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from worker.borders import box_border_mask
+
 PREPROCESSING_VERSION = "1"
 """Bumped whenever what a model is fed changes (``ink_image``, ``normalise_digit``,
 ``worker.lines.prepare_line``); stored with each model, checked by the tests."""
@@ -87,6 +89,8 @@ def find_digits(gray: np.ndarray) -> list[Digit]:
     ink = ink_image(gray)
     if ink is None:
         return []
+    # A form field's printed box would join every digit touching it into one shape.
+    ink[box_border_mask(ink > 0)] = 0
     count, labels, stats, _ = cv2.connectedComponentsWithStats((ink > 0).astype(np.uint8), connectivity=8)
     pieces = [_Span.of(stats, i) for i in range(1, count)]
     if not pieces:
