@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from tests.synth import draw_digits
+from worker.borders import box_border_mask
 from worker.segment import CANVAS, find_digits, ink_image, normalise_digit
 
 
@@ -69,3 +70,25 @@ def test_ink_image_is_none_for_a_flat_page_and_ink_high_otherwise():
     assert ink_image(np.full((50, 50), 128, np.uint8)) is None
     ink = ink_image(draw_digits("1"))
     assert ink is not None and ink.max() == 255 and (ink == 0).mean() > 0.5
+
+
+def test_a_printed_box_border_is_found_and_an_oval_zero_is_not():
+    page = np.zeros((80, 200), np.uint8)
+    cv2.rectangle(page, (10, 10), (190, 70), 255, 2)
+    cv2.ellipse(page, (60, 40), (12, 20), 0, 0, 360, 255, 3)  # a "0" inside the box
+    border = box_border_mask(page > 0)
+    assert border[10, 100] and border[40, 10] and border[70, 100] and border[40, 190]
+    assert not border[40, 48] and not border[20, 60], "the zero is not part of the border"
+
+
+def test_an_empty_form_box_has_no_digits():
+    page = np.full((80, 200), 235, np.uint8)
+    cv2.rectangle(page, (10, 10), (190, 70), 40, 2)
+    assert find_digits(page) == []
+
+
+def test_digits_touching_their_box_are_cut_apart_from_it():
+    page = draw_digits("407", margin=12)
+    ys, xs = np.nonzero(page < 128)
+    cv2.rectangle(page, (int(xs.min()) - 1, int(ys.min()) - 1), (int(xs.max()) + 1, int(ys.max()) + 1), 40, 2)
+    assert len(find_digits(page)) == 3
