@@ -56,11 +56,12 @@ def test_models_that_disagree_vote_with_their_likelihoods():
     assert alone.digits == "12"
     assert together.digits == "1"
     assert together.spans == [(1, 2)]
+    assert alone.unanimous and not together.unanimous
 
 
 def test_a_digit_is_only_as_sure_as_the_least_sure_model():
     first = probabilities([{0: 0.9}, {8: 0.99}, {0: 0.9}])
     second = probabilities([{0: 0.9}, {8: 0.7}, {0: 0.9}])
     [reading] = decode([np.log(first)[None], np.log(second)[None]])
-    assert reading.digits == "7"
+    assert reading.digits == "7" and reading.unanimous
     assert np.isclose(reading.confidences[0], 0.7)

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.synth import draw_digits, encode
-from worker.imaging import UnreadableImage, decode_pages
+from tests.synth import draw_digits, encode, pdf_of
+from worker.imaging import PDF_DPI, UnreadableImage, decode_pages
 
 
 @pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".tif"])
@@ -51,9 +51,32 @@ def test_sixteen_bit_is_scaled_to_eight():
         (b"amount: 1500\n", "not an image"),
         (b"\x7fELF\x02\x01\x01" + bytes(100), "not an image"),
         (encode(draw_digits("3"))[:60], "corrupt or truncated PNG"),
-        (b"%PDF-1.7\n", "PDF"),
+        (b"%PDF-1.7\n", "corrupt, truncated or password-protected PDF"),
+        (pdf_of([draw_digits("5")])[:200], "corrupt, truncated or password-protected PDF"),
     ],
 )
 def test_unreadable_input_says_why(data, message):
     with pytest.raises(UnreadableImage, match=message):
         decode_pages(data)
+
+
+def test_every_pdf_page_is_rendered_at_the_pdf_resolution():
+    first, second = draw_digits("12"), draw_digits("345", height=80)
+    pages = decode_pages(pdf_of([first, second], dpi=100))
+    assert len(pages) == 2
+    # Placed at 100 dpi and rendered at PDF_DPI, each page comes back that much larger.
+    for page, original in zip(pages, (first, second), strict=True):
+        assert page.dtype == np.uint8 and page.ndim == 2
+        assert abs(page.shape[1] - original.shape[1] * PDF_DPI / 100) <= 2
+        assert page.min() < 80 and np.median(page) > 200  # dark ink on light paper
+
+
+def test_a_pdf_without_pages_is_refused():
+    import io
+
+    import pypdfium2 as pdfium
+
+    out = io.BytesIO()
+    pdfium.PdfDocument.new().save(out)
+    with pytest.raises(UnreadableImage, match="PDF"):  # PDFium will not even open it
+        decode_pages(out.getvalue())

@@ -66,7 +66,10 @@ def test_on_a_wide_line_the_string_model_wins():
     # Touching digits and a separator fooled the cutting into one wide blob.
     blob = Reading("4", [0.99], [Box(0, 0, 200, 40)], "cnn")
     assert choose(blob, _reading("470000", "crnn", 0.8))[0].digits == "470000"
-    assert choose(_reading("2150", "cnn"), _reading("2250", "crnn", 0.6)) == (_reading("2250", "crnn", 0.6), False)
+    # The string models read it unanimously: corroborated, whatever the cutting says.
+    assert choose(_reading("2150", "cnn"), _reading("2250", "crnn", 0.6)) == (_reading("2250", "crnn", 0.6), True)
+    split_vote = Reading("2250", [0.6] * 4, [Box(i * 20, 0, 20, 40) for i in range(4)], "crnn", unanimous=False)
+    assert choose(_reading("2150", "cnn"), split_vote) == (split_vote, False)
 
 
 def test_without_a_string_model_the_classifier_decides_alone():

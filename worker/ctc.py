@@ -28,6 +28,8 @@ class LineReading:
     digits: str
     confidences: list[float]
     spans: list[tuple[int, int]]
+    unanimous: bool = True
+    """Whether every model (and every view) read the same digits on its own."""
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -110,7 +112,7 @@ def decode(member_logits: list[np.ndarray]) -> list[LineReading]:
             digits = max(candidates, key=lambda c: sum(log_likelihood(lp, c) for lp in per_model))
         aligned = [align(lp, digits) for lp in per_model]
         confidences = [min(c) for c in zip(*(a[0] for a in aligned), strict=True)] if digits else []
-        readings.append(LineReading(digits, confidences, aligned[0][1]))
+        readings.append(LineReading(digits, confidences, aligned[0][1], unanimous=len(candidates) == 1))
     return readings
 
 

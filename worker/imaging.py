@@ -8,6 +8,9 @@ import numpy as np
 MAX_PIXELS = 100_000_000
 """Pages larger than this (a 10,000 x 10,000 scan) are refused rather than decoded."""
 
+PDF_DPI = 200
+"""Resolution PDF pages are rendered at: enough for handwriting, a third of 300 dpi's pixels."""
+
 _SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
     (b"\xff\xd8\xff", "JPEG"),
@@ -32,7 +35,7 @@ def sniff_format(data: bytes) -> str | None:
 
 
 def decode_pages(data: bytes) -> list[np.ndarray]:
-    """Decode PNG, JPEG, BMP or TIFF bytes into 8-bit grayscale pages (TIFF may have several)."""
+    """Decode PNG, JPEG, BMP, TIFF or PDF bytes into 8-bit grayscale pages (TIFF and PDF may have several)."""
     if not data:
         raise UnreadableImage("empty file (0 bytes); the scan was not written completely, drop it again")
     kind = sniff_format(data)
@@ -42,7 +45,7 @@ def decode_pages(data: bytes) -> list[np.ndarray]:
             f"{data[:8]!r}); export the scan in one of those formats"
         )
     if kind == "PDF":
-        raise UnreadableImage("PDF input is not supported yet; export the pages as PNG or TIFF")
+        return _render_pdf(data)
     buffer = np.frombuffer(data, np.uint8)
     if kind == "TIFF":
         ok, pages = cv2.imdecodemulti(buffer, cv2.IMREAD_UNCHANGED)
@@ -53,6 +56,31 @@ def decode_pages(data: bytes) -> list[np.ndarray]:
     if not pages:
         raise UnreadableImage(f"corrupt or truncated {kind} file; scan or export it again")
     return [_to_gray(page) for page in pages]
+
+
+def _render_pdf(data: bytes) -> list[np.ndarray]:
+    """Every page of a PDF rendered to grey at ``PDF_DPI``, by PDFium (no system binaries)."""
+    import pypdfium2 as pdfium
+
+    try:
+        document = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as problem:
+        raise UnreadableImage(f"corrupt, truncated or password-protected PDF ({problem}); export it again") from None
+    try:
+        if len(document) == 0:
+            raise UnreadableImage("the PDF has no pages; export the scan again")
+        pages = []
+        scale = PDF_DPI / 72  # PDF sizes are in points, 72 to the inch
+        for number, page in enumerate(document, start=1):
+            width, height = page.get_size()
+            if width * scale * height * scale > MAX_PIXELS:
+                raise UnreadableImage(f"PDF page {number} is {width / 72:.0f}x{height / 72:.0f} inches, too large")
+            # Forms are not drawn: nothing in the file is run, scripts included.
+            bitmap = page.render(scale=scale, grayscale=True, may_draw_forms=False)
+            pages.append(np.array(bitmap.to_numpy()).reshape(bitmap.height, bitmap.width))
+        return pages
+    finally:
+        document.close()
 
 
 def _to_gray(page: np.ndarray) -> np.ndarray:

@@ -1,11 +1,11 @@
 """From a file's bytes to result rows: decode, read each page two ways, judge confidence.
 
 Each page is read by cutting it into digits for the digit classifier, and,
-when a string model is installed, as a whole line by the string model. When
-both read the same digits, and both are sure, the row can be trusted; when they differ, the
-reading that suits the page is kept (the classifier's for a single digit, the
+when a string model is installed, as a whole line by the string model. The
+reading that suits the page is kept: the classifier's for a single digit, the
 string model's for a line, where touching digits and separators fool the
-cutting) and the row goes to review.
+cutting. A row is trusted only when its reading is corroborated (see
+``choose``) and every digit is sure; otherwise it goes to review.
 
 Used by the Celery task, ``digits recognize`` and ``digits evaluate``.
 """
@@ -39,6 +39,8 @@ class Reading:
     confidences: list[float]
     boxes: list[Box]
     model: str
+    unanimous: bool = True
+    """Whether every model (and view) behind the reading read the same digits on its own."""
 
 
 def read_by_cutting(pages: list[np.ndarray], models: Models) -> list[Reading]:
@@ -71,12 +73,18 @@ def read_as_lines(pages: list[np.ndarray], models: Models) -> list[Reading | Non
     for line, page_views in zip(lines, views, strict=True):
         placement = page_views[0][1]  # spans are frames of the first view, the line as it is
         boxes = [placement.box(*span) for span in line.spans]
-        readings.append(Reading(line.digits, line.confidences, boxes, models.reader.label))
+        readings.append(Reading(line.digits, line.confidences, boxes, models.reader.label, line.unanimous))
     return readings
 
 
 def choose(cutting: Reading, line: Reading | None) -> tuple[Reading, bool]:
-    """The reading to report, and whether the two readings agreed."""
+    """The reading to report, and whether it is corroborated (else the row goes to review).
+
+    A reading is corroborated when cutting and the string model agree, or, on a
+    line wider than one digit, when the string models read it unanimously:
+    cutting fails on touching digits and separators, so its disagreement there
+    says little.
+    """
     if line is None:
         return cutting, True
     if cutting.digits == line.digits:
@@ -92,7 +100,7 @@ def choose(cutting: Reading, line: Reading | None) -> tuple[Reading, bool]:
         if len(cutting.digits) == 1 or len(line.digits) != 1:
             return cutting, False
         return line, False
-    return line, False
+    return line, line.unanimous
 
 
 def _aspect(boxes: list[Box]) -> float:
