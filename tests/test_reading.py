@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from tests.synth import draw_digits
@@ -74,3 +75,19 @@ def test_on_a_wide_line_the_string_model_wins():
 
 def test_without_a_string_model_the_classifier_decides_alone():
     assert choose(_reading("12", "cnn"), None) == (_reading("12", "cnn"), True)
+
+
+def test_blank_and_flat_pages_prepare_to_empty_lines():
+    for page in (np.full((60, 200), 240, np.uint8), np.random.default_rng(0).integers(200, 256, (60, 200), np.uint8)):
+        line, _ = prepare_line(page)
+        assert line.shape == (LINE_HEIGHT, LINE_WIDTH)
+
+
+def test_a_huge_scan_is_read_at_normal_stroke_width_and_boxed_on_the_page():
+    page = cv2.resize(draw_digits("4096", margin=40), None, fx=8, fy=8, interpolation=cv2.INTER_CUBIC)
+    line, placement = prepare_line(page)
+    assert placement.shrink < 0.5 and line.max() > 0.9
+    ys, xs = np.nonzero(page < 128)
+    whole = placement.box(0, placement.width // 4)
+    assert abs(whole.x - xs.min()) <= 8 * 3 and abs(whole.x + whole.w - xs.max()) <= 8 * 6
+    assert abs(whole.y - ys.min()) <= 8 * 3

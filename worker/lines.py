@@ -66,8 +66,8 @@ def dark_on_light(gray: np.ndarray) -> np.ndarray:
 def stroke_width(gray: np.ndarray) -> int:
     """Roughly how wide (pixels) the widest strokes of dark ink on light paper are."""
     _, ink = cv2.threshold(255 - gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    if not ink.any():
-        return 0
+    if not ink.any() or np.mean(ink > 0) > 0.5:
+        return 0  # blank paper, where Otsu splits the paper's own noise
     # Twice the distance from a stroke's middle to its edge, at the thick end of the strokes.
     inside = cv2.distanceTransform(ink, cv2.DIST_L2, 3)
     return round(2 * float(np.percentile(inside[ink > 0], 95)))
