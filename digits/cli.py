@@ -104,12 +104,17 @@ def ingest(inbox: Path | None, results: Path | None, verbose: bool) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the results, with a progress bar.")
 @click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
-def submit(files: tuple[Path, ...], wait_: bool, timeout: float | None) -> None:
+@click.option("--layout", help="Layout whose fields are read, one row each (default: each page is one field).")
+def submit(files: tuple[Path, ...], wait_: bool, timeout: float | None, layout: str | None) -> None:
     """Queue files as one job and print the CSV its rows go to."""
+    from digits.layouts import LayoutError
     from ingest.client import JobTimeout
     from ingest.client import submit as submit_job
 
-    job = submit_job(files)
+    try:
+        job = submit_job(files, layout=layout)
+    except LayoutError as problem:
+        raise click.ClickException(str(problem)) from None
     click.echo(f"job {job.id}: {len(files)} file(s) queued", err=True)
     if wait_:
         from rich.progress import Progress
@@ -128,25 +133,44 @@ def submit(files: tuple[Path, ...], wait_: bool, timeout: float | None) -> None:
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--model", help="Model name, name@version or .keras path [DIGITS_MODEL].")
-def recognize(files: tuple[Path, ...], model: str | None) -> None:
+@click.option("--layout", help="Layout whose fields are read, one row each (default: each page is one field).")
+def recognize(files: tuple[Path, ...], model: str | None, layout: str | None) -> None:
     """Recognise files in this process (no Redis) and write CSV rows to stdout."""
     _use(model=model)
     import uuid
 
+    from digits.layouts import LayoutError, load_layout
     from digits.results import encode_rows
     from digits.settings import get_settings
+
+    settings = get_settings()
+    try:
+        chosen = load_layout(layout, settings.layouts) if layout else None
+    except LayoutError as problem:
+        raise click.ClickException(str(problem)) from None
     from worker.model import get_models
     from worker.pipeline import recognize_bytes
 
-    settings = get_settings()
     models = get_models(settings)
     job_id = str(uuid.uuid4())
     out = sys.stdout.buffer
     out.write(encode_rows([], header=True))
     for path in files:
-        rows = recognize_bytes(path.read_bytes(), path.as_posix(), job_id, models, settings.review_threshold)
+        rows = recognize_bytes(path.read_bytes(), path.as_posix(), job_id, models, settings.review_threshold, chosen)
         out.write(encode_rows(rows, header=False))
         out.flush()
+
+
+@main.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path), default=Path("samples"))
+def samples(out: Path) -> None:
+    """Write sample scans of the shipped layouts (PNG/TIFF and PDF) and their truth.csv into OUT."""
+    from digits.samples import write_samples
+    from digits.settings import get_settings
+
+    for path in write_samples(out, get_settings().layouts):
+        click.echo(path)
+    click.echo(f"try: digits recognize --layout cheque {out}/cheque.png", err=True)
 
 
 @main.command()

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from layouts import FOLDER as LAYOUTS_FOLDER
 from model_store import STORE
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -33,16 +34,19 @@ class Settings(BaseSettings):
     archive: Path | None = None
     """Folder holding ``processing/``, ``done/`` and ``failed/``; by default the inbox's parent."""
 
-    model: str = "digits-cnn"
+    model: str = "digits-cnn@2,digits-cnn@3"
     """Digit model used by workers: ``name`` (newest version), ``name@version`` or a ``.keras``
     path; several, comma-separated, are an ensemble whose probabilities are averaged."""
 
-    string_model: str = "digits-crnn"
+    string_model: str = "digits-crnn@1,digits-crnn@2"
     """Model that reads whole lines (touching digits, separators); several, comma-separated,
     vote on each other's readings; empty for none."""
 
     model_store: Path = STORE
     """Folder of trained models."""
+
+    layouts: Path = LAYOUTS_FOLDER
+    """Folder of layouts (``<name>.toml``); an inbox sub-folder named like a layout uses it."""
 
     review_threshold: float = Field(0.90, ge=0, le=1)
     """Rows whose lowest digit confidence is below this get status ``review``."""

@@ -19,6 +19,7 @@ from redis import Redis
 
 from digits.celery_app import RECOGNIZE_TASK, RESULT_TTL_SECONDS, task_states
 from digits.celery_app import app as default_app
+from digits.layouts import load_layout
 from digits.results import job_csv
 from digits.settings import get_settings
 
@@ -126,15 +127,21 @@ class Job:
         return rows
 
 
-def submit(files: Iterable[FileLike], job_id: str | None = None, celery: Celery | None = None) -> Job:
+def submit(
+    files: Iterable[FileLike], job_id: str | None = None, layout: str | None = None, celery: Celery | None = None
+) -> Job:
     """Queue files for recognition as one job and return it at once.
 
     ``files`` holds paths (their name as given becomes ``source``) or
-    ``(name, bytes)`` pairs. Files over the size limit are refused here,
-    before anything is queued.
+    ``(name, bytes)`` pairs. ``layout`` names the layout whose fields are read
+    (one row per page and field); without it each page is one field, ``all``.
+    Files over the size limit, and layouts that do not exist, are refused
+    here, before anything is queued.
     """
     celery = celery or default_app
     settings = get_settings()
+    if layout is not None:
+        load_layout(layout, settings.layouts)  # raises LayoutError, saying what is there
     job_id = job_id or str(uuid.uuid4())
     job_csv(settings.results, job_id)  # refuses an id that is no plain file name, before queueing
     named = [_read(item) for item in files]
@@ -157,7 +164,13 @@ def submit(files: Iterable[FileLike], job_id: str | None = None, celery: Celery 
         pipe.zadd(JOBS_KEY, {job_id: time.time()})
         pipe.execute()
     for task_id, (name, data) in zip(task_ids, named, strict=True):
-        drop = {"kind": "job", "job_id": job_id, "source": name, "data": base64.b64encode(data).decode("ascii")}
+        drop = {
+            "kind": "job",
+            "job_id": job_id,
+            "source": name,
+            "layout": layout,
+            "data": base64.b64encode(data).decode("ascii"),
+        }
         celery.send_task(RECOGNIZE_TASK, args=[drop], task_id=task_id)
     return Job(job_id, task_ids, [name for name, _ in named], celery)
 

@@ -31,6 +31,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from digits.celery_app import RECOGNIZE_TASK, task_states
+from digits.layouts import layout_for_inbox_path
 from digits.results import append_rows, error_row, file_sha256, inbox_csv, utc_now
 from digits.settings import Settings
 
@@ -241,6 +242,7 @@ class Ingester:
             "kind": "inbox",
             "job_id": drop_id,
             "source": self._source(path),
+            "layout": layout_for_inbox_path(self._source(path), self.settings.layouts),
             "data": base64.b64encode(path.read_bytes()).decode("ascii"),
         }
         self.celery.send_task(RECOGNIZE_TASK, args=[drop], task_id=drop_id)

@@ -60,24 +60,3 @@ def encode(page: np.ndarray, ext: str = ".png") -> bytes:
     ok, data = cv2.imencode(ext, page)
     assert ok, f"OpenCV could not encode {ext}"
     return data.tobytes()
-
-
-def pdf_of(pages: list[np.ndarray], dpi: int = 200) -> bytes:
-    """A PDF whose pages are the given scans, placed at ``dpi`` as a scanner's PDF would be."""
-    import io
-
-    import pypdfium2 as pdfium
-
-    document = pdfium.PdfDocument.new()
-    for page in pages:
-        height, width = page.shape[:2]
-        points = (width * 72 / dpi, height * 72 / dpi)
-        pdf_page = document.new_page(*points)
-        image = pdfium.PdfImage.new(document)
-        image.load_jpeg(io.BytesIO(encode(page, ".jpg")), inline=True)
-        image.set_matrix(pdfium.PdfMatrix().scale(*points))
-        pdf_page.insert_obj(image)
-        pdf_page.gen_content()
-    out = io.BytesIO()
-    document.save(out)
-    return out.getvalue()

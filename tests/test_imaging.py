@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.synth import draw_digits, encode, pdf_of
+from digits.samples import pdf_bytes
+from tests.synth import draw_digits, encode
 from worker.imaging import PDF_DPI, UnreadableImage, decode_pages
 
 
@@ -52,7 +53,7 @@ def test_sixteen_bit_is_scaled_to_eight():
         (b"\x7fELF\x02\x01\x01" + bytes(100), "not an image"),
         (encode(draw_digits("3"))[:60], "corrupt or truncated PNG"),
         (b"%PDF-1.7\n", "corrupt, truncated or password-protected PDF"),
-        (pdf_of([draw_digits("5")])[:200], "corrupt, truncated or password-protected PDF"),
+        (pdf_bytes([draw_digits("5")])[:200], "corrupt, truncated or password-protected PDF"),
     ],
 )
 def test_unreadable_input_says_why(data, message):
@@ -62,7 +63,7 @@ def test_unreadable_input_says_why(data, message):
 
 def test_every_pdf_page_is_rendered_at_the_pdf_resolution():
     first, second = draw_digits("12"), draw_digits("345", height=80)
-    pages = decode_pages(pdf_of([first, second], dpi=100))
+    pages = decode_pages(pdf_bytes([first, second], dpi=100))
     assert len(pages) == 2
     # Placed at 100 dpi and rendered at PDF_DPI, each page comes back that much larger.
     for page, original in zip(pages, (first, second), strict=True):

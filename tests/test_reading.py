@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 
@@ -53,14 +55,23 @@ def test_agreeing_readings_are_only_as_sure_as_the_less_sure_model():
     assert agreed and reading.digits == "25" and reading.confidences == [0.6, 0.6]
 
 
-def test_where_there_is_room_for_one_digit_the_classifier_reads_it():
-    assert choose(_reading("7", "cnn", 0.98), _reading("1", "crnn", 0.7)) == (_reading("7", "cnn", 0.98), False)
-    # Even a surer string model does not overrule a single cut digit.
-    assert choose(_reading("7", "cnn", 0.6), _reading("1", "crnn", 0.9)) == (_reading("7", "cnn", 0.6), False)
+def _narrow(cut: str, whole: str, confidence: float = 0.99) -> Reading:
+    """A cutting reading of ink with room for one digit, with its whole-ink reading."""
+    return replace(_reading(cut, "cnn", confidence, width=12), whole=_reading(whole, "cnn", confidence))
+
+
+def test_where_there_is_room_for_one_digit_the_classifier_reads_it_whole():
+    assert choose(_narrow("7", "7", 0.98), _reading("1", "crnn", 0.7)) == (_reading("7", "cnn", 0.98), False)
+    # Even a surer string model does not overrule the classifier on one digit.
+    assert choose(_narrow("7", "7", 0.6), _reading("1", "crnn", 0.9)) == (_reading("7", "cnn", 0.6), False)
     # The string model saw two digits in one: the classifier's single reading stands.
-    assert choose(_reading("8", "cnn", 0.5), _reading("31", "crnn"))[0].digits == "8"
-    # Cutting split a broken "5" in two narrow pieces; the string model read it whole.
-    assert choose(_reading("52", "cnn", width=12), _reading("5", "crnn", 0.8))[0].digits == "5"
+    assert choose(_narrow("8", "8", 0.5), _reading("31", "crnn"))[0].digits == "8"
+    # Cutting split a broken "5" in two; the string model saw one digit: the ink is read whole.
+    assert choose(_narrow("52", "5"), _reading("5", "crnn", 0.8)) == (_reading("5", "cnn", 0.8), True)
+    # Two plain ones side by side: both count two digits, and agree.
+    assert choose(_narrow("11", "1"), _reading("11", "crnn"))[0].digits == "11"
+    # Without a string model, a single cut digit is read whole too.
+    assert choose(_narrow("4", "9"), None) == (_reading("9", "cnn"), True)
 
 
 def test_on_a_wide_line_the_string_model_wins():

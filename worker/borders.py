@@ -59,3 +59,45 @@ def _side_thickness(shape: np.ndarray) -> tuple[int, int, int, int] | None:
             end += 1
         thickness.append(end + 1)
     return thickness[0], thickness[1], thickness[2], thickness[3]
+
+
+HORIZONTAL_RULE = 0.5
+"""In a form field, a straight horizontal run of ink longer than this share of the field's width is printed."""
+
+VERTICAL_RULE = 0.9
+"""A straight vertical run this share of the height between a box's top and bottom rules is printed:
+a comb box's separator spans the box, a handwritten "1" stays inside it."""
+
+VERTICAL_RULE_WITHOUT_BOX = 0.85
+"""Without top and bottom rules, a vertical run must span this share of the field's height."""
+
+
+def find_printed_lines(gray: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """The printed lines and boxes of a form field (dark ink on light paper), and where its vertical ones stand.
+
+    Printed lines are straight and long: an opening along a long thin window
+    keeps them and nothing handwritten. Returns the lines' pixels (their soft
+    edges included) and the x of each vertical line, left to right.
+    """
+    _, mask = cv2.threshold(255 - gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    h, w = gray.shape
+    across = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, int(HORIZONTAL_RULE * w)), 1))
+    horizontal = cv2.morphologyEx(mask, cv2.MORPH_OPEN, across)
+    rows = np.nonzero(horizontal.any(axis=1))[0]
+    span = rows.max() - rows.min() if len(rows) else 0
+    tall = VERTICAL_RULE * span if span > 0.3 * h else VERTICAL_RULE_WITHOUT_BOX * h
+    down = cv2.getStructuringElement(cv2.MORPH_RECT, (1, max(3, int(tall))))
+    vertical = cv2.morphologyEx(mask, cv2.MORPH_OPEN, down)
+    lines = cv2.dilate(horizontal | vertical, np.ones((3, 3), np.uint8)) > 0
+    columns = np.nonzero(vertical.any(axis=0))[0]
+    runs = np.split(columns, np.nonzero(np.diff(columns) > 1)[0] + 1) if len(columns) else []
+    return lines, [round(float(run.mean())) for run in runs]
+
+
+def erase(gray: np.ndarray, lines: np.ndarray) -> np.ndarray:
+    """``gray`` with the pixels of ``lines`` painted over with the paper's grey."""
+    if not lines.any():
+        return gray
+    out = gray.copy()
+    out[lines] = int(np.median(gray[~lines])) if (~lines).any() else 255
+    return out

@@ -13,13 +13,16 @@ Used by the Celery task, ``digits recognize`` and ``digits evaluate``.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import itertools
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from digits.layouts import Field, Layout
 from digits.results import EMPTY, OK, REVIEW, error_row, utc_now
+from worker.borders import erase, find_printed_lines
 from worker.imaging import UnreadableImage, decode_pages
-from worker.lines import LINE_VIEWS, prepare_line
+from worker.lines import LINE_VIEWS, dark_on_light, prepare_line
 from worker.model import Models
 from worker.segment import Box, find_digits
 
@@ -41,15 +44,23 @@ class Reading:
     model: str
     unanimous: bool = True
     """Whether every model (and view) behind the reading read the same digits on its own."""
+    whole: Reading | None = None
+    """The classifier's reading of all the ink as one digit, where it has room for one only."""
 
 
 def read_by_cutting(pages: list[np.ndarray], models: Models) -> list[Reading]:
-    """Cut each page into digits and classify them all in one model call."""
+    """Cut each page into digits and classify them all in one model call.
+
+    Where the ink has room for one digit only, the page is also read as one
+    digit made of all its ink (``Reading.whole``).
+    """
     cut = [find_digits(page) for page in pages]
-    images = [digit.image for digits in cut for digit in digits]
+    narrow = [bool(digits) and _aspect([d.box for d in digits]) < SINGLE_DIGIT_ASPECT for digits in cut]
+    whole = [find_digits(page, as_one=True) if one else [] for page, one in zip(pages, narrow, strict=True)]
+    images = [digit.image for digits in cut + whole for digit in digits]
     probabilities = models.classifier.probabilities(np.stack(images)) if images else np.zeros((0, 10))
     readings, start = [], 0
-    for digits in cut:
+    for digits in cut + whole:
         page = probabilities[start : start + len(digits)]
         start += len(digits)
         readings.append(
@@ -60,7 +71,10 @@ def read_by_cutting(pages: list[np.ndarray], models: Models) -> list[Reading]:
                 models.classifier.label,
             )
         )
-    return readings
+    return [
+        replace(reading, whole=readings[len(pages) + i] if room_for_one else None)
+        for i, (reading, room_for_one) in enumerate(zip(readings[: len(pages)], narrow, strict=True))
+    ]
 
 
 def read_as_lines(pages: list[np.ndarray], models: Models) -> list[Reading | None]:
@@ -80,11 +94,18 @@ def read_as_lines(pages: list[np.ndarray], models: Models) -> list[Reading | Non
 def choose(cutting: Reading, line: Reading | None) -> tuple[Reading, bool]:
     """The reading to report, and whether it is corroborated (else the row goes to review).
 
-    A reading is corroborated when cutting and the string model agree, or, on a
-    line wider than one digit, when the string models read it unanimously:
-    cutting fails on touching digits and separators, so its disagreement there
-    says little.
+    Where the ink has room for one digit (``cutting.whole`` is set), the
+    classifier's reading stands. On a wider line the string models' reading
+    stands. A reading is corroborated when cutting and the string models agree,
+    or, on a wider line, when the string models read it unanimously: cutting
+    fails on touching digits and separators, so its disagreement there says little.
     """
+    room_for_one = cutting.whole is not None
+    if cutting.whole and (len(cutting.digits) == 1 or (line and len(line.digits) == 1)):
+        # Ink with room for one digit, and one digit read: the classifier reads
+        # single digits better than the string model (99.6% against 98.7% on
+        # MNIST files), and reads them best whole, as it learnt them.
+        cutting = cutting.whole
     if line is None:
         return cutting, True
     if cutting.digits == line.digits:
@@ -92,14 +113,10 @@ def choose(cutting: Reading, line: Reading | None) -> tuple[Reading, bool]:
         # digit the same way, one of them is rarely confident about it.
         sure = [min(a, b) for a, b in zip(cutting.confidences, line.confidences, strict=True)]
         return Reading(cutting.digits, sure, cutting.boxes, cutting.model), True
-    if cutting.boxes and _aspect(cutting.boxes) < SINGLE_DIGIT_ASPECT:
-        # Ink with room for one digit only. The classifier reads single digits
-        # better than the string model (99.5% against 97.1% on MNIST files), so
-        # one cut digit stands; when cutting split a broken digit, the string
-        # model's single reading is kept, as it reads the ink whole.
-        if len(cutting.digits) == 1 or len(line.digits) != 1:
-            return cutting, False
-        return line, False
+    if room_for_one:
+        # The classifier's reading of the one digit stands; where both saw more
+        # than one digit in narrow ink (two plain ones), cutting counts them best.
+        return cutting, False
     return line, line.unanimous
 
 
@@ -110,35 +127,109 @@ def _aspect(boxes: list[Box]) -> float:
     return (right - left) / max(1, bottom - top)
 
 
-def recognize_bytes(data: bytes, source: str, job_id: str, models: Models, review_threshold: float) -> list[dict]:
-    """One row per page for a file; a single error row when it cannot be read."""
+@dataclass(frozen=True)
+class Area:
+    """What is read as one piece: a whole page, a layout field cut from it, or one box of a comb field."""
+
+    page: int
+    field: Field | None
+    image: np.ndarray
+    left: int = 0
+    top: int = 0
+    """Where the image's corner lies on the page, to give boxes in page pixels."""
+
+
+def areas_of(pages: list[np.ndarray], layout: Layout | None) -> list[Area]:
+    """Each page whole, or each layout field of each page with its printed lines erased.
+
+    A comb field gives one area per box, found by its printed separators (or,
+    where they cannot all be found, by dividing the region evenly): each box
+    holds one digit, which is read like a single digit on its own.
+    """
+    if layout is None:
+        return [Area(number, None, page) for number, page in enumerate(pages, start=1)]
+    areas = []
+    for number, page in enumerate(pages, start=1):
+        height, width = page.shape
+        for field in layout.fields:
+            left, top, w, h = field.region
+            x0, y0 = round(left * width), round(top * height)
+            x1, y1 = max(x0 + 1, round((left + w) * width)), max(y0 + 1, round((top + h) * height))
+            crop = dark_on_light(page[y0:y1, x0:x1])
+            lines, columns = find_printed_lines(crop)
+            image = erase(crop, lines)
+            if not field.comb:
+                areas.append(Area(number, field, image, x0, y0))
+                continue
+            if len(columns) != field.comb + 1:
+                columns = [round(i * (x1 - x0) / field.comb) for i in range(field.comb + 1)]
+            for a, b in itertools.pairwise(columns):
+                areas.append(Area(number, field, image[:, a : max(b, a + 1)], x0 + a, y0))
+    return areas
+
+
+def recognize_bytes(
+    data: bytes, source: str, job_id: str, models: Models, review_threshold: float, layout: Layout | None = None
+) -> list[dict]:
+    """One row per page, or per page and layout field, for a file; a single error row when it cannot be read."""
     sha256 = hashlib.sha256(data).hexdigest()
     try:
         pages = decode_pages(data)
     except UnreadableImage as problem:
         return [error_row(job_id, source, sha256, models.label, f"{source}: {problem}")]
 
-    rows = []
-    pairs = zip(read_by_cutting(pages, models), read_as_lines(pages, models), strict=True)
-    for page_number, (cutting, line) in enumerate(pairs, start=1):
+    areas = areas_of(pages, layout)
+    images = [area.image for area in areas]
+    pairs = zip(read_by_cutting(images, models), read_as_lines(images, models), strict=True)
+    # The boxes of a comb field come one after the other: their readings join into one row.
+    rows: dict[tuple[int, str], tuple[Reading, bool]] = {}
+    for area, (cutting, line) in zip(areas, pairs, strict=True):
         reading, agreed = choose(cutting, line)
-        lowest = min(reading.confidences, default=None)
-        status = EMPTY if lowest is None else OK if agreed and lowest >= review_threshold else REVIEW
-        rows.append(
-            {
-                "job_id": job_id,
-                "source": source,
-                "page": page_number,
-                "field": WHOLE_PAGE,
-                "digits": reading.digits,
-                "confidence": f"{lowest:.4f}" if lowest is not None else "",
-                "status": status,
-                "digit_confidences": ";".join(f"{c:.4f}" for c in reading.confidences),
-                "boxes": ";".join(str(box) for box in reading.boxes),
-                "model": reading.model,
-                "sha256": sha256,
-                "processed_at": utc_now(),
-                "error": "",
-            }
-        )
-    return rows
+        shifted = [Box(b.x + area.left, b.y + area.top, b.w, b.h) for b in reading.boxes]
+        reading = Reading(reading.digits, reading.confidences, shifted, reading.model, reading.unanimous)
+        key = (area.page, area.field.name if area.field else WHOLE_PAGE)
+        if key in rows:
+            before, before_agreed = rows[key]
+            reading = Reading(
+                before.digits + reading.digits,
+                before.confidences + reading.confidences,
+                before.boxes + reading.boxes,
+                reading.model,
+            )
+            agreed = agreed and before_agreed
+        rows[key] = (reading, agreed)
+    fields = {field.name: field for field in layout.fields} if layout else {}
+    return [
+        _row(job_id, source, sha256, page, name, reading, agreed and _as_expected(reading.digits, fields.get(name)),
+             review_threshold)
+        for (page, name), (reading, agreed) in rows.items()
+    ]  # fmt: skip
+
+
+def _row(
+    job_id: str, source: str, sha256: str, page: int, field: str, reading: Reading, agreed: bool, threshold: float
+) -> dict:
+    lowest = min(reading.confidences, default=None)
+    return {
+        "job_id": job_id,
+        "source": source,
+        "page": page,
+        "field": field,
+        "digits": reading.digits,
+        "confidence": f"{lowest:.4f}" if lowest is not None else "",
+        "status": EMPTY if lowest is None else OK if agreed and lowest >= threshold else REVIEW,
+        "digit_confidences": ";".join(f"{c:.4f}" for c in reading.confidences),
+        "boxes": ";".join(str(box) for box in reading.boxes),
+        "model": reading.model,
+        "sha256": sha256,
+        "processed_at": utc_now(),
+        "error": "",
+    }
+
+
+def _as_expected(digits: str, field: Field | None) -> bool:
+    """Whether the number of digits read fits what the layout says of the field."""
+    if field is None or not digits:
+        return True
+    limit = field.max_digits or field.comb
+    return (field.digits is None or len(digits) == field.digits) and (limit is None or len(digits) <= limit)

@@ -84,8 +84,13 @@ def ink_image(gray: np.ndarray) -> np.ndarray | None:
     return ink
 
 
-def find_digits(gray: np.ndarray) -> list[Digit]:
-    """Cut a line of separate digits into MNIST-like images, left to right."""
+def find_digits(gray: np.ndarray, as_one: bool = False) -> list[Digit]:
+    """Cut a line of separate digits into MNIST-like images, left to right.
+
+    With ``as_one``, all the ink but specks is one digit, normalised whole as
+    in training: for ink with room for one digit, where cutting could only
+    split a broken digit or drop a faint stroke of it.
+    """
     ink = ink_image(gray)
     if ink is None:
         return []
@@ -98,9 +103,14 @@ def find_digits(gray: np.ndarray) -> list[Digit]:
     # Specks go first: stacked over each other they would pass for a stroke.
     tallest = max(p.h for p in pieces)
     pieces = [p for p in pieces if not _is_speck(p, tallest)]
-    groups = _group_pieces(pieces)
-    tallest, largest = max(g.h for g in groups), max(g.area for g in groups)
-    groups = [g for g in groups if not _is_sliver(g, tallest, largest)]
+    if as_one:
+        groups = pieces[:1]
+        for piece in pieces[1:]:
+            groups[0].absorb(piece)
+    else:
+        groups = _group_pieces(pieces)
+        tallest, largest = max(g.h for g in groups), max(g.area for g in groups)
+        groups = [g for g in groups if not _is_sliver(g, tallest, largest)]
 
     digits = []
     for group in groups:

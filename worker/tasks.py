@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import logging
 import os
 from functools import lru_cache
@@ -19,7 +20,8 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from digits.celery_app import RECOGNIZE_TASK, app
-from digits.results import ERROR, append_rows, inbox_csv, job_csv
+from digits.layouts import LayoutError, load_layout
+from digits.results import ERROR, append_rows, error_row, inbox_csv, job_csv
 from digits.settings import get_settings
 from worker.model import Models, get_models, limit_threads
 from worker.pipeline import recognize_bytes
@@ -63,12 +65,19 @@ def models() -> Models:
 def recognize(self, drop: dict) -> dict:
     """Recognise the file carried in ``drop`` and write its rows once.
 
-    ``drop`` holds ``kind`` (``inbox`` or ``job``), ``job_id``, ``source`` and
-    ``data`` (the file's bytes, base64). Returns the rows and the CSV path.
+    ``drop`` holds ``kind`` (``inbox`` or ``job``), ``job_id``, ``source``,
+    ``layout`` (a layout name, or None for whole pages) and ``data`` (the
+    file's bytes, base64). Returns the rows and the CSV path.
     """
     settings = get_settings()
     data = base64.b64decode(drop["data"])
-    rows = recognize_bytes(data, drop["source"], drop["job_id"], models(), settings.review_threshold)
+    try:
+        layout = load_layout(drop["layout"], settings.layouts) if drop.get("layout") else None
+    except LayoutError as problem:
+        sha256 = hashlib.sha256(data).hexdigest()
+        rows = [error_row(drop["job_id"], drop["source"], sha256, models().label, f"{drop['source']}: {problem}")]
+    else:
+        rows = recognize_bytes(data, drop["source"], drop["job_id"], models(), settings.review_threshold, layout)
     if drop["kind"] == INBOX_JOB:
         path = inbox_csv(settings.results, _row_time(rows[0]))
     else:

@@ -1,0 +1,116 @@
+"""Layouts: the named fields of a cheque or a form, and where on the page each one is.
+
+A layout is a TOML file in the layouts folder (``layouts/cheque.toml`` is the
+layout ``cheque``). Regions are fractions of the page, so one layout fits a
+scan at any resolution::
+
+    description = "A personal cheque"
+
+    [[fields]]
+    name = "amount"
+    region = [0.68, 0.36, 0.29, 0.17]   # left, top, width, height; fractions of the page
+    max_digits = 10                     # optional: more digits than this go to review
+
+    [[fields]]
+    name = "date"
+    region = [0.70, 0.08, 0.27, 0.12]
+    comb = 8                            # optional: printed boxes, one digit each
+
+No TensorFlow and no numpy here: the ingester and ``submit`` check layout names.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+LAYOUT_SUFFIX = ".toml"
+"""File ending of a layout in the layouts folder."""
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class LayoutError(ValueError):
+    """A layout that does not exist or does not make sense; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One numeric field: its name (the CSV's ``field``), its region, and what to expect in it."""
+
+    name: str
+    region: tuple[float, float, float, float]
+    """Left, top, width and height as fractions of the page's width and height."""
+    digits: int | None = None
+    """Exactly this many digits are expected; another count goes to review."""
+    max_digits: int | None = None
+    """At most this many digits are expected; more go to review."""
+    comb: int | None = None
+    """The field is a row of this many printed boxes, one digit in each."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A named set of fields."""
+
+    name: str
+    fields: tuple[Field, ...]
+    description: str = ""
+
+
+def layout_path(name: str, folder: Path) -> Path:
+    """Where the layout called ``name`` lives (it may not exist)."""
+    if not _NAME.match(name):
+        raise LayoutError(f"layout name {name!r} must be letters, digits, '-' or '_' (it names a file)")
+    return Path(folder) / f"{name}{LAYOUT_SUFFIX}"
+
+
+def load_layout(name: str, folder: Path) -> Layout:
+    """Read and check the layout called ``name`` from ``folder``."""
+    path = layout_path(name, folder)
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in Path(folder).glob(f"*{LAYOUT_SUFFIX}"))) or "none"
+        raise LayoutError(f"no layout {name!r} in {folder} (layouts there: {known}); add {path.name} or pick one")
+    try:
+        document = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as problem:
+        raise LayoutError(f"{path}: not valid TOML ({problem}); fix the file") from None
+    fields = tuple(_field(path, i, entry) for i, entry in enumerate(document.get("fields", [])))
+    if not fields:
+        raise LayoutError(f"{path}: no [[fields]]; a layout names at least one field")
+    names = [f.name for f in fields]
+    if len(set(names)) != len(names):
+        raise LayoutError(f"{path}: field names repeat ({', '.join(names)}); each row needs its own name")
+    return Layout(name, fields, str(document.get("description", "")))
+
+
+def layout_for_inbox_path(relative: str, folder: Path) -> str | None:
+    """The layout of a file dropped at ``relative`` (inbox-relative, ``/``-separated), if any.
+
+    ``inbox/cheque/scan.tif`` uses the layout ``cheque`` when ``cheque.toml``
+    exists; files at the top of the inbox, or in folders without a layout, have none.
+    """
+    parts = relative.split("/")
+    if len(parts) < 2 or not _NAME.match(parts[0]):
+        return None
+    return parts[0] if layout_path(parts[0], folder).exists() else None
+
+
+def _field(path: Path, index: int, entry: dict) -> Field:
+    where = f"{path}: field {index + 1}"
+    name = entry.get("name")
+    if not isinstance(name, str) or not name:
+        raise LayoutError(f'{where} has no name; give it `name = "amount"` or alike')
+    region = entry.get("region")
+    if not isinstance(region, list) or len(region) != 4 or not all(isinstance(v, int | float) for v in region):
+        raise LayoutError(f"{where} ({name}): region must be [left, top, width, height], fractions of the page")
+    left, top, width, height = (float(v) for v in region)
+    if not (0 <= left < 1 and 0 <= top < 1 and width > 0 and height > 0 and left + width <= 1 and top + height <= 1):
+        raise LayoutError(f"{where} ({name}): region {region} does not lie inside the page (0 to 1 each way)")
+    counts = {key: entry.get(key) for key in ("digits", "max_digits", "comb")}
+    for key, value in counts.items():
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise LayoutError(f"{where} ({name}): {key} must be a whole number of at least 1")
+    return Field(name, (left, top, width, height), **counts)

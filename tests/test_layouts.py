@@ -1,0 +1,107 @@
+"""Layouts: the file format, the shipped samples read field by field, and layouts chosen by folder or at submit."""
+
+from __future__ import annotations
+
+import cv2
+import pytest
+
+from digits.layouts import LayoutError, layout_for_inbox_path, load_layout
+from digits.samples import SAMPLE_VALUES, draw_page, pdf_bytes
+from digits.settings import Settings
+from layouts import FOLDER
+from tests.synth import encode
+from worker.model import get_models
+from worker.pipeline import recognize_bytes
+
+
+@pytest.fixture(scope="module")
+def models():
+    return get_models(Settings())
+
+
+def sample_pages(name: str) -> list:
+    layout = load_layout(name, FOLDER)
+    return [draw_page(layout, values, seed=i) for i, values in enumerate(SAMPLE_VALUES[name])]
+
+
+def expected_rows(name: str) -> list[tuple[int, str, str]]:
+    """(page, field, digits) of every field of every page of a sample, in layout order."""
+    pages = enumerate(SAMPLE_VALUES[name], start=1)
+    return [(page, field, digits) for page, values in pages for field, digits in values.items()]
+
+
+@pytest.mark.parametrize("name", list(SAMPLE_VALUES))
+def test_shipped_layouts_load(name):
+    layout = load_layout(name, FOLDER)
+    assert [f.name for f in layout.fields] == list(SAMPLE_VALUES[name][0])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[[fields]]\nregion = [0.1, 0.1, 0.2, 0.2]\n", "has no name"),
+        ('[[fields]]\nname = "a"\nregion = [0.1, 0.1]\n', "region must be"),
+        ('[[fields]]\nname = "a"\nregion = [0.9, 0.1, 0.2, 0.2]\n', "does not lie inside the page"),
+        ('[[fields]]\nname = "a"\nregion = [0.1, 0.1, 0.2, 0.2]\ncomb = 0\n', "comb must be"),
+        ('[[fields]]\nname = "a"\nregion = [0, 0, 1, 1]\n[[fields]]\nname = "a"\nregion = [0, 0, 1, 1]\n', "repeat"),
+        ('description = "nothing"\n', r"no \[\[fields\]\]"),
+        ("fields = [\n", "not valid TOML"),
+    ],
+)
+def test_a_layout_that_makes_no_sense_says_what_to_fix(tmp_path, text, message):
+    (tmp_path / "bad.toml").write_text(text)
+    with pytest.raises(LayoutError, match=message):
+        load_layout("bad", tmp_path)
+
+
+def test_unknown_or_unsafe_layout_names_are_refused_with_what_exists(tmp_path):
+    with pytest.raises(LayoutError, match=r"no layout 'cheq'.*cheque, form"):
+        load_layout("cheq", FOLDER)
+    with pytest.raises(LayoutError, match="names a file"):
+        load_layout("../etc/passwd", FOLDER)
+
+
+def test_an_inbox_folder_named_like_a_layout_uses_it():
+    assert layout_for_inbox_path("cheque/scan-1.tif", FOLDER) == "cheque"
+    assert layout_for_inbox_path("cheque/2026/scan-1.tif", FOLDER) == "cheque"
+    assert layout_for_inbox_path("scan-1.tif", FOLDER) is None
+    assert layout_for_inbox_path("receipts/scan-1.tif", FOLDER) is None
+
+
+@pytest.mark.parametrize(("name", "ext"), [("cheque", ".png"), ("cheque", ".pdf"), ("form", ".tif"), ("form", ".pdf")])
+def test_samples_give_one_right_row_per_field_and_page(models, name, ext):
+    pages = sample_pages(name)
+    if ext == ".pdf":
+        data = pdf_bytes(pages)
+    else:
+        ok, encoded = cv2.imencodemulti(ext, pages) if len(pages) > 1 else cv2.imencode(ext, pages[0])
+        assert ok
+        data = bytes(encoded)
+    rows = recognize_bytes(data, f"{name}{ext}", "t", models, 0.9, load_layout(name, FOLDER))
+    assert [(r["page"], r["field"], r["digits"]) for r in rows] == expected_rows(name)
+    # The printed title holds digits (No. 4711-2026): outside every field, they never leak.
+    assert not any("4711" in r["digits"] for r in rows)
+    # Each digit's box lies inside its field's region on the page.
+    layout = load_layout(name, FOLDER)
+    height, width = pages[0].shape
+    for row in rows:
+        left, top, w, h = next(f.region for f in layout.fields if f.name == row["field"])
+        for box in row["boxes"].split(";"):
+            x, y, bw, bh = map(int, box.split(","))
+            assert left * width - 1 <= x and x + bw <= (left + w) * width + 1
+            assert top * height - 1 <= y and y + bh <= (top + h) * height + 1
+
+
+def test_without_a_layout_the_page_is_one_field(models):
+    rows = recognize_bytes(encode(sample_pages("cheque")[0]), "cheque.png", "t", models, 0.9)
+    assert [(r["page"], r["field"]) for r in rows] == [(1, "all")]
+
+
+def test_a_cheque_dropped_into_its_layout_folder_is_read_field_by_field(inbox_stack):
+    inbox_stack.start_ingester()
+    inbox_stack.drop("cheque/cheque-0001.png", encode(sample_pages("cheque")[0]))
+    rows = inbox_stack.wait_for_inbox_rows(2)
+    assert [(r["page"], r["field"], r["digits"]) for r in rows] == [
+        (str(page), field, digits) for page, field, digits in expected_rows("cheque")
+    ]
+    assert {r["source"] for r in rows} == {"cheque/cheque-0001.png"}
