@@ -238,11 +238,12 @@ class Ingester:
                 "scan at a lower resolution or raise DIGITS_MAX_FILE_MB",
             )
             return
+        source = self._source(path)
         drop = {
             "kind": "inbox",
             "job_id": drop_id,
-            "source": self._source(path),
-            "layout": layout_for_inbox_path(self._source(path), self.settings.layouts),
+            "source": source,
+            "layout": layout_for_inbox_path(source, self.settings.layouts),
             "data": base64.b64encode(path.read_bytes()).decode("ascii"),
         }
         self.celery.send_task(RECOGNIZE_TASK, args=[drop], task_id=drop_id)

@@ -139,7 +139,8 @@ def evaluate(
             reports.append(report)
     cv2.imwrite(str(out_dir / "confusion.png"), draw_confusion(confusion))
     summary = [asdict(r) | {"accuracy": r.accuracy, "ok_error_rate": r.ok_error_rate} for r in reports]
-    (out_dir / "summary.json").write_text(json.dumps({"model": models.label, "sources": summary}, indent=2))
+    readers = {"model": models.label, "string_model": models.reader.label if models.reader else None}
+    (out_dir / "summary.json").write_text(json.dumps(readers | {"sources": summary}, indent=2))
     return reports
 
 

@@ -1,6 +1,6 @@
-"""From a file's bytes to result rows: decode, read each page two ways, judge confidence.
+"""From a file's bytes to result rows: decode, read each page (or each field of a layout) two ways, judge confidence.
 
-Each page is read by cutting it into digits for the digit classifier, and,
+Each page or field is read by cutting it into digits for the digit classifier, and,
 when a string model is installed, as a whole line by the string model. The
 reading that suits the page is kept: the classifier's for a single digit, the
 string model's for a line, where touching digits and separators fool the
