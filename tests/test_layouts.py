@@ -5,9 +5,11 @@ from __future__ import annotations
 import cv2
 import pytest
 
+from digits.celery_app import make_app
 from digits.layouts import LayoutError, layout_for_inbox_path, load_layout
 from digits.samples import SAMPLE_VALUES, draw_page, pdf_bytes
-from digits.settings import Settings
+from digits.settings import Settings, get_settings
+from ingest import submit
 from layouts import FOLDER
 from tests.synth import encode
 from worker.model import get_models
@@ -105,3 +107,26 @@ def test_a_cheque_dropped_into_its_layout_folder_is_read_field_by_field(inbox_st
         (str(page), field, digits) for page, field, digits in expected_rows("cheque")
     ]
     assert {r["source"] for r in rows} == {"cheque/cheque-0001.png"}
+
+
+@pytest.fixture
+def client(served, monkeypatch):
+    """This test process as a client of the shared worker."""
+    monkeypatch.setenv("DIGITS_RESULTS", str(served.results))
+    monkeypatch.setenv("DIGITS_REDIS_URL", served.redis_url)
+    get_settings.cache_clear()
+    yield make_app(served.redis_url)
+    get_settings.cache_clear()
+
+
+def test_a_two_page_form_pdf_submitted_with_its_layout_gives_a_row_per_field_and_page(client):
+    job = submit([("form.pdf", pdf_bytes(sample_pages("form")))], layout="form", celery=client)
+    job.wait(timeout=90)
+    rows = job.rows()
+    assert [(r["page"], r["field"], r["digits"]) for r in rows] == expected_rows("form")
+    assert {r["source"] for r in rows} == {"form.pdf"}
+
+
+def test_submitting_with_an_unknown_layout_queues_nothing(client):
+    with pytest.raises(LayoutError, match="no layout 'cheques'"):
+        submit([("cheque.png", encode(sample_pages("cheque")[0]))], layout="cheques", celery=client)
