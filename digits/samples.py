@@ -58,6 +58,16 @@ def draw_page(layout: Layout, values: dict[str, str], dpi: int = 200, seed: int 
     return page
 
 
+def scan_bytes(pages: list[np.ndarray], ext: str, dpi: int = 200) -> bytes:
+    """The pages as one file of the format ``ext`` names: a single page, or a multi-page TIFF or PDF."""
+    if ext == ".pdf":
+        return pdf_bytes(pages, dpi)
+    ok, data = cv2.imencodemulti(ext, pages) if len(pages) > 1 else cv2.imencode(ext, pages[0])
+    if not ok:
+        raise ValueError(f"OpenCV cannot write {len(pages)} page(s) as {ext}")
+    return bytes(data)
+
+
 def pdf_bytes(pages: list[np.ndarray], dpi: int = 200) -> bytes:
     """A PDF holding each page as a JPEG image at ``dpi``, as a scanner's PDF would."""
     import pypdfium2 as pdfium
@@ -85,14 +95,10 @@ def write_samples(out: Path, layouts_folder: Path, dpi: int = 200) -> list[Path]
     for name, pages_values in SAMPLE_VALUES.items():
         layout = load_layout(name, layouts_folder)
         pages = [draw_page(layout, values, dpi, seed=i) for i, values in enumerate(pages_values)]
-        image = out / f"{name}{'.png' if len(pages) == 1 else '.tif'}"
-        ok, data = cv2.imencodemulti(".tif", pages) if len(pages) > 1 else cv2.imencode(".png", pages[0])
-        assert ok
-        image.write_bytes(data.tobytes() if hasattr(data, "tobytes") else bytes(data))
-        pdf = out / f"{name}.pdf"
-        pdf.write_bytes(pdf_bytes(pages, dpi))
-        written += [image, pdf]
-        for path in (image, pdf):
+        for ext in (".png" if len(pages) == 1 else ".tif", ".pdf"):
+            path = out / f"{name}{ext}"
+            path.write_bytes(scan_bytes(pages, ext, dpi))
+            written.append(path)
             for number, values in enumerate(pages_values, start=1):
                 truth += [(path.name, name, number, field, digits) for field, digits in values.items()]
     with open(out / "truth.csv", "w", newline="") as handle:

@@ -207,6 +207,18 @@ def served(tmp_path_factory: pytest.TempPathFactory, session_redis: RedisServer)
 
 
 @pytest.fixture
+def client(served: Stack, monkeypatch: pytest.MonkeyPatch):
+    """This test process as a client of the shared worker: its Celery app, its settings pointing there."""
+    from digits.settings import get_settings
+
+    monkeypatch.setenv("DIGITS_RESULTS", str(served.results))
+    monkeypatch.setenv("DIGITS_REDIS_URL", served.redis_url)
+    get_settings.cache_clear()
+    yield make_app(served.redis_url)
+    get_settings.cache_clear()
+
+
+@pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A Redis of the test's own, for tests that start and kill their own workers."""
     server = RedisServer(tmp_path / "redis").start()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import cv2
 import pytest
 
-from digits.celery_app import make_app
 from digits.layouts import LayoutError, layout_for_inbox_path, load_layout
-from digits.samples import SAMPLE_VALUES, draw_page, pdf_bytes
-from digits.settings import Settings, get_settings
+from digits.samples import SAMPLE_VALUES, draw_page, scan_bytes
+from digits.settings import Settings
 from ingest import submit
 from layouts import FOLDER
 from tests.synth import encode
@@ -73,12 +71,7 @@ def test_an_inbox_folder_named_like_a_layout_uses_it():
 @pytest.mark.parametrize(("name", "ext"), [("cheque", ".png"), ("cheque", ".pdf"), ("form", ".tif"), ("form", ".pdf")])
 def test_samples_give_one_right_row_per_field_and_page(models, name, ext):
     pages = sample_pages(name)
-    if ext == ".pdf":
-        data = pdf_bytes(pages)
-    else:
-        ok, encoded = cv2.imencodemulti(ext, pages) if len(pages) > 1 else cv2.imencode(ext, pages[0])
-        assert ok
-        data = bytes(encoded)
+    data = scan_bytes(pages, ext)
     rows = recognize_bytes(data, f"{name}{ext}", "t", models, 0.9, load_layout(name, FOLDER))
     assert [(r["page"], r["field"], r["digits"]) for r in rows] == expected_rows(name)
     # The printed title holds digits (No. 4711-2026): outside every field, they never leak.
@@ -109,18 +102,8 @@ def test_a_cheque_dropped_into_its_layout_folder_is_read_field_by_field(inbox_st
     assert {r["source"] for r in rows} == {"cheque/cheque-0001.png"}
 
 
-@pytest.fixture
-def client(served, monkeypatch):
-    """This test process as a client of the shared worker."""
-    monkeypatch.setenv("DIGITS_RESULTS", str(served.results))
-    monkeypatch.setenv("DIGITS_REDIS_URL", served.redis_url)
-    get_settings.cache_clear()
-    yield make_app(served.redis_url)
-    get_settings.cache_clear()
-
-
 def test_a_two_page_form_pdf_submitted_with_its_layout_gives_a_row_per_field_and_page(client):
-    job = submit([("form.pdf", pdf_bytes(sample_pages("form")))], layout="form", celery=client)
+    job = submit([("form.pdf", scan_bytes(sample_pages("form"), ".pdf"))], layout="form", celery=client)
     job.wait(timeout=90)
     rows = job.rows()
     assert [(r["page"], r["field"], r["digits"]) for r in rows] == expected_rows("form")

@@ -7,21 +7,9 @@ import sys
 
 import pytest
 
-from digits.celery_app import make_app
 from digits.results import read_rows
-from digits.settings import get_settings
 from ingest import Job, submit
 from tests.synth import draw_digits, encode
-
-
-@pytest.fixture
-def client(served, monkeypatch):
-    """This test process as a client of the shared worker."""
-    monkeypatch.setenv("DIGITS_RESULTS", str(served.results))
-    monkeypatch.setenv("DIGITS_REDIS_URL", served.redis_url)
-    get_settings.cache_clear()
-    yield make_app(served.redis_url)
-    get_settings.cache_clear()
 
 
 def test_submit_paths_and_bytes_then_wait_and_read_rows(client, served, tmp_path):

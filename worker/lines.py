@@ -99,6 +99,11 @@ def prepare_line(gray: np.ndarray, stretch: float = 1.0) -> tuple[np.ndarray, Pl
 
     ``stretch`` widens (or, under 1, narrows) the line, as in ``LINE_VIEWS``.
     """
+    return prepare_views(gray, (stretch,))[0]
+
+
+def prepare_views(gray: np.ndarray, stretches: tuple[float, ...]) -> list[tuple[np.ndarray, Placement]]:
+    """``prepare_line`` at each stretch, finding the ink once for all of them."""
     shrink = min(1.0, MAX_STROKE / max(1, stroke_width(dark_on_light(gray))))
     if shrink < 1:
         gray = cv2.resize(gray, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
@@ -118,7 +123,10 @@ def prepare_line(gray: np.ndarray, stretch: float = 1.0) -> tuple[np.ndarray, Pl
         y0, x0 = max(0, ys.min() - pad), max(0, xs.min() - pad)
         ink = ink[y0 : ys.max() + pad + 1, x0 : xs.max() + pad + 1]
     h, w = ink.shape
-    width = min(LINE_WIDTH, max(1, round(w * LINE_HEIGHT / h * stretch)))
-    line = np.zeros((LINE_HEIGHT, LINE_WIDTH), np.float32)
-    line[:, :width] = np.clip(cv2.resize(ink, (width, LINE_HEIGHT), interpolation=cv2.INTER_AREA), 0, 1)
-    return line, Placement(int(x0), int(y0), w, h, width, shrink)
+    views = []
+    for stretch in stretches:
+        width = min(LINE_WIDTH, max(1, round(w * LINE_HEIGHT / h * stretch)))
+        line = np.zeros((LINE_HEIGHT, LINE_WIDTH), np.float32)
+        line[:, :width] = np.clip(cv2.resize(ink, (width, LINE_HEIGHT), interpolation=cv2.INTER_AREA), 0, 1)
+        views.append((line, Placement(int(x0), int(y0), w, h, width, shrink)))
+    return views

@@ -22,7 +22,7 @@ from digits.layouts import Field, Layout
 from digits.results import EMPTY, OK, REVIEW, error_row, utc_now
 from worker.borders import erase, find_printed_lines
 from worker.imaging import UnreadableImage, decode_pages
-from worker.lines import LINE_VIEWS, dark_on_light, prepare_line
+from worker.lines import LINE_VIEWS, dark_on_light, prepare_views
 from worker.model import Models
 from worker.segment import Box, find_digits
 
@@ -81,7 +81,7 @@ def read_as_lines(pages: list[np.ndarray], models: Models) -> list[Reading | Non
     """Read each page as one line with the string model (None for all when there is none)."""
     if models.reader is None:
         return [None] * len(pages)
-    views = [[prepare_line(page, stretch) for stretch in LINE_VIEWS] for page in pages]
+    views = [prepare_views(page, LINE_VIEWS) for page in pages]
     lines = models.reader.read(np.stack([[line for line, _ in page_views] for page_views in views]))
     readings = []
     for line, page_views in zip(lines, views, strict=True):
