@@ -146,5 +146,10 @@ def _handwrite(
             # A hand writes a one as a plain stroke; the font's flagged one is a typeface's.
             top_end = (x + w // 2 + round(0.15 * size), y - round(size))
             cv2.line(page, top_end, (x + w // 2, y), INK, thickness, cv2.LINE_AA)
+        elif digit == "0":
+            # The font's zero is slashed, which blurs into a 4 or a 6 at 150 dpi; a hand draws an oval.
+            centre = (x + w // 2, y - round(0.4 * size))
+            axes = (round(0.32 * w), round(0.4 * size))
+            cv2.ellipse(page, centre, axes, 12, 0, 360, INK, thickness, cv2.LINE_AA)
         else:
             cv2.putText(page, digit, (x, y), font, scale, INK, thickness, cv2.LINE_AA)

@@ -60,3 +60,24 @@ def encode(page: np.ndarray, ext: str = ".png") -> bytes:
     ok, data = cv2.imencode(ext, page)
     assert ok, f"OpenCV could not encode {ext}"
     return data.tobytes()
+
+
+def on_scanner_bed(
+    page: np.ndarray, degrees: float = 0.0, shift: tuple[float, float] = (0.0, 0.0), bed: int = 90
+) -> np.ndarray:
+    """``page`` as a flatbed scanner sees it: turned ``degrees`` counter-clockwise and moved by
+    ``shift`` (shares of its width and height) on a darker bed that shows all around it."""
+    height, width = page.shape
+    margin = 0.08
+    canvas = np.full((round(height * (1 + 2 * margin)), round(width * (1 + 2 * margin))), bed, np.uint8)
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
+    matrix[0, 2] += (canvas.shape[1] - width) / 2 + shift[0] * width
+    matrix[1, 2] += (canvas.shape[0] - height) / 2 + shift[1] * height
+    return cv2.warpAffine(page, matrix, canvas.shape[::-1], dst=canvas, borderMode=cv2.BORDER_TRANSPARENT)
+
+
+def turned_in_place(page: np.ndarray, degrees: float, paper: int = 242) -> np.ndarray:
+    """``page`` turned ``degrees`` counter-clockwise inside its own frame, as a sheet feeder skews it."""
+    height, width = page.shape
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
+    return cv2.warpAffine(page, matrix, (width, height), borderValue=paper)

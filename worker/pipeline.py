@@ -20,6 +20,7 @@ import numpy as np
 
 from digits.layouts import Field, Layout
 from digits.results import EMPTY, OK, REVIEW, error_row, utc_now
+from worker.align import align_page
 from worker.borders import erase, find_printed_lines
 from worker.imaging import UnreadableImage, decode_pages
 from worker.lines import LINE_VIEWS, dark_on_light, prepare_views
@@ -142,14 +143,17 @@ class Area:
 def areas_of(pages: list[np.ndarray], layout: Layout | None) -> list[Area]:
     """Each page whole, or each layout field of each page with its printed lines erased.
 
-    A comb field gives one area per box, found by its printed separators (or,
+    With a layout, each page is first cut to its paper and set upright
+    (``align_page``), so that the layout's regions fall on its fields; boxes
+    are then in pixels of the aligned page. A comb field gives one area per box, found by its printed separators (or,
     where they cannot all be found, by dividing the region evenly): each box
     holds one digit, which is read like a single digit on its own.
     """
     if layout is None:
         return [Area(number, None, page) for number, page in enumerate(pages, start=1)]
     areas = []
-    for number, page in enumerate(pages, start=1):
+    for number, scan in enumerate(pages, start=1):
+        page = align_page(scan)
         height, width = page.shape
         for field in layout.fields:
             left, top, w, h = field.region
