@@ -105,14 +105,15 @@ def ingest(inbox: Path | None, results: Path | None, verbose: bool) -> None:
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the results, with a progress bar.")
 @click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
 @click.option("--layout", help="Layout whose fields are read, one row each (default: each page is one field).")
-def submit(files: tuple[Path, ...], wait_: bool, timeout: float | None, layout: str | None) -> None:
+@click.option("--annotate", is_flag=True, help="A review picture for every row, not only for rows to review.")
+def submit(files: tuple[Path, ...], wait_: bool, timeout: float | None, layout: str | None, annotate: bool) -> None:
     """Queue files as one job and print the CSV its rows go to."""
     from digits.layouts import LayoutError
     from ingest.client import JobTimeout
     from ingest.client import submit as submit_job
 
     try:
-        job = submit_job(files, layout=layout)
+        job = submit_job(files, layout=layout, annotate=annotate)
     except LayoutError as problem:
         raise click.ClickException(str(problem)) from None
     click.echo(f"job {job.id}: {len(files)} file(s) queued", err=True)
@@ -134,7 +135,15 @@ def submit(files: tuple[Path, ...], wait_: bool, timeout: float | None, layout: 
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--model", help="Model name, name@version or .keras path [DIGITS_MODEL].")
 @click.option("--layout", help="Layout whose fields are read, one row each (default: each page is one field).")
-def recognize(files: tuple[Path, ...], model: str | None, layout: str | None) -> None:
+@click.option(
+    "--pictures",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to put review pictures in (annotations/ below it); none without it.",
+)
+@click.option("--annotate", is_flag=True, help="With --pictures: a picture for every row, not only for rows to review.")
+def recognize(
+    files: tuple[Path, ...], model: str | None, layout: str | None, pictures: Path | None, annotate: bool
+) -> None:
     """Recognise files in this process (no Redis) and write CSV rows to stdout."""
     _use(model=model)
     import uuid
@@ -148,15 +157,18 @@ def recognize(files: tuple[Path, ...], model: str | None, layout: str | None) ->
         chosen = load_layout(layout, settings.layouts) if layout else None
     except LayoutError as problem:
         raise click.ClickException(str(problem)) from None
+    from worker.annotate import Pictures
     from worker.model import get_models
     from worker.pipeline import recognize_bytes
 
     models = get_models(settings)
+    drawn = Pictures(pictures, every_row=annotate) if pictures else None
     job_id = str(uuid.uuid4())
     out = sys.stdout.buffer
     out.write(encode_rows([], header=True))
     for path in files:
-        rows = recognize_bytes(path.read_bytes(), path.as_posix(), job_id, models, settings.review_threshold, chosen)
+        data = path.read_bytes()
+        rows = recognize_bytes(data, path.as_posix(), job_id, models, settings.review_threshold, chosen, drawn)
         out.write(encode_rows(rows, header=False))
         out.flush()
 

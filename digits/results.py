@@ -35,6 +35,7 @@ COLUMNS = (
     "sha256",
     "processed_at",
     "error",
+    "annotation",
 )
 """The CSV header, in order. Later columns may be added after these, never between."""
 
@@ -90,6 +91,7 @@ def error_row(job_id: str, source: str, sha256: str, model: str, message: str) -
         "sha256": sha256,
         "processed_at": utc_now(),
         "error": message,
+        "annotation": "",
     }
 
 

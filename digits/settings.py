@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     layouts: Path = LAYOUTS_FOLDER
     """Folder of layouts (``<name>.toml``); an inbox sub-folder named like a layout uses it."""
 
+    annotate: bool = False
+    """Draw a review picture for every inbox row, not only for rows sent to ``review``."""
+
     review_threshold: float = Field(0.90, ge=0, le=1)
     """Rows whose lowest digit confidence is below this get status ``review``."""
 

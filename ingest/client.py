@@ -128,13 +128,19 @@ class Job:
 
 
 def submit(
-    files: Iterable[FileLike], job_id: str | None = None, layout: str | None = None, celery: Celery | None = None
+    files: Iterable[FileLike],
+    job_id: str | None = None,
+    layout: str | None = None,
+    annotate: bool = False,
+    celery: Celery | None = None,
 ) -> Job:
     """Queue files for recognition as one job and return it at once.
 
     ``files`` holds paths (their name as given becomes ``source``) or
     ``(name, bytes)`` pairs. ``layout`` names the layout whose fields are read
     (one row per page and field); without it each page is one field, ``all``.
+    Rows sent to review get a picture of what was read; ``annotate`` asks for
+    one for every row.
     Files over the size limit, and layouts that do not exist, are refused
     here, before anything is queued.
     """
@@ -169,6 +175,7 @@ def submit(
             "job_id": job_id,
             "source": name,
             "layout": layout,
+            "annotate": annotate,
             "data": base64.b64encode(data).decode("ascii"),
         }
         celery.send_task(RECOGNIZE_TASK, args=[drop], task_id=task_id)

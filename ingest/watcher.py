@@ -244,6 +244,7 @@ class Ingester:
             "job_id": drop_id,
             "source": source,
             "layout": layout_for_inbox_path(source, self.settings.layouts),
+            "annotate": self.settings.annotate,
             "data": base64.b64encode(path.read_bytes()).decode("ascii"),
         }
         self.celery.send_task(RECOGNIZE_TASK, args=[drop], task_id=drop_id)

@@ -21,6 +21,7 @@ import numpy as np
 from digits.layouts import Field, Layout
 from digits.results import EMPTY, OK, REVIEW, error_row, utc_now
 from worker.align import align_page
+from worker.annotate import Pictures, field_frame
 from worker.borders import erase, find_printed_lines
 from worker.imaging import UnreadableImage, decode_pages
 from worker.lines import LINE_VIEWS, dark_on_light, prepare_views
@@ -143,22 +144,18 @@ class Area:
 def areas_of(pages: list[np.ndarray], layout: Layout | None) -> list[Area]:
     """Each page whole, or each layout field of each page with its printed lines erased.
 
-    With a layout, each page is first cut to its paper and set upright
-    (``align_page``), so that the layout's regions fall on its fields; boxes
-    are then in pixels of the aligned page. A comb field gives one area per box, found by its printed separators (or,
-    where they cannot all be found, by dividing the region evenly): each box
-    holds one digit, which is read like a single digit on its own.
+    With a layout, ``pages`` must be aligned already (``align_page``), so that
+    the layout's regions fall on its fields. A comb field gives one area per
+    box, found by its printed separators (or, where they cannot all be found,
+    by dividing the region evenly): each box holds one digit, which is read
+    like a single digit on its own.
     """
     if layout is None:
         return [Area(number, None, page) for number, page in enumerate(pages, start=1)]
     areas = []
-    for number, scan in enumerate(pages, start=1):
-        page = align_page(scan)
-        height, width = page.shape
+    for number, page in enumerate(pages, start=1):
         for field in layout.fields:
-            left, top, w, h = field.region
-            x0, y0 = round(left * width), round(top * height)
-            x1, y1 = max(x0 + 1, round((left + w) * width)), max(y0 + 1, round((top + h) * height))
+            x0, y0, x1, y1 = field_pixels(field, page.shape)
             crop = dark_on_light(page[y0:y1, x0:x1])
             lines, columns = find_printed_lines(crop)
             image = erase(crop, lines)
@@ -172,28 +169,48 @@ def areas_of(pages: list[np.ndarray], layout: Layout | None) -> list[Area]:
     return areas
 
 
+def field_pixels(field: Field, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """A field's region on a page of ``shape`` (height, width), as pixel edges left, top, right, bottom."""
+    height, width = shape[:2]
+    left, top, w, h = field.region
+    x0, y0 = round(left * width), round(top * height)
+    return x0, y0, max(x0 + 1, round((left + w) * width)), max(y0 + 1, round((top + h) * height))
+
+
 def recognize_bytes(
-    data: bytes, source: str, job_id: str, models: Models, review_threshold: float, layout: Layout | None = None
+    data: bytes,
+    source: str,
+    job_id: str,
+    models: Models,
+    review_threshold: float,
+    layout: Layout | None = None,
+    pictures: Pictures | None = None,
 ) -> list[dict]:
-    """One row per page, or per page and layout field, for a file; a single error row when it cannot be read."""
+    """One row per page, or per page and layout field, for a file; a single error row when it cannot be read.
+
+    With ``pictures``, rows to review (or all rows, if it says so) get a
+    picture of what was read, and its path in ``annotation``.
+    """
     sha256 = hashlib.sha256(data).hexdigest()
     try:
         pages = decode_pages(data)
     except UnreadableImage as problem:
         return [error_row(job_id, source, sha256, models.label, f"{source}: {problem}")]
+    if layout is not None:
+        pages = [align_page(page) for page in pages]
 
     areas = areas_of(pages, layout)
     images = [area.image for area in areas]
     pairs = zip(read_by_cutting(images, models), read_as_lines(images, models), strict=True)
     # The boxes of a comb field come one after the other: their readings join into one row.
-    rows: dict[tuple[int, str], tuple[Reading, bool]] = {}
+    readings: dict[tuple[int, str], tuple[Reading, bool]] = {}
     for area, (cutting, line) in zip(areas, pairs, strict=True):
         reading, agreed = choose(cutting, line)
         shifted = [Box(b.x + area.left, b.y + area.top, b.w, b.h) for b in reading.boxes]
         reading = Reading(reading.digits, reading.confidences, shifted, reading.model, reading.unanimous)
         key = (area.page, area.field.name if area.field else WHOLE_PAGE)
-        if key in rows:
-            before, before_agreed = rows[key]
+        if key in readings:
+            before, before_agreed = readings[key]
             reading = Reading(
                 before.digits + reading.digits,
                 before.confidences + reading.confidences,
@@ -201,13 +218,18 @@ def recognize_bytes(
                 reading.model,
             )
             agreed = agreed and before_agreed
-        rows[key] = (reading, agreed)
+        readings[key] = (reading, agreed)
     fields = {field.name: field for field in layout.fields} if layout else {}
-    return [
-        _row(job_id, source, sha256, page, name, reading, agreed and _as_expected(reading.digits, fields.get(name)),
-             review_threshold)
-        for (page, name), (reading, agreed) in rows.items()
-    ]  # fmt: skip
+    rows = []
+    for (page, name), (reading, agreed) in readings.items():
+        field = fields.get(name)
+        row = _row(job_id, source, sha256, page, name, reading, agreed and _as_expected(reading.digits, field),
+                   review_threshold)  # fmt: skip
+        if pictures and pictures.wanted(row["status"]):
+            region = field_pixels(field, pages[page - 1].shape) if field else None
+            row["annotation"] = pictures.write(row, *field_frame(pages[page - 1], region))
+        rows.append(row)
+    return rows
 
 
 def _row(
@@ -228,6 +250,7 @@ def _row(
         "sha256": sha256,
         "processed_at": utc_now(),
         "error": "",
+        "annotation": "",
     }
 
 

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 from functools import lru_cache
+from pathlib import Path
 
 from celery.signals import worker_process_init
 from redis import Redis
@@ -23,6 +24,7 @@ from digits.celery_app import RECOGNIZE_TASK, app
 from digits.layouts import LayoutError, load_layout
 from digits.results import ERROR, append_rows, error_row, inbox_csv, job_csv
 from digits.settings import get_settings
+from worker.annotate import Pictures
 from worker.model import Models, get_models, limit_threads
 from worker.pipeline import recognize_bytes
 
@@ -66,8 +68,9 @@ def recognize(self, drop: dict) -> dict:
     """Recognise the file carried in ``drop`` and write its rows once.
 
     ``drop`` holds ``kind`` (``inbox`` or ``job``), ``job_id``, ``source``,
-    ``layout`` (a layout name, or None for whole pages) and ``data`` (the
-    file's bytes, base64). Returns the rows and the CSV path.
+    ``layout`` (a layout name, or None for whole pages), ``annotate`` (a
+    picture for every row, not only rows to review) and ``data`` (the file's
+    bytes, base64). Returns the rows and the CSV path.
     """
     settings = get_settings()
     data = base64.b64decode(drop["data"])
@@ -77,7 +80,10 @@ def recognize(self, drop: dict) -> dict:
         sha256 = hashlib.sha256(data).hexdigest()
         rows = [error_row(drop["job_id"], drop["source"], sha256, models().label, f"{drop['source']}: {problem}")]
     else:
-        rows = recognize_bytes(data, drop["source"], drop["job_id"], models(), settings.review_threshold, layout)
+        pictures = Pictures(_csv_folder(drop, settings.results), every_row=bool(drop.get("annotate")))
+        rows = recognize_bytes(
+            data, drop["source"], drop["job_id"], models(), settings.review_threshold, layout, pictures
+        )
     if drop["kind"] == INBOX_JOB:
         path = inbox_csv(settings.results, _row_time(rows[0]))
     else:
@@ -87,6 +93,13 @@ def recognize(self, drop: dict) -> dict:
         log.info("rows of %s (%s) were already written; not writing them again", drop["source"], self.request.id)
     errors = [row["error"] for row in rows if row["status"] == ERROR]
     return {"rows": rows, "csv": str(path), "error": "; ".join(errors)}
+
+
+def _csv_folder(drop: dict, results: Path) -> Path:
+    """The folder of the CSV a drop's rows go to (its review pictures go below it)."""
+    if drop["kind"] == INBOX_JOB:
+        return inbox_csv(results, dt.datetime.now(dt.UTC)).parent
+    return job_csv(results, drop["job_id"]).parent
 
 
 def _row_time(row: dict) -> dt.datetime:
