@@ -14,6 +14,12 @@ from digits.settings import get_settings
 RECOGNIZE_TASK = "digits.recognize"
 """Recognise one file (its bytes travel in the message) and append its rows to a CSV."""
 
+RECOGNIZE_PAGE_TASK = "digits.recognize_page"
+"""Recognise one page of a long document split across workers; returns its rows."""
+
+WRITE_PAGES_TASK = "digits.write_pages"
+"""Append the rows of all pages of a split document to its CSV, once, when the last page is read."""
+
 QUEUE = "digits"
 """The queue recognition tasks go through."""
 

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     layouts: Path = LAYOUTS_FOLDER
     """Folder of layouts (``<name>.toml``); an inbox sub-folder named like a layout uses it."""
 
+    split_above_pages: int = Field(2, ge=1)
+    """Documents with more pages than this are read one task per page, so that workers share them."""
+
     annotate: bool = False
     """Draw a review picture for every inbox row, not only for rows sent to ``review``."""
 

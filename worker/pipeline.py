@@ -196,6 +196,21 @@ def recognize_bytes(
         pages = decode_pages(data)
     except UnreadableImage as problem:
         return [error_row(job_id, source, sha256, models.label, f"{source}: {problem}")]
+    return recognize_pages(pages, source, job_id, sha256, models, review_threshold, layout, pictures)
+
+
+def recognize_pages(
+    pages: list[np.ndarray],
+    source: str,
+    job_id: str,
+    sha256: str,
+    models: Models,
+    review_threshold: float,
+    layout: Layout | None = None,
+    pictures: Pictures | None = None,
+    first_page: int = 1,
+) -> list[dict]:
+    """Rows of decoded pages of the file whose bytes hash to ``sha256``; the first is page ``first_page``."""
     if layout is not None:
         pages = [align_page(page) for page in pages]
 
@@ -221,13 +236,14 @@ def recognize_bytes(
         readings[key] = (reading, agreed)
     fields = {field.name: field for field in layout.fields} if layout else {}
     rows = []
-    for (page, name), (reading, agreed) in readings.items():
+    for (index, name), (reading, agreed) in readings.items():
         field = fields.get(name)
-        row = _row(job_id, source, sha256, page, name, reading, agreed and _as_expected(reading.digits, field),
-                   review_threshold)  # fmt: skip
+        page = pages[index - 1]
+        expected = _as_expected(reading.digits, field)
+        row = _row(job_id, source, sha256, first_page + index - 1, name, reading, agreed and expected, review_threshold)
         if pictures and pictures.wanted(row["status"]):
-            region = field_pixels(field, pages[page - 1].shape) if field else None
-            row["annotation"] = pictures.write(row, *field_frame(pages[page - 1], region))
+            region = field_pixels(field, page.shape) if field else None
+            row["annotation"] = pictures.write(row, *field_frame(page, region))
         rows.append(row)
     return rows
 
