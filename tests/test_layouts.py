@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 
 from digits.layouts import LayoutError, layout_for_inbox_path, load_layout
-from digits.samples import SAMPLE_VALUES, draw_page, scan_bytes
+from digits.samples import SAMPLE_VALUES, draw_page, scan_bytes, write_samples
 from digits.settings import Settings
 from ingest import submit
 from layouts import FOLDER
@@ -92,14 +94,19 @@ def test_without_a_layout_the_page_is_one_field(models):
     assert [(r["page"], r["field"]) for r in rows] == [(1, "all")]
 
 
-def test_a_cheque_dropped_into_its_layout_folder_is_read_field_by_field(inbox_stack):
+def test_the_samples_dropped_into_their_layout_folders_are_read_field_by_field(inbox_stack, tmp_path):
+    # The shipped samples as a user gets them: cheque.png/.pdf and the two-page form.tif/.pdf.
+    written = write_samples(tmp_path / "samples", FOLDER)
+    with open(tmp_path / "samples" / "truth.csv", newline="") as handle:
+        truth = list(csv.DictReader(handle))
     inbox_stack.start_ingester()
-    inbox_stack.drop("cheque/cheque-0001.png", encode(sample_pages("cheque")[0]))
-    rows = inbox_stack.wait_for_inbox_rows(2)
-    assert [(r["page"], r["field"], r["digits"]) for r in rows] == [
-        (str(page), field, digits) for page, field, digits in expected_rows("cheque")
-    ]
-    assert {r["source"] for r in rows} == {"cheque/cheque-0001.png"}
+    for path in written:
+        layout = next(row["layout"] for row in truth if row["file"] == path.name)
+        inbox_stack.drop(f"{layout}/{path.name}", path.read_bytes())
+    rows = inbox_stack.wait_for_inbox_rows(len(truth), timeout=120)
+    read = sorted((r["source"], r["page"], r["field"], r["digits"]) for r in rows)
+    assert read == sorted((f"{t['layout']}/{t['file']}", t["page"], t["field"], t["digits"]) for t in truth)
+    assert len(truth) == 20
 
 
 def test_a_two_page_form_pdf_submitted_with_its_layout_gives_a_row_per_field_and_page(client):
