@@ -15,6 +15,7 @@ scan at any resolution::
     name = "date"
     region = [0.70, 0.08, 0.27, 0.12]
     comb = 8                            # optional: printed boxes, one digit each
+    printed = [[0.93, 0.36, 0.04, 0.17]]  # optional: pre-printed text in the field (",00"), never read
 
 No TensorFlow and no numpy here: the ingester and ``submit`` check layout names.
 """
@@ -49,6 +50,9 @@ class Field:
     """At most this many digits are expected; more go to review."""
     comb: int | None = None
     """The field is a row of this many printed boxes, one digit in each."""
+    printed: tuple[tuple[float, float, float, float], ...] = ()
+    """Regions (fractions of the page, like ``region``) inside the field that hold pre-printed
+    text, such as a currency sign or the cents ",00": erased before the field is read."""
 
 
 @dataclass(frozen=True)
@@ -104,13 +108,26 @@ def _field(path: Path, index: int, entry: dict) -> Field:
     if not isinstance(name, str) or not name:
         raise LayoutError(f'{where} has no name; give it `name = "amount"` or alike')
     region = entry.get("region")
-    if not isinstance(region, list) or len(region) != 4 or not all(isinstance(v, int | float) for v in region):
-        raise LayoutError(f"{where} ({name}): region must be [left, top, width, height], fractions of the page")
-    left, top, width, height = (float(v) for v in region)
-    if not (0 <= left < 1 and 0 <= top < 1 and width > 0 and height > 0 and left + width <= 1 and top + height <= 1):
-        raise LayoutError(f"{where} ({name}): region {region} does not lie inside the page (0 to 1 each way)")
     counts = {key: entry.get(key) for key in ("digits", "max_digits", "comb")}
     for key, value in counts.items():
         if value is not None and (not isinstance(value, int) or value < 1):
             raise LayoutError(f"{where} ({name}): {key} must be a whole number of at least 1")
-    return Field(name, (left, top, width, height), **counts)
+    printed = entry.get("printed", [])
+    if not isinstance(printed, list):
+        raise LayoutError(f"{where} ({name}): printed must be a list of regions, [[left, top, width, height], …]")
+    return Field(
+        name,
+        _region(f"{where} ({name}): region", region),
+        printed=tuple(_region(f"{where} ({name}): printed region", part) for part in printed),
+        **counts,
+    )
+
+
+def _region(what: str, region: object) -> tuple[float, float, float, float]:
+    """``region`` checked to be [left, top, width, height] inside the page."""
+    if not isinstance(region, list) or len(region) != 4 or not all(isinstance(v, int | float) for v in region):
+        raise LayoutError(f"{what} must be [left, top, width, height], fractions of the page")
+    left, top, width, height = (float(v) for v in region)
+    if not (0 <= left < 1 and 0 <= top < 1 and width > 0 and height > 0 and left + width <= 1 and top + height <= 1):
+        raise LayoutError(f"{what} {region} does not lie inside the page (0 to 1 each way)")
+    return left, top, width, height

@@ -30,6 +30,9 @@ SAMPLE_VALUES = {
 }
 """What is written on each page of each sample."""
 
+PRE_PRINTED = ",00"
+"""Text printed in each ``printed`` region of a field (a cheque's cents), which must never be read."""
+
 PAPER, PRINT, INK = 242, 60, 30
 """Grey levels of the paper, the printed form and the handwriting."""
 
@@ -54,6 +57,9 @@ def draw_page(layout: Layout, values: dict[str, str], dpi: int = 200, seed: int 
         for i in range(1, cells):
             x = left + round(i * (right - left) / cells)
             cv2.line(page, (x, top), (x, bottom), PRINT, max(1, round(2 * printed)))
+        for part_left, part_top, _, part_height in field.printed:
+            baseline = round((part_top + 0.7 * part_height) * height)
+            _print(page, PRE_PRINTED, (round(part_left * width), baseline), 0.8 * printed)
         _handwrite(page, values.get(field.name, ""), (left, top, right, bottom), field.comb, rng)
     return page
 

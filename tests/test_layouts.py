@@ -48,6 +48,7 @@ def test_shipped_layouts_load(name):
         ('[[fields]]\nname = "a"\nregion = [0, 0, 1, 1]\n[[fields]]\nname = "a"\nregion = [0, 0, 1, 1]\n', "repeat"),
         ('description = "nothing"\n', r"no \[\[fields\]\]"),
         ("fields = [\n", "not valid TOML"),
+        ('[[fields]]\nname = "a"\nregion = [0, 0, 1, 1]\nprinted = [[0.9, 0, 0.2, 1]]\n', "printed region"),
     ],
 )
 def test_a_layout_that_makes_no_sense_says_what_to_fix(tmp_path, text, message):
@@ -120,3 +121,16 @@ def test_a_two_page_form_pdf_submitted_with_its_layout_gives_a_row_per_field_and
 def test_submitting_with_an_unknown_layout_queues_nothing(client):
     with pytest.raises(LayoutError, match="no layout 'cheques'"):
         submit([("cheque.png", encode(sample_pages("cheque")[0]))], layout="cheques", celery=client)
+
+
+def test_pre_printed_cents_in_the_amount_box_are_never_read(models, tmp_path):
+    # The sample cheque has ",00" printed in its amount box; the layout marks that region `printed`.
+    cheque = scan_bytes(sample_pages("cheque"), ".png")
+    rows = recognize_bytes(cheque, "cheque.png", "t", models, 0.9, load_layout("cheque", FOLDER))
+    assert next(r["digits"] for r in rows if r["field"] == "amount") == "1250"
+    # Without that line in the layout, the printed zeros would be read as handwriting.
+    text = "\n".join(line for line in (FOLDER / "cheque.toml").read_text().splitlines() if "printed" not in line)
+    (tmp_path / "unmarked.toml").write_text(text)
+    rows = recognize_bytes(cheque, "cheque.png", "t", models, 0.9, load_layout("unmarked", tmp_path))
+    assert next(r["digits"] for r in rows if r["field"] == "amount").startswith("1250")
+    assert next(r["digits"] for r in rows if r["field"] == "amount") != "1250"

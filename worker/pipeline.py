@@ -155,8 +155,15 @@ def areas_of(pages: list[np.ndarray], layout: Layout | None) -> list[Area]:
     areas = []
     for number, page in enumerate(pages, start=1):
         for field in layout.fields:
-            x0, y0, x1, y1 = field_pixels(field, page.shape)
+            x0, y0, x1, y1 = region_pixels(field.region, page.shape)
             crop = dark_on_light(page[y0:y1, x0:x1])
+            if field.printed:
+                # Pre-printed text in the field (",00", a currency sign) is never handwriting.
+                crop = crop.copy()
+                paper = int(np.percentile(crop, 90))
+                for part in field.printed:
+                    px0, py0, px1, py1 = region_pixels(part, page.shape)
+                    crop[max(0, py0 - y0) : max(0, py1 - y0), max(0, px0 - x0) : max(0, px1 - x0)] = paper
             lines, columns = find_printed_lines(crop)
             image = erase(crop, lines)
             if not field.comb:
@@ -169,10 +176,10 @@ def areas_of(pages: list[np.ndarray], layout: Layout | None) -> list[Area]:
     return areas
 
 
-def field_pixels(field: Field, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-    """A field's region on a page of ``shape`` (height, width), as pixel edges left, top, right, bottom."""
+def region_pixels(region: tuple[float, float, float, float], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """A layout region on a page of ``shape`` (height, width), as pixel edges left, top, right, bottom."""
     height, width = shape[:2]
-    left, top, w, h = field.region
+    left, top, w, h = region
     x0, y0 = round(left * width), round(top * height)
     return x0, y0, max(x0 + 1, round((left + w) * width)), max(y0 + 1, round((top + h) * height))
 
@@ -242,7 +249,7 @@ def recognize_pages(
         expected = _as_expected(reading.digits, field)
         row = _row(job_id, source, sha256, first_page + index - 1, name, reading, agreed and expected, review_threshold)
         if pictures and pictures.wanted(row["status"]):
-            region = field_pixels(field, page.shape) if field else None
+            region = region_pixels(field.region, page.shape) if field else None
             row["annotation"] = pictures.write(row, *field_frame(page, region))
         rows.append(row)
     return rows
