@@ -39,7 +39,20 @@ def _logging(verbose: bool) -> None:
     )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group; settings that make no sense end the command with their message, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from pydantic import ValidationError
+
+        try:
+            return super().invoke(ctx)
+        except ValidationError as problem:
+            messages = [error["msg"].removeprefix("Value error, ") for error in problem.errors()]
+            raise click.ClickException("; ".join(messages)) from None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Recognise handwritten digits on scanned cheques and forms, in batches."""
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlparse
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from layouts import FOLDER as LAYOUTS_FOLDER
@@ -24,6 +26,9 @@ class Settings(BaseSettings):
 
     redis_url: str = DEFAULT_REDIS_URL
     """Redis used as Celery's broker and result backend."""
+
+    allow_open_redis: bool = False
+    """Accept a Redis without a password on another machine (only on a network you trust)."""
 
     inbox: Path = Path("inbox")
     """Folder watched for new scans (sub-folders included)."""
@@ -72,6 +77,20 @@ class Settings(BaseSettings):
     tf_threads: int | None = None
     """TensorFlow threads per worker process; by default cores divided by processes."""
 
+    @model_validator(mode="after")
+    def _redis_off_this_machine_needs_a_password(self) -> Settings:
+        # Scans of cheques travel through Redis, and whoever can write to it queues work.
+        parsed = urlparse(self.redis_url)
+        host = parsed.hostname
+        if host and not parsed.password and not _is_loopback(host) and not self.allow_open_redis:
+            raise ValueError(
+                f"DIGITS_REDIS_URL reaches Redis at {host} without a password, so anyone on that network could "
+                f"read the scans and queue work. Give Redis a password (requirepass) and put it in the URL, "
+                f"redis://:PASSWORD@{host}:{parsed.port or 6379}/0, or set DIGITS_ALLOW_OPEN_REDIS=true "
+                "on a network you trust."
+            )
+        return self
+
     @property
     def archive_dir(self) -> Path:
         return self.archive if self.archive is not None else self.inbox.resolve().parent
@@ -79,6 +98,15 @@ class Settings(BaseSettings):
     @property
     def max_file_bytes(self) -> int:
         return int(self.max_file_mb * MEGABYTE)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
 
 
 @lru_cache(maxsize=1)
