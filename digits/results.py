@@ -39,8 +39,9 @@ COLUMNS = (
 )
 """The CSV header, in order. Later columns may be added after these, never between."""
 
-OK, REVIEW, EMPTY, ERROR = "ok", "review", "empty", "error"
-"""Row statuses: read fine; a person should look; no digits found; the file could not be read."""
+OK, REVIEW, EMPTY, ERROR, DUPLICATE = "ok", "review", "empty", "error", "duplicate"
+"""Row statuses: read fine; a person should look; no digits found; the file could not be read;
+the same bytes already came through the inbox (``error`` names the first)."""
 
 MARK_TTL_SECONDS = 30 * 24 * 3600
 """How long Redis remembers that a drop's rows were written."""

@@ -131,3 +131,26 @@ def test_a_file_over_the_size_limit_is_refused_with_a_reason(inbox_stack):
     [row] = inbox_stack.wait_for_inbox_rows(1)
     assert row["status"] == "error" and "over the 0.001 MB limit" in row["error"]
     wait_until(lambda: (inbox_stack.failed / "huge-1.png.error.txt").exists(), 10, "the reason in failed/")
+
+
+def test_the_same_scan_twice_is_written_again_but_marked_duplicate(inbox_stack):
+    inbox_stack.start_ingester()
+    data = encode(draw_digits("8125"))
+    inbox_stack.drop("twice/first.png", data)
+    [first] = inbox_stack.wait_for_inbox_rows(1)
+    inbox_stack.drop("twice/copy.png", data)  # the same bytes under another name
+    wait_until(lambda: len(inbox_stack.inbox_rows()) == 2, 60, "the copy's row")
+    inbox_stack.drop("twice/first.png", data)  # and the same file dropped again
+    rows = inbox_stack.wait_for_inbox_rows(3)
+    assert first["status"] in ("ok", "review") and first["error"] == ""
+    assert [(row["source"], row["status"]) for row in rows[1:]] == [
+        ("twice/copy.png", "duplicate"),
+        ("twice/first.png", "duplicate"),
+    ]
+    for later in rows[1:]:
+        assert later["digits"] == first["digits"], "a duplicate is still read, for the reviewer"
+        assert "the same file as twice/first.png" in later["error"]
+    # Nothing failed and nothing is lost: all three are filed in done/, the second first.png beside the first.
+    for name in ("first.png", "copy.png", "first.2.png"):
+        wait_until(lambda n=name: (inbox_stack.done / "twice" / n).exists(), 10, f"{name} in done/")
+    assert not list(inbox_stack.failed.rglob("*"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
 from functools import lru_cache
@@ -24,7 +25,7 @@ from redis.exceptions import RedisError
 
 from digits.celery_app import RECOGNIZE_PAGE_TASK, RECOGNIZE_TASK, WRITE_PAGES_TASK, app
 from digits.layouts import LayoutError, load_layout
-from digits.results import ERROR, append_rows, error_row, inbox_csv, job_csv
+from digits.results import DUPLICATE, ERROR, MARK_TTL_SECONDS, append_rows, error_row, inbox_csv, job_csv
 from digits.settings import get_settings
 from worker.annotate import Pictures
 from worker.imaging import UnreadableImage, decode_pages
@@ -123,6 +124,8 @@ def _write(drop: dict, rows: list[dict], drop_id: str) -> dict:
     """Append a drop's rows to its CSV once; the result the ingester and ``Job`` read."""
     settings = get_settings()
     if drop["kind"] == INBOX_JOB:
+        rows = _marked_if_seen(rows, drop.get("inbox", ""), drop_id)
+    if drop["kind"] == INBOX_JOB:
         path = inbox_csv(settings.results, _row_time(rows[0]))
     else:
         path = job_csv(settings.results, drop["job_id"])
@@ -131,6 +134,32 @@ def _write(drop: dict, rows: list[dict], drop_id: str) -> dict:
         log.info("rows of %s (%s) were already written; not writing them again", drop["source"], drop_id)
     errors = [row["error"] for row in rows if row["status"] == ERROR]
     return {"rows": rows, "csv": str(path), "error": "; ".join(errors)}
+
+
+def _marked_if_seen(rows: list[dict], inbox: str, drop_id: str) -> list[dict]:
+    """The rows, with status ``duplicate`` if the same bytes came through this inbox before.
+
+    A scan dropped twice (or copied under another name) would otherwise pay a
+    cheque twice. The first drop of some content claims its hash in Redis (for
+    ``MARK_TTL_SECONDS``); later drops of it into the same inbox are read and
+    written, but marked, naming the first. A submitted job is a deliberate
+    request and is never marked.
+    """
+    first = rows[0]
+    if first["status"] == ERROR or not first["sha256"]:
+        return rows
+    key = f"digits:seen:{hashlib.sha256(inbox.encode()).hexdigest()[:16]}:{first['sha256']}"
+    claim = json.dumps({"drop_id": drop_id, "source": first["source"], "at": first["processed_at"]})
+    if _marks().set(key, claim, nx=True, ex=MARK_TTL_SECONDS):
+        return rows
+    earlier = json.loads(_marks().get(key) or claim)
+    if earlier["drop_id"] == drop_id:
+        return rows  # this very drop, delivered again after a worker died
+    reason = (
+        f"{first['source']}: the same file as {earlier['source']}, taken at {earlier['at']} "
+        f"(drop {earlier['drop_id']}); only that one's rows count"
+    )
+    return [row | {"status": DUPLICATE, "error": reason} for row in rows]
 
 
 def _pictures(drop: dict) -> Pictures:
