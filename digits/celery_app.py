@@ -27,8 +27,13 @@ RESULT_TTL_SECONDS = 7 * 24 * 3600
 """How long task results (and so ``Job.rows()``) stay in Redis."""
 
 
+REDELIVERY_SWEEP_SECONDS = 5
+"""How often each worker looks for tasks taken by dead nodes whose ``redeliver_seconds`` have passed."""
+
+
 def make_app(redis_url: str, time_limit: int | None = None) -> Celery:
     """A Celery app on ``redis_url`` set up so that a dying worker loses nothing."""
+    settings = get_settings()
     app = Celery("digits", broker=redis_url, backend=redis_url, include=["worker.tasks"])
     app.conf.update(
         # Messages are plain JSON data: nothing from the queue is ever unpickled.
@@ -42,13 +47,18 @@ def make_app(redis_url: str, time_limit: int | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue=QUEUE,
         # A task stuck on a pathological scan is killed; its file gets an error row.
-        task_time_limit=time_limit or get_settings().task_time_limit,
+        task_time_limit=time_limit or settings.task_time_limit,
         result_expires=RESULT_TTL_SECONDS,
         task_track_started=True,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
-        # A message taken by a worker node that died as a whole comes back after this.
-        broker_transport_options={"visibility_timeout": 3600},
+        # A message taken by a worker node that died as a whole comes back after
+        # this (kombu's default is an hour); every worker sweeps for such messages.
+        broker_transport_options={
+            "visibility_timeout": settings.redeliver_seconds,
+            "unacked_restore_interval": REDELIVERY_SWEEP_SECONDS,
+            "unacked_restore_throttle": 1,
+        },
     )
     return app
 

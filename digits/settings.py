@@ -72,7 +72,13 @@ class Settings(BaseSettings):
     """Interval of the full inbox rescan that catches files whose events were missed."""
 
     task_time_limit: int = Field(120, gt=0)
-    """Seconds after which a stuck recognition task is killed and retried."""
+    """Seconds after which a stuck recognition task is killed; its file fails with that reason."""
+
+    redeliver_seconds: int = Field(300, gt=0)
+    """Seconds after which a task taken by a worker node that died as a whole (machine lost,
+    kill -9 of the node) goes back to the queue for another node. Keep it above twice
+    ``task_time_limit``: a task still running when it expires would be run twice (its
+    rows are still written once)."""
 
     tf_threads: int | None = None
     """TensorFlow threads per worker process; by default cores divided by processes."""

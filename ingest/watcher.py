@@ -269,8 +269,7 @@ class Ingester:
             elif meta["status"] == states.SUCCESS:
                 self._archive(path, self.failed, reason=meta["result"]["error"])
             else:
-                reason = f"recognition failed after retries: {meta['result']}; see the worker's log"
-                self._fail(drop_id, path, reason)
+                self._fail(drop_id, path, failure_reason(meta["result"]))
 
     def recover(self) -> None:
         """Pick up files left in ``processing/`` by an earlier run: file them away or re-send them."""
@@ -326,6 +325,20 @@ class Ingester:
         if path.is_relative_to(self.processing):
             return Path(*path.relative_to(self.processing).parts[1:]).as_posix()
         return path.relative_to(self.inbox).as_posix()
+
+
+def failure_reason(result: object) -> str:
+    """What to tell a person about a task that failed for good, from what Celery stored for it."""
+    kind = type(result).__name__
+    if kind == "TimeLimitExceeded":
+        limit = f" ({result.args[0]:g} s)" if getattr(result, "args", None) else ""
+        return (
+            f"reading it took longer than the workers' time limit{limit} and was stopped; scan it again "
+            "(300 dpi, one document per file) or raise DIGITS_TASK_TIME_LIMIT"
+        )
+    if kind == "WorkerLostError":
+        return "the worker process died while reading it (out of memory?); see the worker's log, then drop it again"
+    return f"recognition failed after retries: {result!r}; see the worker's log"
 
 
 def _free_name(path: Path) -> Path:

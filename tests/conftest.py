@@ -142,9 +142,10 @@ class Stack:
         self.processes.append(process)
         return process
 
-    def start_worker(self, concurrency: int = 1, name: str = "w1") -> subprocess.Popen:
-        """A real Celery worker; returns once it answers a ping."""
-        process = self.digits("worker", "--concurrency", str(concurrency), "--hostname", f"{name}@%h")
+    def start_worker(self, concurrency: int = 1, name: str = "w1", **env: str) -> subprocess.Popen:
+        """A real Celery worker (``env``: extra settings); returns once it answers a ping."""
+        args = ("worker", "--concurrency", str(concurrency), "--hostname", f"{name}@%h")
+        process = self.digits(*args, env=self.env(**env))
         app = make_app(self.redis_url)
         wait_until(
             lambda: process.poll() is not None or any(name in n for r in app.control.ping(timeout=0.5) for n in r),

@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from digits.results import COLUMNS
+from digits.results import COLUMNS, read_rows
 from tests.conftest import wait_until
 from tests.synth import FONTS, draw_digits, encode
 
@@ -118,3 +118,65 @@ def test_the_model_lives_in_pool_processes_never_in_the_parent(served):
     pool = children(worker.pid)
     assert pool and any(_maps_tensorflow(pid) for pid in pool), "no pool process has loaded the model"
     assert not _maps_tensorflow(worker.pid), "TensorFlow was loaded in the worker's parent before fork"
+
+
+def test_a_worker_node_killed_as_a_whole_hands_its_task_to_another_node(stack):
+    from celery import states
+
+    from digits.celery_app import make_app, task_states
+    from ingest import submit
+
+    # A node that dies as a whole (its machine lost) cannot give its task back: the task
+    # returns to the queue once DIGITS_REDELIVER_SECONDS pass, and another node takes it.
+    settings = {"DIGITS_REDELIVER_SECONDS": "15"}
+    doomed = stack.start_worker(concurrency=1, name="doomed", **settings)
+    celery = make_app(stack.redis_url)
+    job = submit([(f"node-{d}.png", encode(draw_digits(d))) for d in ("31", "42", "53")], celery=celery)
+    wait_until(
+        lambda: any(m["status"] == states.STARTED for m in task_states(celery, job.task_ids).values()),
+        60,
+        "the doomed node to start a task",
+    )
+    for pid in [doomed.pid, *children(doomed.pid)]:
+        os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    stack.start_worker(concurrency=1, name="heir", **settings)
+    job.wait(timeout=120)
+    rows = job.rows()
+    assert sorted(row["source"] for row in rows) == ["node-31.png", "node-42.png", "node-53.png"]
+    assert all(row["digits"] == row["source"][5:7] for row in rows)
+    assert time.monotonic() - killed_at >= 15, "the task came back before its redelivery time"
+    csv_rows = read_rows(stack.results / "jobs" / f"{job.id}.csv")
+    assert sorted(row["source"] for row in csv_rows) == ["node-31.png", "node-42.png", "node-53.png"]
+
+
+def test_a_hung_task_is_stopped_at_the_time_limit_and_its_file_fails_with_the_reason(stack):
+    from celery import states
+
+    from digits.celery_app import make_app, task_states
+
+    worker = stack.start_worker(concurrency=1, name="hung", DIGITS_TASK_TIME_LIMIT="20")
+    stack.start_ingester()
+    stack.drop("warm-up.png", encode(draw_digits("12")))  # the model loads inside the first task
+    stack.wait_for_inbox_rows(1, timeout=60)
+    # A page big enough that reading it takes a while, so that it can be caught mid-task.
+    stack.drop("hangs.png", encode(draw_digits("9081726354" * 3, height=400)))
+    celery = make_app(stack.redis_url)
+
+    def started() -> bool:
+        drops = [p.name for p in stack.processing.iterdir()] if stack.processing.exists() else []
+        return any(m["status"] == states.STARTED for m in task_states(celery, drops).values())
+
+    wait_until(started, 30, "the task to start", interval=0.01)
+    [pool] = children(worker.pid)
+    os.kill(pool, signal.SIGSTOP)  # hung: alive, doing nothing
+    rows = stack.wait_for_inbox_rows(2, timeout=90)
+    hung = next(row for row in rows if row["source"] == "hangs.png")
+    assert hung["status"] == "error"
+    assert "time limit" in hung["error"] and "DIGITS_TASK_TIME_LIMIT" in hung["error"]
+    wait_until(lambda: (stack.failed / "hangs.png").exists(), 10, "the file in failed/")
+    assert "time limit" in (stack.failed / "hangs.png.error.txt").read_text()
+    # The worker goes on serving with a fresh pool process.
+    stack.drop("after.png", encode(draw_digits("77")))
+    rows = stack.wait_for_inbox_rows(3, timeout=60)
+    assert next(row for row in rows if row["source"] == "after.png")["digits"] == "77"
