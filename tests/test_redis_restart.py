@@ -1,0 +1,70 @@
+"""Redis going away: files wait in the ingester, and queued work survives a restart of a persistent Redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RedisServer, Stack, wait_until
+from tests.synth import draw_digits, encode
+
+
+@pytest.fixture
+def persistent(tmp_path: Path) -> Iterator[tuple[RedisServer, Stack]]:
+    """A Redis that keeps its data across restarts (append-only file), as `digits up` runs it, and a stack on it."""
+    server = RedisServer(tmp_path / "redis", appendonly=True).start()
+    (tmp_path / "stack").mkdir()
+    stack = Stack(tmp_path / "stack", server.url)
+    yield server, stack
+    stack.stop()
+    server.stop()
+
+
+def drop_digits(stack: Stack, names: list[str]) -> None:
+    for name in names:
+        stack.drop(f"{name}.png", encode(draw_digits(name.split("-")[1])))
+
+
+def assert_each_once_and_right(stack: Stack, count: int) -> None:
+    rows = stack.inbox_rows()
+    assert sorted(row["source"] for row in rows) == sorted(stack.dropped), "a file lost or doubled"
+    assert all(row["digits"] == row["source"].split("-")[1].removesuffix(".png") for row in rows)
+    wait_until(lambda: len(list(stack.done.iterdir())) == count, 30, f"all {count} files in done/")
+
+
+def test_files_dropped_while_redis_is_down_wait_and_go_when_it_is_back(persistent):
+    server, stack = persistent
+    stack.start_worker(concurrency=1, name="steady")
+    stack.start_ingester()
+    drop_digits(stack, ["before-12", "before-34"])
+    stack.wait_for_inbox_rows(2, timeout=60)
+
+    server.stop()
+    drop_digits(stack, ["during-56", "during-78", "during-90"])
+    # The ingester takes them (out of the inbox, into processing/) but cannot queue them.
+    wait_until(lambda: not list(stack.inbox.glob("*.png")), 20, "the ingester to take the files")
+    time.sleep(3)
+    assert len(stack.inbox_rows()) == 2
+
+    server.start()
+    stack.wait_for_inbox_rows(5, timeout=120)
+    time.sleep(1)
+    assert_each_once_and_right(stack, 5)
+
+
+def test_queued_work_survives_a_restart_of_a_persistent_redis(persistent):
+    server, stack = persistent
+    stack.start_ingester()  # no worker yet: the tasks wait in Redis
+    drop_digits(stack, ["queued-21", "queued-43", "queued-65"])
+    wait_until(lambda: not list(stack.inbox.glob("*.png")), 20, "the ingester to queue the files")
+    time.sleep(2)  # the append-only file is written every second
+
+    server.stop()
+    server.start()
+    stack.start_worker(concurrency=1, name="late")
+    stack.wait_for_inbox_rows(3, timeout=120)
+    time.sleep(1)
+    assert_each_once_and_right(stack, 3)
