@@ -224,7 +224,7 @@ def status() -> None:
     show_default=True,
     help="Folder with mnist.npz and optional extra sets [DIGITS_DATA].",
 )
-@click.option("--epochs", type=int, help="Passes over the data [cnn 14, seed-mlp 3, crnn 12].")
+@click.option("--epochs", type=int, help="Passes over the data [cnn 14, seed-mlp 3, crnn 14].")
 @click.option("--name", help="Model name (default digits-cnn, or digits-<arch>).")
 @click.option("--store", type=click.Path(file_okay=False, path_type=Path), help="Model store [DIGITS_MODEL_STORE].")
 @click.option("--limit", type=int, help="Train on this many digits only (for a quick try).")
@@ -241,15 +241,15 @@ def train(
     """Train a model and save it as the next version in the model store."""
     from digits.settings import get_settings
     from worker.strings import ORAND_DIR
+    from worker.train import STRING_EPOCHS, train_strings
     from worker.train import train as run_training
-    from worker.train import train_strings
 
     store = store or get_settings().model_store
     if arch == "crnn":
         if not (data_dir / ORAND_DIR / "labels.json").exists():
             raise click.ClickException(f"the string model needs {data_dir / ORAND_DIR}; pass --data")
         extra = {"seed": seed} if seed is not None else {}
-        ref = train_strings(data_dir, store, epochs or 12, name=name or "digits-crnn", **extra)
+        ref = train_strings(data_dir, store, epochs or STRING_EPOCHS, name=name or "digits-crnn", **extra)
         click.echo(f"saved {ref.label} to {ref.path}")
         return
     if not (data_dir / "mnist.npz").exists():

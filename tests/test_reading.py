@@ -6,11 +6,12 @@ from dataclasses import replace
 
 import cv2
 import numpy as np
+import pytest
 
 from tests.synth import draw_digits
 from worker.ctc import decode
 from worker.lines import FRAMES, LINE_HEIGHT, LINE_WIDTH, prepare_line
-from worker.pipeline import Reading, choose
+from worker.pipeline import Reading, Support, choose, ok_bar
 from worker.segment import Box
 
 
@@ -51,8 +52,8 @@ def _reading(digits: str, model: str, confidence: float = 0.99, width: int = 20)
 
 
 def test_agreeing_readings_are_only_as_sure_as_the_less_sure_model():
-    reading, agreed = choose(_reading("25", "cnn", 0.6), _reading("25", "crnn", 0.97))
-    assert agreed and reading.digits == "25" and reading.confidences == [0.6, 0.6]
+    reading, support = choose(_reading("25", "cnn", 0.6), _reading("25", "crnn", 0.97))
+    assert support == Support.AGREED and reading.digits == "25" and reading.confidences == [0.6, 0.6]
 
 
 def _narrow(cut: str, whole: str, confidence: float = 0.99) -> Reading:
@@ -61,31 +62,39 @@ def _narrow(cut: str, whole: str, confidence: float = 0.99) -> Reading:
 
 
 def test_where_there_is_room_for_one_digit_the_classifier_reads_it_whole():
-    assert choose(_narrow("7", "7", 0.98), _reading("1", "crnn", 0.7)) == (_reading("7", "cnn", 0.98), False)
+    assert choose(_narrow("7", "7", 0.98), _reading("1", "crnn", 0.7)) == (_reading("7", "cnn", 0.98), Support.NONE)
     # Even a surer string model does not overrule the classifier on one digit.
-    assert choose(_narrow("7", "7", 0.6), _reading("1", "crnn", 0.9)) == (_reading("7", "cnn", 0.6), False)
+    assert choose(_narrow("7", "7", 0.6), _reading("1", "crnn", 0.9)) == (_reading("7", "cnn", 0.6), Support.NONE)
     # The string model saw two digits in one: the classifier's single reading stands.
     assert choose(_narrow("8", "8", 0.5), _reading("31", "crnn"))[0].digits == "8"
     # Cutting split a broken "5" in two; the string model saw one digit: the ink is read whole.
-    assert choose(_narrow("52", "5"), _reading("5", "crnn", 0.8)) == (_reading("5", "cnn", 0.8), True)
+    assert choose(_narrow("52", "5"), _reading("5", "crnn", 0.8)) == (_reading("5", "cnn", 0.8), Support.AGREED)
     # Two plain ones side by side: both count two digits, and agree.
     assert choose(_narrow("11", "1"), _reading("11", "crnn"))[0].digits == "11"
     # Without a string model, a single cut digit is read whole too.
-    assert choose(_narrow("4", "9"), None) == (_reading("9", "cnn"), True)
+    assert choose(_narrow("4", "9"), None) == (_reading("9", "cnn"), Support.AGREED)
 
 
 def test_on_a_wide_line_the_string_model_wins():
     # Touching digits and a separator fooled the cutting into one wide blob.
     blob = Reading("4", [0.99], [Box(0, 0, 200, 40)], "cnn")
     assert choose(blob, _reading("470000", "crnn", 0.8))[0].digits == "470000"
-    # The string models read it unanimously: corroborated, whatever the cutting says.
-    assert choose(_reading("2150", "cnn"), _reading("2250", "crnn", 0.6)) == (_reading("2250", "crnn", 0.6), True)
+    # The string models read it unanimously: their support, whatever the cutting says.
+    unanimous = _reading("2250", "crnn", 0.6)
+    assert choose(_reading("2150", "cnn"), unanimous) == (unanimous, Support.STRING_MODELS)
     split_vote = Reading("2250", [0.6] * 4, [Box(i * 20, 0, 20, 40) for i in range(4)], "crnn", unanimous=False)
-    assert choose(_reading("2150", "cnn"), split_vote) == (split_vote, False)
+    assert choose(_reading("2150", "cnn"), split_vote) == (split_vote, Support.NONE)
 
 
 def test_without_a_string_model_the_classifier_decides_alone():
-    assert choose(_reading("12", "cnn"), None) == (_reading("12", "cnn"), True)
+    assert choose(_reading("12", "cnn"), None) == (_reading("12", "cnn"), Support.AGREED)
+
+
+def test_a_reading_only_the_string_models_vouch_for_needs_more_confidence_to_be_ok():
+    assert ok_bar(Support.AGREED, 0.9) == 0.9
+    assert ok_bar(Support.STRING_MODELS, 0.9) == pytest.approx(0.95)
+    assert ok_bar(Support.NONE, 0.9) > 1
+    assert ok_bar(Support.STRING_MODELS, 0.9) < ok_bar(Support.STRING_MODELS, 0.98) < 1
 
 
 def test_blank_and_flat_pages_prepare_to_empty_lines():

