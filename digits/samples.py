@@ -137,6 +137,7 @@ def _handwrite(
     left, top, right, bottom = box
     height = bottom - top
     font = cv2.FONT_HERSHEY_SIMPLEX | cv2.FONT_ITALIC
+    pen = left + 0.1 * height  # where the next digit of a free-written field starts
     for i, digit in enumerate(digits):
         size = height * rng.uniform(0.5, 0.62)
         scale = cv2.getFontScaleFromHeight(font, round(size))
@@ -146,7 +147,8 @@ def _handwrite(
             cell = (right - left) / comb
             x = round(left + (i + 0.5) * cell - w / 2 + rng.uniform(-0.08, 0.08) * cell)
         else:
-            x = round(left + 0.1 * height + i * w * rng.uniform(1.15, 1.35))
+            x = round(pen)
+            pen += w * rng.uniform(1.15, 1.35)
         y = round(bottom - (height - size) / 2 + rng.uniform(-0.06, 0.06) * height)
         if digit == "1":
             # A hand writes a one as a plain stroke; the font's flagged one is a typeface's.
