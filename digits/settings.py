@@ -106,6 +106,14 @@ class Settings(BaseSettings):
         return int(self.max_file_mb * MEGABYTE)
 
 
+def redacted(url: str) -> str:
+    """``url`` with its password replaced by ``***``, fit for messages and logs."""
+    parsed = urlparse(url)
+    if not parsed.password:
+        return url
+    return parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)).geturl()
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

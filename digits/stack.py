@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 from redis import Redis
 from redis.exceptions import RedisError
 
-from digits.settings import Settings
+from digits.settings import Settings, redacted
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def start_private_redis(url: str, state_dir: Path) -> subprocess.Popen:
     binary = shutil.which("redis-server")
     if parsed.hostname not in LOCAL_HOSTS or binary is None:
         raise StackError(
-            f"no Redis answers at {url}, and "
+            f"no Redis answers at {redacted(url)}, and "
             + ("it is not on this machine" if binary else "no redis-server is on PATH")
             + ": install one (apt-get install redis-server) or set DIGITS_REDIS_URL to a running Redis"
         )
@@ -79,9 +79,9 @@ def start_private_redis(url: str, state_dir: Path) -> subprocess.Popen:
     while not redis_reachable(url):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            raise StackError(f"redis-server for {url} did not start; is port {parsed.port} taken?")
+            raise StackError(f"redis-server for {redacted(url)} did not start; is port {parsed.port} taken?")
         time.sleep(0.1)
-    log.info("started a private Redis at %s (data in %s)", url, data_dir)
+    log.info("started a private Redis at %s (data in %s)", redacted(url), data_dir)
     return process
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from redis import Redis
 
 from digits.celery_app import QUEUE, app
-from digits.settings import get_settings
+from digits.settings import get_settings, redacted
 
 RECENT_JOBS = 50
 """How many of the newest jobs are checked for pending files."""
@@ -40,7 +40,7 @@ def collect_status() -> dict[str, object]:
             redis.zrem(JOBS_KEY, job_id)  # expired
     archive = settings.archive_dir
     return {
-        "redis": settings.redis_url,
+        "redis": redacted(settings.redis_url),
         "queued tasks": queued,
         "tasks in progress": redis.hlen("unacked"),
         "workers alive": len(workers),

@@ -41,9 +41,10 @@ def test_up_starts_redis_worker_and_ingester_and_stops_them_all(tmp_path):
 
 
 def test_up_says_how_to_get_redis_when_it_cannot_start_one(tmp_path):
-    env = dict(os.environ, DIGITS_REDIS_URL="redis://redis.invalid:6379/0")
+    env = dict(os.environ, DIGITS_REDIS_URL="redis://:s3cret@redis.invalid:6379/0")
     done = subprocess.run([sys.executable, "-m", "digits.cli", "up"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert done.returncode != 0
-    assert "no Redis answers at redis://redis.invalid:6379/0" in done.stderr
+    assert "no Redis answers at redis://:***@redis.invalid:6379/0" in done.stderr
+    assert "s3cret" not in done.stderr, "a password never appears in a message"
     assert "DIGITS_REDIS_URL" in done.stderr
