@@ -6,6 +6,9 @@ training data in ../shared/data (a user's clone has none).
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import cv2
 import numpy as np
 
@@ -81,3 +84,58 @@ def turned_in_place(page: np.ndarray, degrees: float, paper: int = 242) -> np.nd
     height, width = page.shape
     matrix = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
     return cv2.warpAffine(page, matrix, (width, height), borderValue=paper)
+
+
+def png_bomb(width: int = 50_000, height: int = 50_000) -> bytes:
+    """A PNG of a few kilobytes that declares ``width`` x ``height`` grey pixels (a decompression bomb)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * (width + 1) * 100, 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+def cmyk_tiff(page: np.ndarray) -> bytes:
+    """``page`` (grey, dark ink) as an uncompressed CMYK TIFF, its ink in the K plane, as print shops send."""
+    height, width = page.shape
+    pixels = np.stack([np.zeros_like(page)] * 3 + [255 - page], axis=-1).tobytes()
+    entries = [  # tag, type (3 short, 4 long), value; offsets are filled in below
+        (256, 3, width), (257, 3, height), (258, 3, None), (259, 3, 1), (262, 3, 5),
+        (273, 4, None), (277, 3, 4), (278, 3, height), (279, 4, len(pixels)), (284, 3, 1),
+    ]  # fmt: skip
+    bits_at = 8 + 2 + 12 * len(entries) + 4
+    pixels_at = bits_at + 8
+    out = b"II*\x00" + struct.pack("<IH", 8, len(entries))
+    for tag, kind, value in entries:
+        count = 4 if tag == 258 else 1
+        value = {258: bits_at, 273: pixels_at}.get(tag, value)
+        out += struct.pack(
+            "<HHIHH" if kind == 3 and count == 1 else "<HHII",
+            tag,
+            kind,
+            count,
+            value,
+            *((0,) if kind == 3 and count == 1 else ()),
+        )
+    return out + struct.pack("<I", 0) + struct.pack("<4H", 8, 8, 8, 8) + pixels
+
+
+def pdf_with_javascript() -> bytes:
+    """A one-page PDF that runs a script when opened (a viewer's alert; never run here)."""
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R /OpenAction 4 0 R /Names << /JavaScript 5 0 R >> >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>",
+        b"<< /S /JavaScript /JS (app.alert\\('scanned'\\);) >>",
+        b"<< /Names [(run) 4 0 R] >>",
+    ]
+    out, offsets = b"%PDF-1.4\n", []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    return out + b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)

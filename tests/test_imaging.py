@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from digits.samples import pdf_bytes
-from tests.synth import draw_digits, encode
+from tests.synth import cmyk_tiff, draw_digits, encode, pdf_with_javascript, png_bomb
 from worker.imaging import PDF_DPI, UnreadableImage, decode_pages
 
 
@@ -54,11 +54,23 @@ def test_sixteen_bit_is_scaled_to_eight():
         (encode(draw_digits("3"))[:60], "corrupt or truncated PNG"),
         (b"%PDF-1.7\n", "corrupt, truncated or password-protected PDF"),
         (pdf_bytes([draw_digits("5")])[:200], "corrupt, truncated or password-protected PDF"),
+        (encode(draw_digits("3"), ".jpg")[:300], "corrupt or truncated JPEG"),
+        (encode(draw_digits("3"), ".tif")[:300], "corrupt or truncated TIFF"),
+        (png_bomb(), "declares 50000x50000 pixels"),
+        (encode(np.full((1, 1), 200, np.uint8)), "1x1 pixels, too small"),
+        (pdf_with_javascript(), "holds JavaScript"),
     ],
 )
 def test_unreadable_input_says_why(data, message):
     with pytest.raises(UnreadableImage, match=message):
         decode_pages(data)
+
+
+def test_a_cmyk_tiff_becomes_dark_ink_on_light_paper():
+    page = draw_digits("7")
+    grey = decode_pages(cmyk_tiff(page))[0]
+    assert grey.shape == page.shape
+    assert np.abs(grey.astype(int) - page).max() <= 2
 
 
 def test_every_pdf_page_is_rendered_at_the_pdf_resolution():

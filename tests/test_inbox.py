@@ -5,11 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import sys
 import time
 import uuid
+from pathlib import Path
+
+import numpy as np
 
 from tests.conftest import wait_until
-from tests.synth import draw_digits, encode
+from tests.synth import cmyk_tiff, draw_digits, encode, pdf_with_javascript, png_bomb
 
 
 def test_a_file_dropped_while_running_gets_one_row_and_moves_to_done(inbox_stack):
@@ -88,12 +92,20 @@ def test_bad_files_get_an_error_row_and_go_to_failed_while_good_ones_go_on(inbox
     inbox_stack.drop("notes-bad.png", b"total 1500, please pay\n")
     inbox_stack.drop("broken-bad.png", encode(draw_digits("5"))[:100])
     inbox_stack.drop("empty-bad.jpg", b"")
+    inbox_stack.drop("bomb-bad.png", png_bomb())
+    inbox_stack.drop("script-bad.pdf", pdf_with_javascript())
+    inbox_stack.drop("dot-bad.png", encode(np.full((1, 1), 200, np.uint8)))
+    inbox_stack.drop("program-bad.png", Path(sys.executable).read_bytes()[:4096])
     inbox_stack.drop("after-bad-6.png", encode(draw_digits("6")))
+    inbox_stack.drop("cmyk print 9 ünïcode.tif", cmyk_tiff(draw_digits("9")))
 
-    rows = {r["source"]: r for r in inbox_stack.wait_for_inbox_rows(4)}
+    rows = {r["source"]: r for r in inbox_stack.wait_for_inbox_rows(9)}
     assert rows["after-bad-6.png"]["digits"] == "6"
+    assert rows["cmyk print 9 ünïcode.tif"]["digits"] == "9"
     for name, reason in [("notes-bad.png", "not an image"), ("broken-bad.png", "corrupt or truncated PNG"),
-                         ("empty-bad.jpg", "empty file")]:  # fmt: skip
+                         ("empty-bad.jpg", "empty file"), ("bomb-bad.png", "declares 50000x50000 pixels"),
+                         ("script-bad.pdf", "holds JavaScript"), ("dot-bad.png", "too small"),
+                         ("program-bad.png", "not an image")]:  # fmt: skip
         assert rows[name]["status"] == "error"
         assert rows[name]["digits"] == ""
         assert name in rows[name]["error"] and reason in rows[name]["error"]

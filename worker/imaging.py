@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import struct
+
 import cv2
 import numpy as np
 
 MAX_PIXELS = 100_000_000
 """Pages larger than this (a 10,000 x 10,000 scan) are refused rather than decoded."""
+
+MIN_SIDE = 8
+"""Pages narrower or lower than this many pixels cannot hold a handwritten digit."""
 
 PDF_DPI = 200
 """Resolution PDF pages are rendered at: enough for handwriting, a third of 300 dpi's pixels."""
@@ -46,16 +51,37 @@ def decode_pages(data: bytes) -> list[np.ndarray]:
         )
     if kind == "PDF":
         return _render_pdf(data)
+    if kind == "PNG" and len(data) >= 24:
+        # Checked before decoding: a few kilobytes can declare gigabytes of pixels.
+        width, height = struct.unpack(">II", data[16:24])
+        _check_size(width, height, kind)
     buffer = np.frombuffer(data, np.uint8)
-    if kind == "TIFF":
-        ok, pages = cv2.imdecodemulti(buffer, cv2.IMREAD_UNCHANGED)
-        pages = list(pages) if ok else []
-    else:
-        page = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
-        pages = [page] if page is not None else []
+    try:
+        if kind == "TIFF":
+            ok, pages = cv2.imdecodemulti(buffer, cv2.IMREAD_UNCHANGED)
+            pages = list(pages) if ok else []
+        else:
+            page = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+            pages = [page] if page is not None else []
+    except cv2.error as problem:
+        # OpenCV refuses some files outright, e.g. a JPEG or TIFF declaring over 2**30 pixels.
+        reason = "too many pixels" if "MAX_IMAGE_PIXELS" in str(problem) else "the decoder failed"
+        raise UnreadableImage(f"{kind} file that cannot be decoded ({reason}); scan or export it again") from None
     if not pages:
         raise UnreadableImage(f"corrupt or truncated {kind} file; scan or export it again")
     return [_to_gray(page) for page in pages]
+
+
+def _check_size(width: int, height: int, kind: str) -> None:
+    if width * height > MAX_PIXELS:
+        raise UnreadableImage(
+            f"the {kind} declares {width}x{height} pixels, over the limit of {MAX_PIXELS:,} "
+            "(a giant scan or a decompression bomb); scan at 300 dpi"
+        )
+    if min(width, height) < MIN_SIDE:
+        raise UnreadableImage(
+            f"the {kind} page is {width}x{height} pixels, too small to hold a handwritten digit; scan at 200-300 dpi"
+        )
 
 
 def _render_pdf(data: bytes) -> list[np.ndarray]:
@@ -69,6 +95,11 @@ def _render_pdf(data: bytes) -> list[np.ndarray]:
     try:
         if len(document) == 0:
             raise UnreadableImage("the PDF has no pages; export the scan again")
+        if pdfium.raw.FPDFDoc_GetJavaScriptActionCount(document.raw) > 0 or b"/JavaScript" in data:
+            # Nothing in a PDF is ever run here, and a scan has no scripts: refusing says so plainly.
+            raise UnreadableImage(
+                "the PDF holds JavaScript, which a scan never has; save the scan again as a plain PDF"
+            )
         pages = []
         scale = PDF_DPI / 72  # PDF sizes are in points, 72 to the inch
         for number, page in enumerate(document, start=1):
@@ -84,8 +115,7 @@ def _render_pdf(data: bytes) -> list[np.ndarray]:
 
 
 def _to_gray(page: np.ndarray) -> np.ndarray:
-    if page.size > MAX_PIXELS:
-        raise UnreadableImage(f"page of {page.shape[1]}x{page.shape[0]} pixels is too large; scan at 300 dpi")
+    _check_size(page.shape[1], page.shape[0], "image")
     if page.dtype != np.uint8:
         page = cv2.normalize(page, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     if page.ndim == 2:
