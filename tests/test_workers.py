@@ -180,3 +180,19 @@ def test_a_hung_task_is_stopped_at_the_time_limit_and_its_file_fails_with_the_re
     stack.drop("after.png", encode(draw_digits("77")))
     rows = stack.wait_for_inbox_rows(3, timeout=60)
     assert next(row for row in rows if row["source"] == "after.png")["digits"] == "77"
+
+
+def test_the_ingester_killed_with_a_backlog_and_restarted_loses_and_doubles_nothing(stack):
+    stack.start_worker(concurrency=2, name="steady")
+    ingester = stack.start_ingester()
+    expected = drop_many(stack, 40, "backlog")
+    wait_until(lambda: len(stack.inbox_rows()) >= 5, 120, "the first rows")
+    ingester.kill()  # kill -9, mid-backlog: files in the inbox, in processing/, queued and in progress
+    ingester.wait()
+    in_flight = [p for p in stack.processing.rglob("*.png")] + list(stack.inbox.glob("*.png"))
+    assert len(in_flight) >= 10, "the ingester died with no backlog; the test proved nothing"
+    expected |= drop_many(stack, 10, "while-down")  # the scanner goes on while it is down
+    stack.start_ingester()
+    stack.wait_for_inbox_rows(50, timeout=180)
+    time.sleep(2)  # a file sent twice would show up as a doubled row now
+    assert_each_file_once(stack, expected)
