@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -196,3 +198,29 @@ def test_the_ingester_killed_with_a_backlog_and_restarted_loses_and_doubles_noth
     stack.wait_for_inbox_rows(50, timeout=180)
     time.sleep(2)  # a file sent twice would show up as a doubled row now
     assert_each_file_once(stack, expected)
+
+
+def test_a_full_results_disk_leaves_no_partial_rows_and_the_rows_come_when_there_is_room(stack):
+    worker = stack.start_worker(concurrency=1, name="cramped")
+    stack.start_ingester()
+    stack.drop("room-12.png", encode(draw_digits("12")))
+    stack.wait_for_inbox_rows(1, timeout=60)
+    [csv_path] = (stack.results / "inbox").glob("*.csv")
+    size = csv_path.stat().st_size
+    [pool] = children(worker.pid)
+    # The disk is full: the pool process may not grow any file by more than a few bytes
+    # (a write past the limit fails with EFBIG after writing what fits, as ENOSPC does).
+    subprocess.run(["prlimit", "--pid", str(pool), f"--fsize={size + 40}:unlimited"], check=True)
+    expected = {"room-12.png": "12"} | drop_many(stack, 3, "full")
+    time.sleep(6)  # several attempts fail meanwhile
+    assert csv_path.stat().st_size == size, "a partial row was left behind"
+    assert len(stack.inbox_rows()) == 1
+
+    subprocess.run(["prlimit", "--pid", str(pool), "--fsize=unlimited"], check=True)  # room again
+    stack.wait_for_inbox_rows(4, timeout=120)
+    time.sleep(1)
+    assert_each_file_once(stack, expected)
+    # The pool process could not log while the disk was full; its parent logged each retry's arrival.
+    log = "".join(p.read_text(errors="replace") for p in stack.root.glob("worker-*.log"))
+    arrivals = Counter(re.findall(r"Task digits.recognize\[([0-9a-f-]+)\] received", log))
+    assert sum(n > 1 for n in arrivals.values()) == 3, "the writes were not retried"
