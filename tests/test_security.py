@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -34,3 +35,20 @@ def test_the_command_line_refuses_it_with_advice_and_no_traceback(tmp_path):
     assert done.returncode == 1
     assert "DIGITS_ALLOW_OPEN_REDIS=true" in done.stderr and "requirepass" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_names_given_at_submit_never_make_anything_be_written_outside_the_results(client, served):
+    from ingest import submit
+    from tests.synth import draw_digits, encode
+
+    before = {p for p in served.root.parent.rglob("*")}
+    names = ["../../escape-1.png", "/tmp/escape-2.png", "..\\..\\escape-3.png"]
+    job = submit([(name, encode(draw_digits("4"))) for name in names], annotate=True, celery=client)
+    job.wait(timeout=60)
+    rows = job.rows()
+    assert sorted(row["source"] for row in rows) == sorted(names), "the names are kept as given, as data"
+    pictures = [(job.csv_path.parent / row["annotation"]).resolve() for row in rows]
+    assert all(p.is_file() and p.is_relative_to(served.results.resolve()) for p in pictures)
+    created = {p for p in served.root.parent.rglob("*")} - before
+    assert all(p.resolve().is_relative_to(served.results.resolve()) for p in created), created
+    assert not list(Path("/tmp").glob("escape-*")) and not list(served.root.parent.parent.glob("escape-*"))
