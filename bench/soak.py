@@ -1,0 +1,173 @@
+"""Soak: thousands of scans through a fresh `digits up`, every file accounted for, memory watched.
+
+    python -m bench.soak --files 20000 --workers 2
+
+Starts `digits up` in a temporary folder with a Redis of its own, drops the
+files into one inbox sub-folder in waves (each file's bytes unique, so none is
+a duplicate), and samples the resident memory of every process of the stack.
+Reports rows, doubled and missing files, what is left in `processing/`,
+throughput, and for each process its memory once warm (after the first tenth of
+the files) and at its highest afterwards. Our own processes must stay within
+``MAX_GROWTH`` of their warm size; Redis grows by design, as it keeps a week of
+task results and a month of written-marks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import cv2
+
+from bench.drop import digit_images, free_port
+from digits.results import read_rows
+
+MAX_GROWTH = 0.10
+"""Largest allowed growth of a process's resident memory after warm-up."""
+
+WAVE = 500
+"""Files dropped at a time; the next wave follows once the inbox has room."""
+
+SAMPLE_SECONDS = 2.0
+"""How often memory is sampled."""
+
+
+def stack_processes(up: int) -> dict[int, str]:
+    """``{pid: role}`` of `digits up` (which runs the ingester) and every process below it."""
+    parents: dict[int, tuple[int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            parents[int(entry.name)] = (int(stat.rsplit(")", 1)[1].split()[1]), cmdline)
+    roles, frontier = {up: "digits up + ingester"}, [up]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, cmdline) in parents.items():
+            if ppid == parent and pid not in roles:
+                if "redis-server" in cmdline:
+                    roles[pid] = "redis-server"
+                elif roles[parent] == "worker (parent)":
+                    roles[pid] = "worker pool process"
+                else:
+                    roles[pid] = "worker (parent)"
+                frontier.append(pid)
+    return roles
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def run(files: int, workers: int, timeout: float) -> dict:
+    """Soak a fresh stack with ``files`` scans; return the report."""
+    root = Path(tempfile.mkdtemp(prefix="digits-soak-"))
+    env = dict(os.environ, DIGITS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", TF_CPP_MIN_LOG_LEVEL="2")
+    with open(root / "up.log", "wb") as log:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "digits.cli", "up", "--workers", str(workers)],
+            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    folder = root / "inbox" / "soak"
+    images = digit_images(10_000)
+    labels: dict[str, int] = {}
+    warm: dict[int, float] = {}
+    highest: dict[int, float] = {}
+    names: dict[int, str] = {}
+    started = time.monotonic()
+    next_sample = 0.0
+    rows: list[dict] = []
+    try:
+        while not (root / "inbox").exists():
+            time.sleep(0.1)
+        folder.mkdir(parents=True, exist_ok=True)
+        dropped = 0
+        while time.monotonic() - started < timeout:
+            rows = [row for path in (root / "results" / "inbox").glob("*.csv") for row in read_rows(path)]
+            if dropped < files and dropped - len(rows) < WAVE:
+                for i in range(dropped, min(files, dropped + WAVE)):
+                    page, label = images[i % len(images)]
+                    # A margin that grows every 10,000 files keeps each file's bytes unique.
+                    page = cv2.copyMakeBorder(page, 0, i // len(images), 0, 0, cv2.BORDER_REPLICATE)
+                    name = f"soak-{i:05d}.png"
+                    cv2.imwrite(str(root / name), page)
+                    os.rename(root / name, folder / name)
+                    labels[f"soak/{name}"] = label
+                dropped = min(files, dropped + WAVE)
+            if time.monotonic() >= next_sample:
+                for pid, name in stack_processes(up.pid).items():
+                    rss = rss_mb(pid)
+                    if rss is None:
+                        continue
+                    names[pid] = name
+                    if len(rows) >= files // 10:
+                        warm.setdefault(pid, rss)
+                        highest[pid] = max(highest.get(pid, 0.0), rss)
+                next_sample = time.monotonic() + SAMPLE_SECONDS
+            if len(rows) >= files:
+                break
+            time.sleep(0.5)
+        elapsed = time.monotonic() - started
+        time.sleep(3)  # a late duplicate would show up now
+        rows = [row for path in (root / "results" / "inbox").glob("*.csv") for row in read_rows(path)]
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(120)
+
+    counts = Counter(row["source"] for row in rows)
+    memory = [
+        {
+            "process": names[pid],
+            "pid": pid,
+            "warm_mb": round(warm[pid], 1),
+            "highest_mb": round(highest[pid], 1),
+            "growth": round(highest[pid] / warm[pid] - 1, 3),
+        }
+        for pid in sorted(warm, key=lambda p: names[p])
+    ]
+    ours = [m for m in memory if m["process"] != "redis-server"]
+    return {
+        "files": files,
+        "workers": workers,
+        "rows": len(rows),
+        "duplicated_sources": sum(1 for n in counts.values() if n > 1),
+        "missing_sources": len(set(labels) - set(counts)),
+        "left_in_processing": sum(1 for p in (root / "processing").rglob("*") if p.is_file()),
+        "in_done": sum(1 for p in (root / "done").rglob("*.png")),
+        "accuracy": round(sum(row["digits"] == str(labels.get(row["source"])) for row in rows) / max(1, len(rows)), 4),
+        "seconds": round(elapsed, 1),
+        "files_per_second": round(len(rows) / elapsed, 1),
+        "memory": memory,
+        "memory_flat": bool(ours) and all(m["growth"] <= MAX_GROWTH for m in ours),
+        "folder": str(root),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=20_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=7200)
+    args = parser.parse_args()
+    print(json.dumps(run(args.files, args.workers, args.timeout), indent=2))
+
+
+if __name__ == "__main__":
+    main()
