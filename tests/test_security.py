@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from digits.settings import Settings
+from tests.conftest import wait_until
 
 
 @pytest.mark.parametrize(
@@ -52,3 +54,47 @@ def test_names_given_at_submit_never_make_anything_be_written_outside_the_result
     created = {p for p in served.root.parent.rglob("*")} - before
     assert all(p.resolve().is_relative_to(served.results.resolve()) for p in created), created
     assert not list(Path("/tmp").glob("escape-*")) and not list(served.root.parent.parent.glob("escape-*"))
+
+
+def test_symbolic_links_in_the_inbox_are_never_followed_out_of_it(inbox_stack, tmp_path):
+    secret = tmp_path / "outside" / "secret-42.png"
+    secret.parent.mkdir()
+    from tests.synth import draw_digits, encode
+
+    secret.write_bytes(encode(draw_digits("42")))
+    inbox_stack.inbox.mkdir(parents=True, exist_ok=True)
+    (inbox_stack.inbox / "link-42.png").symlink_to(secret)
+    (inbox_stack.inbox / "linked-folder").symlink_to(secret.parent, target_is_directory=True)
+    inbox_stack.dropped.update({"link-42.png", "linked-folder/secret-42.png"})
+    inbox_stack.start_ingester()
+    [row] = inbox_stack.wait_for_inbox_rows(1, timeout=60)
+    assert row["source"] == "link-42.png" and row["status"] == "error"
+    assert "symbolic links are not followed" in row["error"] and row["digits"] == "" and row["sha256"] == ""
+    wait_until(lambda: (inbox_stack.failed / "link-42.png").is_symlink(), 10, "the link itself in failed/")
+    time.sleep(2)  # a rescan or two: the linked folder's file is never taken either
+    assert len(inbox_stack.inbox_rows()) == 1
+    assert secret.read_bytes() and (inbox_stack.inbox / "linked-folder").is_symlink()
+
+
+def test_the_queue_runs_no_pickle_and_no_task_it_does_not_know(client, served):
+    from kombu import Connection
+
+    from digits.celery_app import QUEUE, RECOGNIZE_TASK
+    from ingest import submit
+    from tests.synth import draw_digits, encode
+
+    with Connection(served.redis_url) as connection:
+        producer = connection.Producer(serializer="pickle")
+        payload = ((["/etc/passwd"],), {}, {})
+        producer.publish(payload, routing_key=QUEUE, headers={"task": RECOGNIZE_TASK, "id": "pickled-1"},
+                         serializer="pickle")  # fmt: skip
+        producer.publish(((["touch /tmp/owned"],), {}, {}), routing_key=QUEUE, serializer="json",
+                         headers={"task": "os.system", "id": "unknown-1"})  # fmt: skip
+    # The worker refuses both and goes on serving.
+    job = submit([("after-queue-attack-5.png", encode(draw_digits("5")))], celery=client)
+    job.wait(timeout=60)
+    assert job.rows()[0]["digits"] == "5"
+    log = "".join(p.read_text(errors="replace") for p in served.root.glob("worker-*.log"))
+    assert "untrusted content" in log or "ContentDisallowed" in log, "the pickled message was not refused"
+    assert "unregistered task" in log.lower() and "os.system" in log
+    assert not Path("/tmp/owned").exists()
