@@ -11,6 +11,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from digits.results import COLUMNS, read_rows
 from tests.conftest import wait_until
 from tests.synth import FONTS, draw_digits, encode
@@ -224,3 +226,30 @@ def test_a_full_results_disk_leaves_no_partial_rows_and_the_rows_come_when_there
     log = "".join(p.read_text(errors="replace") for p in stack.root.glob("worker-*.log"))
     arrivals = Counter(re.findall(r"Task digits.recognize\[([0-9a-f-]+)\] received", log))
     assert sum(n > 1 for n in arrivals.values()) == 3, "the writes were not retried"
+
+
+def _mount(*args: str) -> bool:
+    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
+def test_a_read_only_results_folder_holds_the_rows_back_until_it_is_writable(stack):
+    worker = stack.start_worker(concurrency=1, name="readonly")
+    stack.start_ingester()
+    stack.drop("rw-34.png", encode(draw_digits("34")))
+    stack.wait_for_inbox_rows(1, timeout=60)
+    folder = stack.results / "inbox"
+    if not (_mount("--bind", str(folder), str(folder)) and _mount("-o", "remount,ro,bind", str(folder))):
+        subprocess.run(["umount", str(folder)], capture_output=True)  # a bind that could not be made read-only
+        pytest.skip("making a folder read-only for root needs a bind mount, and mount is not permitted here")
+    try:
+        [csv_path] = folder.glob("*.csv")
+        before = csv_path.read_bytes()
+        expected = {"rw-34.png": "34"} | drop_many(stack, 2, "ro")
+        time.sleep(5)  # several attempts fail meanwhile
+        assert csv_path.read_bytes() == before
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+    stack.wait_for_inbox_rows(3, timeout=120)
+    time.sleep(1)
+    assert_each_file_once(stack, expected)
+    assert worker.poll() is None
