@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import cv2
+import numpy as np
 from celery import chord, group
 from celery.signals import worker_process_init
 from redis import Redis
@@ -125,7 +126,6 @@ def _write(drop: dict, rows: list[dict], drop_id: str) -> dict:
     settings = get_settings()
     if drop["kind"] == INBOX_JOB:
         rows = _marked_if_seen(rows, drop.get("inbox", ""), drop_id)
-    if drop["kind"] == INBOX_JOB:
         path = inbox_csv(settings.results, _row_time(rows[0]))
     else:
         path = job_csv(settings.results, drop["job_id"])
@@ -166,7 +166,8 @@ def _pictures(drop: dict) -> Pictures:
     return Pictures(_csv_folder(drop, get_settings().results), every_row=bool(drop.get("annotate")))
 
 
-def _png(page) -> str:
+def _png(page: np.ndarray) -> str:
+    """A decoded page as base64 PNG, small enough to travel in its own task."""
     ok, data = cv2.imencode(".png", page)
     if not ok:
         raise UnreadableImage("a page could not be encoded for its own task")
