@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     """Digit model used by workers: ``name`` (newest version), ``name@version`` or a ``.keras``
     path; several, comma-separated, are an ensemble whose probabilities are averaged."""
 
-    string_model: str = "digits-crnn@1,digits-crnn@3"
+    string_model: str = "digits-crnn@3,digits-crnn@4"
     """Model that reads whole lines (touching digits, separators); several, comma-separated,
     vote on each other's readings; empty for none."""
 
