@@ -21,7 +21,7 @@ from digits.celery_app import RECOGNIZE_TASK, RESULT_TTL_SECONDS, task_states
 from digits.celery_app import app as default_app
 from digits.layouts import load_layout
 from digits.results import job_csv
-from digits.settings import get_settings
+from digits.settings import MEGABYTE, get_settings
 
 JOB_KEY = "digits:job:{job_id}"
 """Redis list of a job's task ids, in submit order."""
@@ -156,7 +156,7 @@ def submit(
     for name, data in named:
         if len(data) > settings.max_file_bytes:
             raise ValueError(
-                f"{name}: {len(data) / 1e6:.1f} MB is over the {settings.max_file_mb:g} MB limit; "
+                f"{name}: {len(data) / MEGABYTE:.1f} MB is over the {settings.max_file_mb:g} MB limit; "
                 "scan at a lower resolution or raise DIGITS_MAX_FILE_MB"
             )
     task_ids = [str(uuid.uuid4()) for _ in named]

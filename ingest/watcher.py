@@ -33,7 +33,7 @@ from watchdog.observers import Observer
 from digits.celery_app import RECOGNIZE_TASK, task_states
 from digits.layouts import layout_for_inbox_path
 from digits.results import append_rows, error_row, file_sha256, inbox_csv, utc_now
-from digits.settings import Settings
+from digits.settings import MEGABYTE, Settings
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ class Ingester:
             self._fail(
                 drop_id,
                 path,
-                f"file is {size / 1e6:.1f} MB, over the {self.settings.max_file_mb:g} MB limit; "
+                f"file is {size / MEGABYTE:.1f} MB, over the {self.settings.max_file_mb:g} MB limit; "
                 "scan at a lower resolution or raise DIGITS_MAX_FILE_MB",
             )
             return

@@ -239,7 +239,9 @@ def stack(tmp_path: Path, private_redis: RedisServer) -> Iterator[Stack]:
 def inbox_stack(tmp_path: Path, served: Stack) -> Iterator[Stack]:
     """An ingester of the test's own, feeding the shared worker."""
     stack = Stack(tmp_path, served.redis_url)
-    # Rows are written by the shared worker, into its own results folder.
+    # Rows are written by the shared worker, into its own results folder (which may not exist yet:
+    # the ingester writes its own error rows there too, and a dangling link is no folder).
+    served.results.mkdir(parents=True, exist_ok=True)
     stack.results.symlink_to(served.results, target_is_directory=True)
     yield stack
     stack.stop()

@@ -39,9 +39,10 @@ def test_colour_and_alpha_become_grey_on_white():
     assert grey.min() < 60
 
 
-def test_sixteen_bit_is_scaled_to_eight():
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_sixteen_bit_is_scaled_to_eight(ext):
     page16 = draw_digits("9").astype(np.uint16) * 257
-    grey = decode_pages(encode(page16))[0]
+    grey = decode_pages(encode(page16, ext))[0]
     assert grey.dtype == np.uint8 and grey.max() >= 230
 
 

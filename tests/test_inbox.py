@@ -137,12 +137,20 @@ def test_a_file_left_in_processing_by_a_dead_ingester_is_recovered(inbox_stack):
     wait_until(lambda: (inbox_stack.done / "orphan-73.png").exists(), 10, "the file in done/")
 
 
-def test_a_file_over_the_size_limit_is_refused_with_a_reason(inbox_stack):
-    inbox_stack.start_ingester(DIGITS_MAX_FILE_MB="0.001")
-    inbox_stack.drop("huge-1.png", encode(draw_digits("1" * 8, height=120)))
+def test_a_200_mb_file_is_refused_with_a_reason_without_being_read(inbox_stack):
+    inbox_stack.start_ingester()
+    # 200 MB that cost no disk: a PNG's first bytes, then a hole (a sparse file).
+    staged = inbox_stack.root / "huge-1.png"
+    with open(staged, "wb") as handle:
+        handle.write(encode(draw_digits("1")))
+        handle.truncate(200 * 1024 * 1024)
+    inbox_stack.dropped.add("huge-1.png")
+    os.rename(staged, inbox_stack.inbox / "huge-1.png")
     [row] = inbox_stack.wait_for_inbox_rows(1)
-    assert row["status"] == "error" and "over the 0.001 MB limit" in row["error"]
+    assert row["status"] == "error" and "file is 200.0 MB, over the 25 MB limit" in row["error"]
+    assert "DIGITS_MAX_FILE_MB" in row["error"]
     wait_until(lambda: (inbox_stack.failed / "huge-1.png.error.txt").exists(), 10, "the reason in failed/")
+    assert (inbox_stack.failed / "huge-1.png").stat().st_size == 200 * 1024 * 1024, "kept whole, as it came"
 
 
 def test_the_same_scan_twice_is_written_again_but_marked_duplicate(inbox_stack):
