@@ -8,6 +8,7 @@ imported only by worker processes.
 from __future__ import annotations
 
 from celery import Celery
+from celery.backends.redis import RedisBackend
 
 from digits.settings import get_settings
 
@@ -31,10 +32,25 @@ REDELIVERY_SWEEP_SECONDS = 5
 """How often each worker looks for tasks taken by dead nodes whose ``redeliver_seconds`` have passed."""
 
 
+class PolledRedisBackend(RedisBackend):
+    """Celery's Redis result backend without a result subscription for every task sent.
+
+    Celery subscribes to a pub/sub channel for each task it sends, to hear of its
+    result. We read results by polling (``task_states``), so nobody read those
+    channels: each file left about 200 bytes behind in the ingester (12% growth
+    over a 20,000-file soak) and its unread confirmations piled up in Redis's
+    output buffer for the ingester. ``AsyncResult.get()`` still subscribes when called.
+    """
+
+    def on_task_call(self, producer: object, task_id: str) -> None:
+        return None
+
+
 def make_app(redis_url: str, time_limit: int | None = None) -> Celery:
     """A Celery app on ``redis_url`` set up so that a dying worker loses nothing."""
     settings = get_settings()
-    app = Celery("digits", broker=redis_url, backend=redis_url, include=["worker.tasks"])
+    backend = f"{__name__}:{PolledRedisBackend.__name__}+{redis_url}"
+    app = Celery("digits", broker=redis_url, backend=backend, include=["worker.tasks"])
     app.conf.update(
         # Messages are plain JSON data: nothing from the queue is ever unpickled.
         task_serializer="json",
