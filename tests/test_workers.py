@@ -149,7 +149,8 @@ def test_a_worker_node_killed_as_a_whole_hands_its_task_to_another_node(stack):
     rows = job.rows()
     assert sorted(row["source"] for row in rows) == ["node-31.png", "node-42.png", "node-53.png"]
     assert all(row["digits"] == row["source"][5:7] for row in rows)
-    assert time.monotonic() - killed_at >= 15, "the task came back before its redelivery time"
+    # Not at once (as when only a pool process dies): after the redelivery time, counted from delivery.
+    assert time.monotonic() - killed_at >= 10, "the task came back before its redelivery time"
     csv_rows = read_rows(stack.results / "jobs" / f"{job.id}.csv")
     assert sorted(row["source"] for row in csv_rows) == ["node-31.png", "node-42.png", "node-53.png"]
 
