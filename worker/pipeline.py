@@ -4,8 +4,10 @@ Each page or field is read by cutting it into digits for the digit classifier, a
 when a string model is installed, as a whole line by the string model. The
 reading that suits the page is kept: the classifier's for a single digit, the
 string model's for a line, where touching digits and separators fool the
-cutting. A row is trusted only when its reading is corroborated (see
-``choose``) and every digit is sure; otherwise it goes to review.
+cutting. A row is trusted only when its reading is vouched for (see ``choose``
+and ``Support``) and every digit clears the bar that support sets; otherwise it
+goes to review. With a layout, pages are aligned first and pre-printed text in
+the fields is erased.
 
 Used by the Celery task, ``digits recognize`` and ``digits evaluate``.
 """
