@@ -27,7 +27,7 @@ from pathlib import Path
 
 import cv2
 
-from bench.drop import digit_images, free_port
+from bench.drop import digit_images, free_port, pool_processes
 from digits.results import read_rows
 
 MAX_GROWTH = 0.10
@@ -42,27 +42,17 @@ SAMPLE_SECONDS = 2.0
 
 def stack_processes(up: int) -> dict[int, str]:
     """``{pid: role}`` of `digits up` (which runs the ingester) and every process below it."""
-    parents: dict[int, tuple[int, str]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            parents[int(entry.name)] = (int(stat.rsplit(")", 1)[1].split()[1]), cmdline)
-    roles, frontier = {up: "digits up + ingester"}, [up]
-    while frontier:
-        parent = frontier.pop()
-        for pid, (ppid, cmdline) in parents.items():
-            if ppid == parent and pid not in roles:
-                if "redis-server" in cmdline:
-                    roles[pid] = "redis-server"
-                elif roles[parent] == "worker (parent)":
-                    roles[pid] = "worker pool process"
-                else:
-                    roles[pid] = "worker (parent)"
-                frontier.append(pid)
+    roles = {up: "digits up + ingester"}
+    for child in pool_processes(up):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue  # gone meanwhile
+        if b"redis-server" in command:
+            roles[child] = "redis-server"
+        else:
+            roles[child] = "worker (parent)"
+            roles |= dict.fromkeys(pool_processes(child), "worker pool process")
     return roles
 
 

@@ -1,4 +1,4 @@
-"""Nothing gets in: a Redis reachable from other machines must have a password."""
+"""Nothing gets in: Redis off this machine needs a password; names, links and queue messages stay data."""
 
 from __future__ import annotations
 
@@ -8,10 +8,14 @@ import time
 from pathlib import Path
 
 import pytest
+from kombu import Connection
 from pydantic import ValidationError
 
+from digits.celery_app import QUEUE, RECOGNIZE_TASK
 from digits.settings import Settings
+from ingest import submit
 from tests.conftest import wait_until
+from tests.synth import draw_digits, encode
 
 
 @pytest.mark.parametrize(
@@ -40,9 +44,6 @@ def test_the_command_line_refuses_it_with_advice_and_no_traceback(tmp_path):
 
 
 def test_names_given_at_submit_never_make_anything_be_written_outside_the_results(client, served):
-    from ingest import submit
-    from tests.synth import draw_digits, encode
-
     before = {p for p in served.root.parent.rglob("*")}
     names = ["../../escape-1.png", "/tmp/escape-2.png", "..\\..\\escape-3.png"]
     job = submit([(name, encode(draw_digits("4"))) for name in names], annotate=True, celery=client)
@@ -59,7 +60,6 @@ def test_names_given_at_submit_never_make_anything_be_written_outside_the_result
 def test_symbolic_links_in_the_inbox_are_never_followed_out_of_it(inbox_stack, tmp_path):
     secret = tmp_path / "outside" / "secret-42.png"
     secret.parent.mkdir()
-    from tests.synth import draw_digits, encode
 
     secret.write_bytes(encode(draw_digits("42")))
     inbox_stack.inbox.mkdir(parents=True, exist_ok=True)
@@ -77,12 +77,6 @@ def test_symbolic_links_in_the_inbox_are_never_followed_out_of_it(inbox_stack, t
 
 
 def test_the_queue_runs_no_pickle_and_no_task_it_does_not_know(client, served):
-    from kombu import Connection
-
-    from digits.celery_app import QUEUE, RECOGNIZE_TASK
-    from ingest import submit
-    from tests.synth import draw_digits, encode
-
     with Connection(served.redis_url) as connection:
         producer = connection.Producer(serializer="pickle")
         payload = ((["/etc/passwd"],), {}, {})

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from bench.soak import MAX_GROWTH, run
+from bench.soak import run
 
 SOAK_FILES = int(os.environ.get("DIGITS_SOAK_FILES", "1000"))
 """How many files the soak drops into one inbox sub-folder."""
@@ -25,6 +25,5 @@ def test_a_soak_accounts_for_every_file_and_keeps_memory_flat():
     assert report["duplicated_sources"] == 0 and report["missing_sources"] == 0, shown
     assert report["in_done"] == SOAK_FILES and report["left_in_processing"] == 0, shown
     assert report["accuracy"] >= 0.98, shown
-    for process in report["memory"]:
-        if process["process"] != "redis-server":  # Redis keeps a week of results, by design
-            assert process["growth"] <= MAX_GROWTH, shown
+    # Every process of ours within MAX_GROWTH of its warm size (Redis keeps a week of results, by design).
+    assert report["memory_flat"], shown
