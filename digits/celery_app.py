@@ -13,7 +13,11 @@ from celery.backends.redis import RedisBackend
 from digits.settings import get_settings
 
 RECOGNIZE_TASK = "digits.recognize"
-"""Recognise one file (its bytes travel in the message) and append its rows to a CSV."""
+"""Recognise one file (its bytes travel in the message) and append its rows to a CSV.
+Workers gather these messages into batches (``DIGITS_BATCH_SIZE``, ``DIGITS_BATCH_WAIT``)."""
+
+RECOGNIZE_ONE_TASK = "digits.recognize_one"
+"""Recognise one file on its own: a file whose batch ran out of time is sent again as this."""
 
 RECOGNIZE_PAGE_TASK = "digits.recognize_page"
 """Recognise one page of a long document split across workers; returns its rows."""
@@ -60,7 +64,9 @@ def make_app(redis_url: str, time_limit: int | None = None) -> Celery:
         # when the pool process dies (kill -9, out of memory) mid-task.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
+        # Each pool process gathers up to a batch of files (worker.tasks.FileBatches);
+        # the batches' own callbacks put messages back when a process dies.
+        worker_prefetch_multiplier=settings.batch_size,
         task_default_queue=QUEUE,
         # A task stuck on a pathological scan is killed; its file gets an error row.
         task_time_limit=time_limit or settings.task_time_limit,

@@ -172,17 +172,18 @@ def recognize(
         raise click.ClickException(str(problem)) from None
     from worker.annotate import Pictures
     from worker.model import get_models
-    from worker.pipeline import recognize_bytes
+    from worker.pipeline import recognize_files
 
     models = get_models(settings)
     drawn = Pictures(pictures, every_row=annotate) if pictures else None
     job_id = str(uuid.uuid4())
     out = sys.stdout.buffer
     out.write(encode_rows([], header=True))
-    for path in files:
-        data = path.read_bytes()
-        rows = recognize_bytes(data, path.as_posix(), job_id, models, settings.review_threshold, chosen, drawn)
-        out.write(encode_rows(rows, header=False))
+    # Files are read a batch at a time, as a worker reads them: one model call per batch.
+    for start in range(0, len(files), settings.batch_size):
+        batch = [(path.read_bytes(), path.as_posix()) for path in files[start : start + settings.batch_size]]
+        for rows in recognize_files(batch, job_id, models, settings.review_threshold, chosen, drawn):
+            out.write(encode_rows(rows, header=False))
         out.flush()
 
 

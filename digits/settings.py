@@ -78,7 +78,13 @@ class Settings(BaseSettings):
     """Seconds after which a task taken by a worker node that died as a whole (machine lost,
     kill -9 of the node) goes back to the queue for another node. Keep it above twice
     ``task_time_limit``: a task still running when it expires would be run twice (its
-    rows are still written once)."""
+    rows are still written once), and a batch may wait behind one other in its process."""
+
+    batch_size: int = Field(32, ge=1)
+    """Most files a worker process reads together, every digit of them in one call per model."""
+
+    batch_wait: float = Field(0.05, gt=0)
+    """Longest a file waits in a worker, in seconds, for others to be read with it."""
 
     tf_threads: int | None = None
     """TensorFlow threads per worker process; by default cores divided by processes."""

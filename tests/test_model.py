@@ -9,9 +9,9 @@ import pytest
 from digits.results import file_sha256
 from digits.settings import Settings
 from tests.synth import FONTS, draw_digits, encode
-from worker.model import Classifier, get_models
+from worker.model import Classifier, get_models, padded
 from worker.model_store import DEFAULT_MODEL_NAME, resolve_members
-from worker.pipeline import recognize_bytes
+from worker.pipeline import recognize_bytes, recognize_files
 from worker.segment import PREPROCESSING_VERSION, find_digits
 from worker.train import split_indices
 
@@ -99,3 +99,23 @@ def test_held_out_cheque_amounts_are_read_whole(models, shared_data):
     exact = np.mean([row["digits"] == s.truth for row, s in zip(read, samples, strict=True)])
     assert exact >= ORAND_FLOOR
     assert all(row["digits"].isdigit() or row["digits"] == "" for row in read)  # separators never leak
+
+
+def test_batches_are_padded_to_a_few_sizes_so_that_keras_traces_few_graphs():
+    sizes = {len(padded(np.zeros((n, 3), np.float32))) for n in range(1, 400)}
+    assert sizes == {4, 8, 16, 32, 64, 128, 192, 256, 320, 384, 448}
+    assert all(len(padded(np.zeros((n, 3)))) >= n for n in range(1, 400))
+
+
+def test_files_read_together_get_the_rows_they_get_read_one_by_one(models):
+    pages = [draw_digits(digits, font=FONTS[i % len(FONTS)]) for i, digits in enumerate(["7", "42", "305", "9"])]
+    files = [(encode(page), f"t{i}.png") for i, page in enumerate(pages)]
+    files.insert(2, (b"not an image", "broken.png"))
+    together = recognize_files(files, "t", models, 0.9)
+    alone = [recognize_bytes(data, source, "t", models, 0.9) for data, source in files]
+    assert [rows[0]["source"] for rows in together] == [source for _, source in files]
+    assert together[2][0]["status"] == "error"
+    for batch_rows, own_rows in zip(together, alone, strict=True):
+        assert [(r["digits"], r["status"]) for r in batch_rows] == [(r["digits"], r["status"]) for r in own_rows]
+        confidences = [float(r["confidence"] or 0) for r in batch_rows], [float(r["confidence"] or 0) for r in own_rows]
+        assert np.allclose(*confidences, atol=1e-3)

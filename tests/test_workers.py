@@ -89,10 +89,11 @@ def test_two_workers_write_no_interleaved_or_doubled_rows(stack):
 def test_pool_processes_killed_mid_run_lose_nothing_and_double_nothing(stack):
     # The whole backlog is queued before the worker starts, so its pool processes work back to back
     # and a kill lands mid-task. With files trickling in, a kill could hit an idle process (CI saw it).
+    # Small batches, so that a kill lands mid-batch rather than after a batch of 30 is written.
     stack.start_ingester()
     expected = drop_many(stack, 60, "kill")
     wait_until(lambda: len(list(stack.processing.iterdir())) == 60, 60, "all 60 files queued")
-    worker = stack.start_worker(concurrency=2, name="victim")
+    worker = stack.start_worker(concurrency=2, name="victim", DIGITS_BATCH_SIZE="3")
     killed = 0
     for wanted in (10, 25, 40):
         wait_until(lambda w=wanted: len(stack.inbox_rows()) >= w, 120, f"{wanted} rows")
@@ -228,9 +229,10 @@ def test_a_full_results_disk_leaves_no_partial_rows_and_the_rows_come_when_there
     stack.wait_for_inbox_rows(4, timeout=120)
     time.sleep(1)
     assert_each_file_once(stack, expected)
-    # The pool process could not log while the disk was full; its parent logged each retry's arrival.
+    # The pool process could not log while the disk was full; its parent logged each retry's arrival
+    # (a file whose batch could not write it is tried again on its own, as digits.recognize_one).
     log = "".join(p.read_text(errors="replace") for p in stack.root.glob("worker-*.log"))
-    arrivals = Counter(re.findall(r"Task digits.recognize\[([0-9a-f-]+)\] received", log))
+    arrivals = Counter(re.findall(r"Task digits.recognize(?:_one)?\[([0-9a-f-]+)\] received", log))
     assert sum(n > 1 for n in arrivals.values()) == 3, "the writes were not retried"
 
 
@@ -259,3 +261,30 @@ def test_a_read_only_results_folder_holds_the_rows_back_until_it_is_writable(sta
     time.sleep(1)
     assert_each_file_once(stack, expected)
     assert worker.poll() is None
+
+
+def test_a_batch_stopped_at_the_time_limit_is_read_again_file_by_file(stack):
+    from celery import states
+
+    from digits.celery_app import make_app, task_states
+
+    stack.start_ingester()
+    expected = drop_many(stack, 6, "batched")
+    wait_until(lambda: len(list(stack.processing.iterdir())) == 6, 60, "all 6 files queued")
+    # All six are queued before the worker starts, and it waits long enough to take them as one batch.
+    worker = stack.start_worker(concurrency=1, name="slowbatch", DIGITS_TASK_TIME_LIMIT="20", DIGITS_BATCH_WAIT="2")
+    celery = make_app(stack.redis_url)
+
+    def batch_started() -> bool:
+        started = [m for m in task_states(celery, [p.name for p in stack.processing.iterdir()]).values()]
+        return any(m["status"] == states.STARTED and m["result"]["batch"] > 1 for m in started)
+
+    wait_until(batch_started, 60, "a batch of several files to start", interval=0.01)
+    [pool] = children(worker.pid)
+    os.kill(pool, signal.SIGSTOP)  # the batch hangs: none of its files is to blame yet
+    stack.wait_for_inbox_rows(6, timeout=120)
+    time.sleep(1)
+    assert_each_file_once(stack, expected)  # each read again on its own, and right
+    log = "".join(p.read_text(errors="replace") for p in stack.root.glob("worker-*.log"))
+    assert "ran out of time; reading each on its own" in log
+    assert not list(stack.failed.glob("*.png"))

@@ -90,6 +90,28 @@ def ctc_loss(y_true, y_pred):
     return ops.ctc_loss(labels, y_pred, lengths, frames, mask_index=0)
 
 
+SMALLEST_BATCH = 4
+"""Batches are padded to a power of two at least this big (see ``padded``)..."""
+
+BATCH_STEP = 64
+"""...up to this size, and beyond it to a multiple of it."""
+
+
+def padded(batch: np.ndarray) -> np.ndarray:
+    """``batch`` with blank images added up to a size from a short list (4, 8, … 64, 128, 192, …).
+
+    Keras traces a new graph for each batch size it meets (about 0.1 s, and a
+    warning past five), and a worker reading batches of files meets dozens of
+    sizes; padded, it meets a handful, each traced once per process.
+    """
+    size = max(SMALLEST_BATCH, 1 << (len(batch) - 1).bit_length())
+    if size > BATCH_STEP:
+        size = -(-len(batch) // BATCH_STEP) * BATCH_STEP
+    if size == len(batch):
+        return batch
+    return np.concatenate([batch, np.zeros((size - len(batch), *batch.shape[1:]), batch.dtype)])
+
+
 class Classifier:
     """Loaded digit models that turn a batch of 28x28 digit images into probabilities.
 
@@ -107,10 +129,11 @@ class Classifier:
         """Class probabilities, shape (n, 10), for images of shape (n, 28, 28)."""
         if len(images) == 0:
             return np.zeros((0, 10), np.float32)
-        batch = np.asarray(images, np.float32).reshape(-1, CANVAS, CANVAS, 1)
+        batch = padded(np.asarray(images, np.float32).reshape(-1, CANVAS, CANVAS, 1))
         # predict_on_batch runs a compiled graph (~3 ms here); an eager call
         # costs ~20 ms and model.predict sets up a whole loop (~35 ms).
-        return np.mean([np.asarray(member.predict_on_batch(batch)) for member in self._members], axis=0)
+        outputs = [np.asarray(member.predict_on_batch(batch))[: len(images)] for member in self._members]
+        return np.mean(outputs, axis=0)
 
 
 class StringReader:
@@ -136,7 +159,8 @@ class StringReader:
         voters = []
         for member in self._members:
             # Compiled, not eager: the recurrent layer costs ~350 ms a call when run eagerly.
-            logits = np.asarray(member.predict_on_batch(batch)).reshape(count, views, FRAMES, -1)
+            logits = np.asarray(member.predict_on_batch(padded(batch)))[: len(batch)]
+            logits = logits.reshape(count, views, FRAMES, -1)
             voters += [logits[:, view] for view in range(views)]
         return decode(voters)
 

@@ -213,6 +213,29 @@ def region_pixels(region: tuple[float, float, float, float], shape: tuple[int, .
     return x0, y0, max(x0 + 1, round((left + w) * width)), max(y0 + 1, round((top + h) * height))
 
 
+@dataclass(frozen=True)
+class Document:
+    """A decoded file to read, and what its rows say about it."""
+
+    pages: list[np.ndarray]
+    source: str
+    job_id: str
+    sha256: str
+    layout: Layout | None = None
+    pictures: Pictures | None = None
+    """Where review pictures go (rows to review, or all if it says so); none without it."""
+    first_page: int = 1
+    """Number of the first of ``pages`` in its file (a page of a split document is read alone)."""
+
+
+def open_document(
+    data: bytes, source: str, job_id: str, layout: Layout | None = None, pictures: Pictures | None = None
+) -> Document:
+    """A file's bytes decoded into a ``Document``; raises ``UnreadableImage`` with the reason."""
+    sha256 = hashlib.sha256(data).hexdigest()
+    return Document(decode_pages(data), source, job_id, sha256, layout, pictures)
+
+
 def recognize_bytes(
     data: bytes,
     source: str,
@@ -227,32 +250,55 @@ def recognize_bytes(
     With ``pictures``, rows to review (or all rows, if it says so) get a
     picture of what was read, and its path in ``annotation``.
     """
-    sha256 = hashlib.sha256(data).hexdigest()
-    try:
-        pages = decode_pages(data)
-    except UnreadableImage as problem:
-        return [error_row(job_id, source, sha256, models.label, f"{source}: {problem}")]
-    return recognize_pages(pages, source, job_id, sha256, models, review_threshold, layout, pictures)
+    return recognize_files([(data, source)], job_id, models, review_threshold, layout, pictures)[0]
 
 
-def recognize_pages(
-    pages: list[np.ndarray],
-    source: str,
+def recognize_files(
+    files: list[tuple[bytes, str]],
     job_id: str,
-    sha256: str,
     models: Models,
     review_threshold: float,
     layout: Layout | None = None,
     pictures: Pictures | None = None,
-    first_page: int = 1,
-) -> list[dict]:
-    """Rows of decoded pages of the file whose bytes hash to ``sha256``; the first is page ``first_page``."""
-    if layout is not None:
-        pages = [align_page(page) for page in pages]
+) -> list[list[dict]]:
+    """``recognize_bytes`` for many ``(data, source)`` files, read together (see ``recognize_documents``)."""
+    rows: list[list[dict] | None] = []
+    readable: list[tuple[int, Document]] = []
+    for data, source in files:
+        try:
+            readable.append((len(rows), open_document(data, source, job_id, layout, pictures)))
+            rows.append(None)
+        except UnreadableImage as problem:
+            sha256 = hashlib.sha256(data).hexdigest()
+            rows.append([error_row(job_id, source, sha256, models.label, f"{source}: {problem}")])
+    read = recognize_documents([document for _, document in readable], models, review_threshold)
+    for (index, _), document_rows in zip(readable, read, strict=True):
+        rows[index] = document_rows
+    return rows
 
-    areas = areas_of(pages, layout)
-    images = [area.image for area in areas]
-    pairs = zip(read_by_cutting(images, models), read_as_lines(images, models), strict=True)
+
+def recognize_documents(documents: list[Document], models: Models, review_threshold: float) -> list[list[dict]]:
+    """The rows of each document, read together: every digit of all of them in one call per model.
+
+    One model call costs about as much for one digit as for a few hundred, so a
+    worker reads the files it has gathered as one batch.
+    """
+    if not documents:
+        return []
+    documents = [replace(d, pages=[align_page(p) for p in d.pages]) if d.layout else d for d in documents]
+    areas = [areas_of(document.pages, document.layout) for document in documents]
+    images = [area.image for own in areas for area in own]
+    pairs = iter(zip(read_by_cutting(images, models), read_as_lines(images, models), strict=True))
+    return [
+        _rows(document, own, [next(pairs) for _ in own], review_threshold)
+        for document, own in zip(documents, areas, strict=True)
+    ]
+
+
+def _rows(
+    document: Document, areas: list[Area], pairs: list[tuple[Reading, Reading | None]], review_threshold: float
+) -> list[dict]:
+    """A document's rows from the readings of its areas (with a layout, its pages are aligned already)."""
     # The boxes of a comb field come one after the other: their readings join into one row.
     readings: dict[tuple[int, str], tuple[Reading, Support]] = {}
     for area, (cutting, line) in zip(areas, pairs, strict=True):
@@ -270,14 +316,15 @@ def recognize_pages(
             )
             support = min(support, before_support)
         readings[key] = (reading, support)
+    layout, pictures = document.layout, document.pictures
     fields = {field.name: field for field in layout.fields} if layout else {}
     rows = []
     for (index, name), (reading, support) in readings.items():
         field = fields.get(name)
-        page = pages[index - 1]
+        page = document.pages[index - 1]
         expected = _as_expected(reading.digits, field)
         bar = ok_bar(support if expected else Support.NONE, review_threshold)
-        row = _row(job_id, source, sha256, first_page + index - 1, name, reading, bar)
+        row = _row(document, document.first_page + index - 1, name, reading, bar)
         if pictures and pictures.wanted(row["status"]):
             region = region_pixels(field.region, page.shape) if field else None
             row["annotation"] = pictures.write(row, *field_frame(page, region))
@@ -285,11 +332,11 @@ def recognize_pages(
     return rows
 
 
-def _row(job_id: str, source: str, sha256: str, page: int, field: str, reading: Reading, bar: float) -> dict:
+def _row(document: Document, page: int, field: str, reading: Reading, bar: float) -> dict:
     lowest = min(reading.confidences, default=None)
     return {
-        "job_id": job_id,
-        "source": source,
+        "job_id": document.job_id,
+        "source": document.source,
         "page": page,
         "field": field,
         "digits": reading.digits,
@@ -298,7 +345,7 @@ def _row(job_id: str, source: str, sha256: str, page: int, field: str, reading: 
         "digit_confidences": ";".join(f"{c:.4f}" for c in reading.confidences),
         "boxes": ";".join(str(box) for box in reading.boxes),
         "model": reading.model,
-        "sha256": sha256,
+        "sha256": document.sha256,
         "processed_at": utc_now(),
         "error": "",
         "annotation": "",

@@ -1,4 +1,4 @@
-"""The Celery tasks a worker runs: recognise a file (or each page of a long one) and append its rows to the CSV.
+"""The Celery tasks a worker runs: read files in batches (a long one page by page), append their rows to the CSV.
 
 The model is loaded on the first task of each pool process and kept: loading
 it in ``worker_process_init`` would exceed Celery's 4 s start-up allowance for
@@ -19,19 +19,25 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from celery import chord, group
+from billiard.einfo import ExceptionInfo
+from billiard.exceptions import TimeLimitExceeded
+from celery import Signature, chord, group
 from celery.signals import worker_process_init
+from celery.worker.request import Request
+from celery_batches import Batches, SimpleRequest
+from celery_batches.trace import apply_batches_task
+from kombu.exceptions import OperationalError
 from redis import Redis
 from redis.exceptions import RedisError
 
-from digits.celery_app import RECOGNIZE_PAGE_TASK, RECOGNIZE_TASK, WRITE_PAGES_TASK, app
+from digits.celery_app import RECOGNIZE_ONE_TASK, RECOGNIZE_PAGE_TASK, RECOGNIZE_TASK, WRITE_PAGES_TASK, app
 from digits.layouts import LayoutError, load_layout
 from digits.results import DUPLICATE, ERROR, MARK_TTL_SECONDS, append_rows, error_row, inbox_csv, job_csv
 from digits.settings import get_settings
 from worker.annotate import Pictures
 from worker.imaging import UnreadableImage, decode_pages
 from worker.model import Models, get_models, limit_threads
-from worker.pipeline import recognize_pages
+from worker.pipeline import Document, open_document, recognize_documents
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +76,101 @@ RETRIED = {
 """Retry policy of every task that writes results."""
 
 
-@app.task(name=RECOGNIZE_TASK, bind=True, **RETRIED)
-def recognize(self, drop: dict) -> dict:
+class FileBatches(Batches):
+    """celery-batches' buffering (at most ``flush_every`` files, none waiting over ``flush_interval``),
+    with the delivery guarantees our ordinary tasks have.
+
+    celery-batches acknowledges a batch's messages when its pool job returns and
+    does nothing when it fails. Here, as ``task_reject_on_worker_lost`` does
+    for one task, a batch whose pool process died goes back to the queue at
+    once; a batch stopped by the time limit has its files sent again one per
+    task (``RECOGNIZE_ONE_TASK``, same task ids), so that only a file that
+    hangs fails; and files the batch could not finish are rejected so that
+    they come back.
+    """
+
+    def flush(self, requests: list[Request]) -> object:
+        batch = ([SimpleRequest.from_request(request) for request in requests],)
+
+        def on_return(unfinished: list[str] | None) -> None:
+            for request in requests:
+                if request.id in (unfinished or ()):
+                    request.reject(requeue=True)
+                else:
+                    request.acknowledge()
+
+        def on_error(failure: ExceptionInfo) -> None:
+            problem = failure.exception
+            problem = getattr(problem, "exc", problem)  # billiard may wrap it (ExceptionWithTraceback)
+            if isinstance(problem, TimeLimitExceeded) and len(requests) > 1:
+                log.warning("a batch of %d files ran out of time; reading each on its own", len(requests))
+                for request in requests:
+                    app.send_task(RECOGNIZE_ONE_TASK, request.args, task_id=request.id)
+                    request.acknowledge()
+            elif isinstance(problem, TimeLimitExceeded):
+                self.backend.mark_as_failure(requests[0].id, problem)
+                requests[0].acknowledge()
+            else:
+                log.error("a batch of %d files failed with %r; they go back to the queue", len(requests), problem)
+                for request in requests:
+                    request.reject(requeue=True)
+
+        return self._pool.apply_async(
+            apply_batches_task, (self, batch, 0, None), callback=on_return, error_callback=on_error
+        )
+
+
+@app.task(
+    name=RECOGNIZE_TASK, base=FileBatches, flush_every=get_settings().batch_size,
+    flush_interval=get_settings().batch_wait,
+)  # fmt: skip
+def recognize(requests: list[SimpleRequest]) -> list[str]:
+    """Recognise the files of a batch of ``digits.recognize`` messages together, and write each one's rows once.
+
+    Each message carries one drop (see ``recognize_one``). A file whose rows
+    cannot be written now (a full disk, Redis away) is handed on to
+    ``recognize_one`` under the same task id, whose retries back off. Returns
+    the task ids of files that could not even be handed on: those go back to
+    the queue.
+    """
+    unfinished, readable = [], []
+    for request in requests:
+        recognize.backend.mark_as_started(request.id, pid=os.getpid(), batch=len(requests))
+    for request in requests:
+        drop = request.args[0]
+        try:
+            opened = _open(drop, request.id)
+            if isinstance(opened, Document):
+                readable.append((request, drop, opened))
+            elif isinstance(opened, Signature):
+                opened.apply_async()
+            else:
+                _finish(request, _write(drop, opened, request.id))
+        except (OSError, RedisError) as problem:
+            unfinished += _hand_on(request, problem)
+    if readable:
+        documents = [document for *_, document in readable]
+        all_rows = recognize_documents(documents, models(), get_settings().review_threshold)
+        for (request, drop, _), rows in zip(readable, all_rows, strict=True):
+            try:
+                _finish(request, _write(drop, rows, request.id))
+            except (OSError, RedisError) as problem:
+                unfinished += _hand_on(request, problem)
+    return unfinished
+
+
+def _hand_on(request: SimpleRequest, problem: Exception) -> list[str]:
+    """Send a batched file that failed on the way to ``recognize_one``, to be retried; [its id] if that fails too."""
+    log.warning("%s: %s; trying it again on its own", request.args[0]["source"], problem)
+    try:
+        recognize_one.apply_async(request.args, task_id=request.id, countdown=RETRIED["retry_backoff"])
+    except (RedisError, OperationalError):
+        return [request.id]
+    return []
+
+
+@app.task(name=RECOGNIZE_ONE_TASK, bind=True, **RETRIED)
+def recognize_one(self, drop: dict) -> dict:
     """Recognise the file carried in ``drop`` and write its rows once.
 
     ``drop`` holds ``kind`` (``inbox`` or ``job``), ``job_id``, ``source``,
@@ -79,28 +178,44 @@ def recognize(self, drop: dict) -> dict:
     picture for every row, not only rows to review) and ``data`` (the file's
     bytes, base64). Returns the rows and the CSV path.
 
-    A document with more pages than ``split_above_pages`` is handed on as one
-    task per page (a chord); the task writing its rows inherits this task's id,
-    so whoever waits for this task gets all the rows, written once.
+    Files normally come in batches (``recognize``); this reads one on its own,
+    with Celery's retries, when its batch ran out of time.
+    """
+    opened = _open(drop, self.request.id)
+    if isinstance(opened, Signature):
+        return self.replace(opened)
+    if isinstance(opened, Document):
+        opened = recognize_documents([opened], models(), get_settings().review_threshold)[0]
+    return _write(drop, opened, self.request.id)
+
+
+def _open(drop: dict, drop_id: str) -> Document | list[dict] | Signature:
+    """A drop decoded for reading; its error row if it cannot be; for a long document, the tasks to send.
+
+    A document with more pages than ``split_above_pages`` is read one task per
+    page (a chord) whose last task writes all its rows under the drop's task
+    id, so whoever waits for the drop gets them, written once.
     """
     settings = get_settings()
     data = base64.b64decode(drop["data"])
     sha256 = hashlib.sha256(data).hexdigest()
     try:
         layout = load_layout(drop["layout"], settings.layouts) if drop.get("layout") else None
-        pages = decode_pages(data)
+        document = open_document(data, drop["source"], drop["job_id"], layout, _pictures(drop))
     except (LayoutError, UnreadableImage) as problem:
-        rows = [error_row(drop["job_id"], drop["source"], sha256, models().label, f"{drop['source']}: {problem}")]
-        return _write(drop, rows, self.request.id)
-    if len(pages) > settings.split_above_pages:
+        return [error_row(drop["job_id"], drop["source"], sha256, models().label, f"{drop['source']}: {problem}")]
+    if len(document.pages) > settings.split_above_pages:
+        log.info("%s: %d pages, read one task per page", drop["source"], len(document.pages))
         about = {key: value for key, value in drop.items() if key != "data"} | {"sha256": sha256}
-        per_page = group(recognize_page.s(about | {"page": n, "png": _png(page)}) for n, page in enumerate(pages, 1))
-        log.info("%s: %d pages, read one task per page", drop["source"], len(pages))
-        return self.replace(chord(per_page, write_pages.s(about)))
-    rows = recognize_pages(
-        pages, drop["source"], drop["job_id"], sha256, models(), settings.review_threshold, layout, _pictures(drop)
-    )
-    return _write(drop, rows, self.request.id)
+        pages = enumerate(document.pages, 1)
+        per_page = group(recognize_page.s(about | {"page": n, "png": _png(page)}) for n, page in pages)
+        return chord(per_page, write_pages.s(about).set(task_id=drop_id))
+    return document
+
+
+def _finish(request: SimpleRequest, result: dict) -> None:
+    """Store a batched file's result under its own task id, where the ingester and ``Job`` look."""
+    recognize.backend.mark_as_done(request.id, result, request=request)
 
 
 @app.task(name=RECOGNIZE_PAGE_TASK, **RETRIED)
@@ -109,10 +224,10 @@ def recognize_page(page: dict) -> list[dict]:
     settings = get_settings()
     layout = load_layout(page["layout"], settings.layouts) if page.get("layout") else None
     image = decode_pages(base64.b64decode(page["png"]))
-    return recognize_pages(
-        image, page["source"], page["job_id"], page["sha256"], models(), settings.review_threshold, layout,
-        _pictures(page), first_page=page["page"],
-    )  # fmt: skip
+    document = Document(
+        image, page["source"], page["job_id"], page["sha256"], layout, _pictures(page), first_page=page["page"]
+    )
+    return recognize_documents([document], models(), settings.review_threshold)[0]
 
 
 @app.task(name=WRITE_PAGES_TASK, bind=True, **RETRIED)
