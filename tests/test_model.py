@@ -9,7 +9,7 @@ import pytest
 from digits.results import file_sha256
 from digits.settings import Settings
 from tests.synth import FONTS, draw_digits, encode
-from worker.model import Classifier, get_models, padded
+from worker.model import LARGEST_BATCH, Classifier, get_models, padded, padded_sizes
 from worker.model_store import DEFAULT_MODEL_NAME, resolve_members
 from worker.pipeline import recognize_bytes, recognize_files
 from worker.segment import PREPROCESSING_VERSION, find_digits
@@ -102,9 +102,17 @@ def test_held_out_cheque_amounts_are_read_whole(models, shared_data):
 
 
 def test_batches_are_padded_to_a_few_sizes_so_that_keras_traces_few_graphs():
-    sizes = {len(padded(np.zeros((n, 3), np.float32))) for n in range(1, 400)}
-    assert sizes == {4, 8, 16, 32, 64, 128, 192, 256, 320, 384, 448}
+    sizes = {len(padded(np.zeros((n, 3), np.float32))) for n in range(1, LARGEST_BATCH + 1)}
+    assert sizes == {4, 8, 16, 32, 64} == set(padded_sizes())
     assert all(len(padded(np.zeros((n, 3)))) >= n for n in range(1, 400))
+
+
+def test_a_large_batch_is_read_in_parts_with_the_same_outputs(models):
+    rng = np.random.default_rng(0)
+    images = rng.random((LARGEST_BATCH + 37, 28, 28)).astype(np.float32)
+    whole = models.classifier.probabilities(images)
+    assert whole.shape == (LARGEST_BATCH + 37, 10)
+    assert np.allclose(whole[-5:], models.classifier.probabilities(images[-5:]), atol=1e-5)
 
 
 def test_files_read_together_get_the_rows_they_get_read_one_by_one(models):

@@ -93,23 +93,42 @@ def ctc_loss(y_true, y_pred):
 SMALLEST_BATCH = 4
 """Batches are padded to a power of two at least this big (see ``padded``)..."""
 
-BATCH_STEP = 64
-"""...up to this size, and beyond it to a multiple of it."""
+LARGEST_BATCH = 64
+"""...and at most this big: larger ones are read in parts of it. The models' working
+memory grows with the batch and TensorFlow keeps what it once took: a worker process
+held 920 MB with parts of 64 and 1,270 MB with parts of 256, reading as fast."""
 
 
 def padded(batch: np.ndarray) -> np.ndarray:
-    """``batch`` with blank images added up to a size from a short list (4, 8, … 64, 128, 192, …).
+    """``batch`` with blank images added up to the next power of two (at least ``SMALLEST_BATCH``).
 
     Keras traces a new graph for each batch size it meets (about 0.1 s, and a
     warning past five), and a worker reading batches of files meets dozens of
     sizes; padded, it meets a handful, each traced once per process.
     """
     size = max(SMALLEST_BATCH, 1 << (len(batch) - 1).bit_length())
-    if size > BATCH_STEP:
-        size = -(-len(batch) // BATCH_STEP) * BATCH_STEP
     if size == len(batch):
         return batch
     return np.concatenate([batch, np.zeros((size - len(batch), *batch.shape[1:]), batch.dtype)])
+
+
+def padded_sizes() -> list[int]:
+    """Every size ``padded`` gives a batch of at most ``LARGEST_BATCH``."""
+    return sorted({len(padded(np.zeros((n, 1), np.uint8))) for n in range(1, LARGEST_BATCH + 1)})
+
+
+def predict(model, batch: np.ndarray) -> np.ndarray:
+    """``model``'s outputs for ``batch``, in calls of at most ``LARGEST_BATCH`` padded inputs.
+
+    ``predict_on_batch`` runs the compiled graph (~0.3-3 ms a call here); an
+    eager call costs ~20 ms (~350 ms for a recurrent layer) and ``model.predict``
+    sets up a whole loop (~35 ms).
+    """
+    parts = [
+        np.asarray(model.predict_on_batch(padded(part)))[: len(part)]
+        for part in np.split(batch, range(LARGEST_BATCH, len(batch), LARGEST_BATCH))
+    ]
+    return np.concatenate(parts)
 
 
 class Classifier:
@@ -129,11 +148,8 @@ class Classifier:
         """Class probabilities, shape (n, 10), for images of shape (n, 28, 28)."""
         if len(images) == 0:
             return np.zeros((0, 10), np.float32)
-        batch = padded(np.asarray(images, np.float32).reshape(-1, CANVAS, CANVAS, 1))
-        # predict_on_batch runs a compiled graph (~3 ms here); an eager call
-        # costs ~20 ms and model.predict sets up a whole loop (~35 ms).
-        outputs = [np.asarray(member.predict_on_batch(batch))[: len(images)] for member in self._members]
-        return np.mean(outputs, axis=0)
+        batch = np.asarray(images, np.float32).reshape(-1, CANVAS, CANVAS, 1)
+        return np.mean([predict(member, batch) for member in self._members], axis=0)
 
 
 class StringReader:
@@ -158,9 +174,7 @@ class StringReader:
         batch = np.asarray(lines, np.float32).reshape(-1, LINE_HEIGHT, LINE_WIDTH, 1)
         voters = []
         for member in self._members:
-            # Compiled, not eager: the recurrent layer costs ~350 ms a call when run eagerly.
-            logits = np.asarray(member.predict_on_batch(padded(batch)))[: len(batch)]
-            logits = logits.reshape(count, views, FRAMES, -1)
+            logits = predict(member, batch).reshape(count, views, FRAMES, -1)
             voters += [logits[:, view] for view in range(views)]
         return decode(voters)
 
@@ -186,6 +200,19 @@ class Models:
     @property
     def label(self) -> str:
         return self.classifier.label
+
+    def warm_up(self) -> None:
+        """Trace every model's graph for every padded batch size now, before work arrives.
+
+        About 3 s a process here. Without it, a busy worker met new batch sizes
+        while files waited, and spent seconds tracing them.
+        """
+        members = [(m, (CANVAS, CANVAS, 1)) for m in self.classifier._members]
+        if self.reader is not None:
+            members += [(m, (LINE_HEIGHT, LINE_WIDTH, 1)) for m in self.reader._members]
+        for member, shape in members:
+            for size in padded_sizes():
+                member.predict_on_batch(np.zeros((size, *shape), np.float32))
 
 
 def get_models(settings: Settings) -> Models:

@@ -1,9 +1,10 @@
 """The Celery tasks a worker runs: read files in batches (a long one page by page), append their rows to the CSV.
 
-The model is loaded on the first task of each pool process and kept: loading
-it in ``worker_process_init`` would exceed Celery's 4 s start-up allowance for
-a pool process, and loading it in the parent before fork would share
-TensorFlow's threads across processes.
+Each pool process loads the models once, in a thread it starts as it starts:
+loading them inside ``worker_process_init`` would exceed Celery's 4 s start-up
+allowance for a pool process, and loading them in the parent before fork would
+share TensorFlow's threads across processes. A task that comes first waits for
+them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import hashlib
 import json
 import logging
 import os
+import threading
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -49,10 +52,23 @@ INBOX_JOB = "inbox"
 
 
 @worker_process_init.connect
-def _limit_threads(**_: object) -> None:
+def _prepare_process(**_: object) -> None:
     settings = get_settings()
     processes = int(os.environ.get(PROCESSES_ENV, "1"))
     limit_threads(settings.tf_threads or max(1, (os.cpu_count() or 1) // processes))
+    # Load the models now, beside the pool's start-up rather than inside it (Celery allows a
+    # pool process 4 s to start), so that no process is still cold when work arrives: a
+    # batch that waited for its process to load them took 4 s instead of 0.3 s.
+    threading.Thread(target=_load_and_warm_up, name="load-models", daemon=True).start()
+
+
+_warming = threading.Lock()
+"""Held while this process loads its models and warms them up; tasks wait for it."""
+
+
+def _load_and_warm_up() -> None:
+    with _warming:
+        get_models(get_settings()).warm_up()
 
 
 @lru_cache(maxsize=1)
@@ -61,8 +77,9 @@ def _marks() -> Redis:
 
 
 def models() -> Models:
-    """This process's models, loaded on first use."""
-    return get_models(get_settings())
+    """This process's models, once loaded and warmed up."""
+    with _warming:
+        return get_models(get_settings())
 
 
 RETRIED = {
@@ -88,6 +105,18 @@ class FileBatches(Batches):
     hangs fails; and files the batch could not finish are rejected so that
     they come back.
     """
+
+    def _do_flush(self) -> None:
+        # While every pool process is busy, a batch handed over now would only wait in
+        # line; keep gathering, so that it is fuller when a process is free (the timer
+        # comes back every ``flush_interval``; a full buffer is flushed at once anyway).
+        if self._buffer.qsize() < self.flush_every and self._busy_processes() >= self._pool.num_processes:
+            return
+        super()._do_flush()
+
+    def _busy_processes(self) -> int:
+        """Batches handed to the pool and not finished (billiard keeps them in ``_cache``)."""
+        return len(getattr(self._pool._pool, "_cache", ()))
 
     def flush(self, requests: list[Request]) -> object:
         batch = ([SimpleRequest.from_request(request) for request in requests],)
@@ -150,7 +179,10 @@ def recognize(requests: list[SimpleRequest]) -> list[str]:
             unfinished += _hand_on(request, problem)
     if readable:
         documents = [document for *_, document in readable]
+        started = time.perf_counter()
         all_rows = recognize_documents(documents, models(), get_settings().review_threshold)
+        log.info("read %d of a batch of %d files in %.0f ms", len(documents), len(requests),
+                 1000 * (time.perf_counter() - started))  # fmt: skip
         for (request, drop, _), rows in zip(readable, all_rows, strict=True):
             try:
                 _finish(request, _write(drop, rows, request.id))
