@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test lint install clean-venv
+.PHONY: up test bench lint install clean-venv
 
 up: $(VENV)/.installed
 	$(BIN)/digits up
@@ -11,6 +11,10 @@ up: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# Throughput, latency, cold start and memory side by side (a few minutes); writes bench/results/.
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.run --out bench/results
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
@@ -29,6 +33,10 @@ $(VENV)/.installed-test: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed
+
+$(VENV)/.installed-bench: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@
 
 clean-venv:
 	rm -rf $(VENV)

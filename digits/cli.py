@@ -33,10 +33,10 @@ def _use(**options: object) -> None:
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from digits.logs import configure
+    from digits.settings import get_settings
+
+    configure(logging.DEBUG if verbose else logging.INFO, get_settings().log_format)
 
 
 class _Commands(click.Group):
@@ -200,12 +200,34 @@ def samples(out: Path) -> None:
 
 
 @main.command()
-def status() -> None:
-    """Queue depth, workers alive, files in the inbox and in processing, jobs pending."""
+@click.option("--watch", is_flag=True, help="Keep the figures on screen, refreshed, until Ctrl-C.")
+@click.option("--interval", default=2.0, show_default=True, help="Seconds between refreshes with --watch.")
+def status(watch: bool, interval: float) -> None:
+    """Queue depth, workers alive, throughput, files in the inbox and in processing, jobs pending."""
     from digits.status import collect_status
 
-    for name, value in collect_status().items():
-        click.echo(f"{name:>18}: {value}")
+    if not watch:
+        for name, value in collect_status().items():
+            click.echo(f"{name:>20}: {value}")
+        return
+    import time
+
+    from rich.live import Live
+    from rich.table import Table
+
+    def table() -> Table:
+        shown = Table(title=f"digits status (every {interval:g} s; Ctrl-C to stop)", show_header=False)
+        for name, value in collect_status().items():
+            shown.add_row(name, str(value))
+        return shown
+
+    with Live(table(), auto_refresh=False) as live:
+        try:
+            while True:
+                time.sleep(interval)
+                live.update(table(), refresh=True)
+        except KeyboardInterrupt:
+            pass
 
 
 @main.command()

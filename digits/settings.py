@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, model_validator
@@ -85,6 +86,12 @@ class Settings(BaseSettings):
 
     batch_wait: float = Field(0.05, gt=0)
     """Longest a file waits in a worker, in seconds, for others to be read with it."""
+
+    metrics_port: int = Field(9808, ge=0, le=65535)
+    """Port on which each worker node serves Prometheus metrics at ``/metrics``; 0 for none."""
+
+    log_format: Literal["text", "json"] = "text"
+    """``json``: logs as one JSON object per line, for a log collector; ``text``: for people."""
 
     tf_threads: int | None = None
     """TensorFlow threads per worker process; by default cores divided by processes."""

@@ -1,8 +1,9 @@
-"""What ``digits status`` reports: queue depth, workers alive, files waiting, jobs pending."""
+"""What ``digits status`` reports: queue depth, workers alive, throughput, files waiting, jobs pending."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from redis import Redis
@@ -15,6 +16,28 @@ RECENT_JOBS = 50
 
 PRIORITY_SEPARATOR = "\x06\x16"
 """How kombu's Redis transport names the extra lists of a queue's priority levels."""
+
+WRITTEN_KEY = "digits:files-written:{second}"
+"""Files whose rows were written in one second (Unix time), by all workers together."""
+
+WRITTEN_TTL_SECONDS = 3600
+"""How long each second's count is kept."""
+
+RATE_WINDOW_SECONDS = 10
+"""Throughput is files written over this many whole seconds, divided by them."""
+
+
+def count_written(redis: Redis, files: int = 1) -> None:
+    """Count files written now (workers call this after each write)."""
+    key = WRITTEN_KEY.format(second=int(time.time()))
+    redis.pipeline().incrby(key, files).expire(key, WRITTEN_TTL_SECONDS).execute()
+
+
+def files_written(redis: Redis, seconds: int) -> int:
+    """Files written over the last ``seconds`` whole seconds (the current one left out, as it is not over)."""
+    now = int(time.time())
+    counts = redis.mget([WRITTEN_KEY.format(second=now - back) for back in range(1, seconds + 1)])
+    return sum(int(count) for count in counts if count is not None)
 
 
 def count_files(folder: Path) -> int:
@@ -44,6 +67,8 @@ def collect_status() -> dict[str, object]:
         "queued tasks": queued,
         "tasks in progress": redis.hlen("unacked"),
         "workers alive": len(workers),
+        f"files/s ({RATE_WINDOW_SECONDS} s)": round(files_written(redis, RATE_WINDOW_SECONDS) / RATE_WINDOW_SECONDS, 1),
+        "files in last hour": files_written(redis, WRITTEN_TTL_SECONDS - 1),
         "inbox files": count_files(settings.inbox),
         "processing files": count_files(archive / "processing"),
         "failed files": count_files(archive / "failed") // 2,  # each beside its .error.txt

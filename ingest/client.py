@@ -176,6 +176,7 @@ def submit(
             "source": name,
             "layout": layout,
             "annotate": annotate,
+            "queued_at": time.time(),
             "data": base64.b64encode(data).decode("ascii"),
         }
         celery.send_task(RECOGNIZE_TASK, args=[drop], task_id=task_id)

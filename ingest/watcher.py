@@ -246,6 +246,7 @@ class Ingester:
             "layout": layout_for_inbox_path(source, self.settings.layouts),
             "annotate": self.settings.annotate,
             "inbox": str(self.inbox.resolve()),
+            "queued_at": time.time(),
             "data": base64.b64encode(path.read_bytes()).decode("ascii"),
         }
         self.celery.send_task(RECOGNIZE_TASK, args=[drop], task_id=drop_id)

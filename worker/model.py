@@ -210,9 +210,16 @@ class Models:
         members = [(m, (CANVAS, CANVAS, 1)) for m in self.classifier._members]
         if self.reader is not None:
             members += [(m, (LINE_HEIGHT, LINE_WIDTH, 1)) for m in self.reader._members]
-        for member, shape in members:
-            for size in padded_sizes():
-                member.predict_on_batch(np.zeros((size, *shape), np.float32))
+        # Tracing each size once is the point; TensorFlow would warn of "retracing" past five.
+        tensorflow_log = logging.getLogger("tensorflow")
+        level = tensorflow_log.level
+        tensorflow_log.setLevel(logging.ERROR)
+        try:
+            for member, shape in members:
+                for size in padded_sizes():
+                    member.predict_on_batch(np.zeros((size, *shape), np.float32))
+        finally:
+            tensorflow_log.setLevel(level)
 
 
 def get_models(settings: Settings) -> Models:

@@ -25,7 +25,7 @@ import numpy as np
 from billiard.einfo import ExceptionInfo
 from billiard.exceptions import TimeLimitExceeded
 from celery import Signature, chord, group
-from celery.signals import worker_process_init
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_process_init
 from celery.worker.request import Request
 from celery_batches import Batches, SimpleRequest
 from celery_batches.trace import apply_batches_task
@@ -35,8 +35,11 @@ from redis.exceptions import RedisError
 
 from digits.celery_app import RECOGNIZE_ONE_TASK, RECOGNIZE_PAGE_TASK, RECOGNIZE_TASK, WRITE_PAGES_TASK, app
 from digits.layouts import LayoutError, load_layout
+from digits.logs import reformat
 from digits.results import DUPLICATE, ERROR, MARK_TTL_SECONDS, append_rows, error_row, inbox_csv, job_csv
 from digits.settings import get_settings
+from digits.status import count_written
+from worker import metrics
 from worker.annotate import Pictures
 from worker.imaging import UnreadableImage, decode_pages
 from worker.model import Models, get_models, limit_threads
@@ -49,6 +52,17 @@ PROCESSES_ENV = "DIGITS_WORKER_PROCESSES"
 
 INBOX_JOB = "inbox"
 """``kind`` of a drop that came through the inbox (the other kind is ``job``)."""
+
+
+@worker_init.connect
+def _serve_metrics(**_: object) -> None:
+    metrics.serve(get_settings().metrics_port)
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _log_format(logger: logging.Logger, **_: object) -> None:
+    reformat(logger, get_settings().log_format)
 
 
 @worker_process_init.connect
@@ -100,10 +114,10 @@ class FileBatches(Batches):
     celery-batches acknowledges a batch's messages when its pool job returns and
     does nothing when it fails. Here, as ``task_reject_on_worker_lost`` does
     for one task, a batch whose pool process died goes back to the queue at
-    once; a batch stopped by the time limit has its files sent again one per
-    task (``RECOGNIZE_ONE_TASK``, same task ids), so that only a file that
-    hangs fails; and files the batch could not finish are rejected so that
-    they come back.
+    once; a batch stopped by the time limit, or that raised, has its files
+    sent again one per task (``RECOGNIZE_ONE_TASK``, same task ids), so that
+    only the file to blame fails; and files the batch could neither finish
+    nor hand on go back to the queue.
     """
 
     def _do_flush(self) -> None:
@@ -114,6 +128,16 @@ class FileBatches(Batches):
             return
         super()._do_flush()
 
+    def _one_by_one(self, requests: list[Request]) -> None:
+        """Send each file of a failed batch again as ``RECOGNIZE_ONE_TASK`` (same task id), or else requeue it."""
+        for request in requests:
+            try:
+                app.send_task(RECOGNIZE_ONE_TASK, request.args, task_id=request.id)
+            except (RedisError, OperationalError):
+                request.reject(requeue=True)
+                continue
+            request.acknowledge()
+
     def _busy_processes(self) -> int:
         """Batches handed to the pool and not finished (billiard keeps them in ``_cache``)."""
         return len(getattr(self._pool._pool, "_cache", ()))
@@ -121,21 +145,24 @@ class FileBatches(Batches):
     def flush(self, requests: list[Request]) -> object:
         batch = ([SimpleRequest.from_request(request) for request in requests],)
 
-        def on_return(unfinished: list[str] | None) -> None:
+        def on_return(batch: metrics.Batch | None) -> None:
+            if batch is None:  # the batch raised (celery-batches logged it): try each file on its own
+                self._one_by_one(requests)
+                return
             for request in requests:
-                if request.id in (unfinished or ()):
+                if request.id in batch.unfinished:
                     request.reject(requeue=True)
                 else:
                     request.acknowledge()
+            metrics.record(batch, len(requests))
 
         def on_error(failure: ExceptionInfo) -> None:
             problem = failure.exception
             problem = getattr(problem, "exc", problem)  # billiard may wrap it (ExceptionWithTraceback)
+            metrics.BATCH_FAILURES.labels(type(problem).__name__).inc()
             if isinstance(problem, TimeLimitExceeded) and len(requests) > 1:
                 log.warning("a batch of %d files ran out of time; reading each on its own", len(requests))
-                for request in requests:
-                    app.send_task(RECOGNIZE_ONE_TASK, request.args, task_id=request.id)
-                    request.acknowledge()
+                self._one_by_one(requests)
             elif isinstance(problem, TimeLimitExceeded):
                 self.backend.mark_as_failure(requests[0].id, problem)
                 requests[0].acknowledge()
@@ -153,16 +180,17 @@ class FileBatches(Batches):
     name=RECOGNIZE_TASK, base=FileBatches, flush_every=get_settings().batch_size,
     flush_interval=get_settings().batch_wait,
 )  # fmt: skip
-def recognize(requests: list[SimpleRequest]) -> list[str]:
+def recognize(requests: list[SimpleRequest]) -> metrics.Batch:
     """Recognise the files of a batch of ``digits.recognize`` messages together, and write each one's rows once.
 
     Each message carries one drop (see ``recognize_one``). A file whose rows
     cannot be written now (a full disk, Redis away) is handed on to
     ``recognize_one`` under the same task id, whose retries back off. Returns
-    the task ids of files that could not even be handed on: those go back to
-    the queue.
+    what was done, for the metrics; files that could not even be handed on
+    are listed in it, and go back to the queue.
     """
-    unfinished, readable = [], []
+    batch, readable = metrics.Batch(), []
+    started = time.perf_counter()
     for request in requests:
         recognize.backend.mark_as_started(request.id, pid=os.getpid(), batch=len(requests))
     for request in requests:
@@ -174,31 +202,30 @@ def recognize(requests: list[SimpleRequest]) -> list[str]:
             elif isinstance(opened, Signature):
                 opened.apply_async()
             else:
-                _finish(request, _write(drop, opened, request.id))
+                _finish(request, drop, _write(drop, opened, request.id), batch)
         except (OSError, RedisError) as problem:
-            unfinished += _hand_on(request, problem)
+            _hand_on(request, problem, batch)
     if readable:
         documents = [document for *_, document in readable]
-        started = time.perf_counter()
         all_rows = recognize_documents(documents, models(), get_settings().review_threshold)
-        log.info("read %d of a batch of %d files in %.0f ms", len(documents), len(requests),
-                 1000 * (time.perf_counter() - started))  # fmt: skip
         for (request, drop, _), rows in zip(readable, all_rows, strict=True):
             try:
-                _finish(request, _write(drop, rows, request.id))
+                _finish(request, drop, _write(drop, rows, request.id), batch)
             except (OSError, RedisError) as problem:
-                unfinished += _hand_on(request, problem)
-    return unfinished
+                _hand_on(request, problem, batch)
+    batch.seconds = time.perf_counter() - started
+    log.info("read a batch of %d files in %.0f ms", len(requests), 1000 * batch.seconds)
+    return batch
 
 
-def _hand_on(request: SimpleRequest, problem: Exception) -> list[str]:
-    """Send a batched file that failed on the way to ``recognize_one``, to be retried; [its id] if that fails too."""
+def _hand_on(request: SimpleRequest, problem: Exception, batch: metrics.Batch) -> None:
+    """Send a batched file that failed on the way to ``recognize_one``, to be retried, or else back to the queue."""
     log.warning("%s: %s; trying it again on its own", request.args[0]["source"], problem)
     try:
         recognize_one.apply_async(request.args, task_id=request.id, countdown=RETRIED["retry_backoff"])
+        batch.handed_on += 1
     except (RedisError, OperationalError):
-        return [request.id]
-    return []
+        batch.unfinished.append(request.id)
 
 
 @app.task(name=RECOGNIZE_ONE_TASK, bind=True, **RETRIED)
@@ -207,8 +234,9 @@ def recognize_one(self, drop: dict) -> dict:
 
     ``drop`` holds ``kind`` (``inbox`` or ``job``), ``job_id``, ``source``,
     ``layout`` (a layout name, or None for whole pages), ``annotate`` (a
-    picture for every row, not only rows to review) and ``data`` (the file's
-    bytes, base64). Returns the rows and the CSV path.
+    picture for every row, not only rows to review), ``queued_at`` (when it
+    was sent, for the latency metric) and ``data`` (the file's bytes, base64).
+    Returns the rows and the CSV path.
 
     Files normally come in batches (``recognize``); this reads one on its own,
     with Celery's retries, when its batch ran out of time.
@@ -245,9 +273,10 @@ def _open(drop: dict, drop_id: str) -> Document | list[dict] | Signature:
     return document
 
 
-def _finish(request: SimpleRequest, result: dict) -> None:
-    """Store a batched file's result under its own task id, where the ingester and ``Job`` look."""
+def _finish(request: SimpleRequest, drop: dict, result: dict, batch: metrics.Batch) -> None:
+    """Store a batched file's result under its own task id, where the ingester and ``Job`` look; count it."""
     recognize.backend.mark_as_done(request.id, result, request=request)
+    batch.written(result["rows"], drop.get("queued_at"), time.time())
 
 
 @app.task(name=RECOGNIZE_PAGE_TASK, **RETRIED)
@@ -277,7 +306,9 @@ def _write(drop: dict, rows: list[dict], drop_id: str) -> dict:
     else:
         path = job_csv(settings.results, drop["job_id"])
     written = append_rows(path, rows, drop_id=drop_id, marks=_marks())
-    if not written:
+    if written:
+        count_written(_marks())
+    else:
         log.info("rows of %s (%s) were already written; not writing them again", drop["source"], drop_id)
     errors = [row["error"] for row in rows if row["status"] == ERROR]
     return {"rows": rows, "csv": str(path), "error": "; ".join(errors)}
