@@ -11,9 +11,12 @@ COPY digits ./digits
 COPY worker ./worker
 COPY ingest ./ingest
 COPY model_store ./model_store
+COPY layouts ./layouts
 RUN pip install . && useradd --create-home --uid 1000 digits && mkdir -p /data && chown digits /data
 
 USER digits
 WORKDIR /data
+# Prometheus metrics of a worker (DIGITS_METRICS_PORT).
+EXPOSE 9808
 ENTRYPOINT ["digits"]
 CMD ["worker"]

@@ -56,6 +56,12 @@ TICK_SECONDS = 0.1
 RESEND_BACKOFF_SECONDS = (1, 2, 5, 10, 30)
 """Waits between attempts to queue a file while Redis is unreachable."""
 
+HEARTBEAT_FILE = ".ingester-alive"
+"""File in the archive folder the ingester touches every ``HEARTBEAT_SECONDS`` while it runs (for health checks)."""
+
+HEARTBEAT_SECONDS = 1.0
+"""How often the heartbeat file is touched."""
+
 INBOX_SOURCE_MODEL = "-"
 """``model`` column of an error row the ingester writes itself (no model saw the file)."""
 
@@ -136,6 +142,7 @@ class Ingester:
         self.processing = archive / "processing"
         self.done = archive / "done"
         self.failed = archive / "failed"
+        self.heartbeat = archive / HEARTBEAT_FILE
         self.tracker = StabilityTracker(settings.stable_seconds)
         self.in_flight: dict[str, Path] = {}
         self.unsent: dict[str, Path] = {}
@@ -156,8 +163,12 @@ class Ingester:
             self.recover()
             self.sweep()  # files that arrived while we were down
             next_sweep = time.monotonic() + self.settings.rescan_seconds
+            next_beat = 0.0
             while not stop.is_set():
                 self.tick()
+                if time.monotonic() >= next_beat:
+                    self.heartbeat.touch()
+                    next_beat = time.monotonic() + HEARTBEAT_SECONDS
                 if time.monotonic() >= next_sweep:
                     # Network shares and overflowing event queues lose events;
                     # a periodic look at the whole inbox catches what they missed.

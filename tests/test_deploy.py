@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import tomllib
+from pathlib import Path
 
 import yaml
 
 from digits.settings import Settings
+from ingest.watcher import HEARTBEAT_FILE, HEARTBEAT_SECONDS
 from tests.conftest import REPO
 
 
@@ -51,3 +54,28 @@ def test_dockerfile_copies_what_exists_and_runs_the_cli():
         assert (REPO / source).exists(), f"Dockerfile copies {source}, which is not in the repository"
     assert 'ENTRYPOINT ["digits"]' in text
     assert re.search(r"^USER (?!root)", text, re.MULTILINE), "containers should not run as root"
+
+
+def test_dockerfile_copies_every_package_the_project_installs():
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    copied = re.findall(r"^COPY (\S+) \./\1$", (REPO / "Dockerfile").read_text(), re.MULTILINE)
+    assert set(packages) <= set(copied), f"`pip install .` in the image would miss {set(packages) - set(copied)}"
+
+
+def test_flower_watches_the_same_redis_behind_a_password_and_only_on_this_host():
+    services = compose()["services"]
+    flower = services["flower"]
+    assert ":${REDIS_PASSWORD" in " ".join(flower["command"]) and "@redis:6379" in " ".join(flower["command"])
+    assert "${FLOWER_PASSWORD" in flower["environment"]["FLOWER_BASIC_AUTH"]
+    assert all(port.startswith("127.0.0.1:") for port in flower["ports"]), "Flower must not face the network"
+    assert "--task-events" in services["worker"]["command"], "without task events Flower shows no tasks"
+    assert flower["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def test_workers_expose_their_metrics_port_and_the_ingester_is_checked_by_its_heartbeat():
+    services = compose()["services"]
+    assert str(Settings().metrics_port) in services["worker"]["expose"]
+    ingester = services["ingester"]
+    heartbeat = Path(ingester["environment"]["DIGITS_ARCHIVE"]) / HEARTBEAT_FILE
+    assert str(heartbeat) in " ".join(ingester["healthcheck"]["test"])
+    assert ingester["healthcheck"]["interval"] == "30s" and HEARTBEAT_SECONDS < 30

@@ -53,6 +53,22 @@ def test_a_worker_counts_files_rows_digits_batches_and_latency_and_logs_json(sta
     assert any(line["logger"] == "ingest.watcher" and "seen-1.png" in line["message"] for line in ingester_log)
 
 
+def test_the_ingester_touches_its_heartbeat_while_it_runs(stack):
+    import time
+
+    from ingest.watcher import HEARTBEAT_FILE
+
+    ingester = stack.start_ingester()
+    beat = stack.root / HEARTBEAT_FILE
+    wait_until(beat.exists, 10, "the heartbeat file")
+    first = beat.stat().st_mtime
+    wait_until(lambda: beat.stat().st_mtime > first, 5, "the heartbeat to be touched again")
+    ingester.kill()
+    ingester.wait()
+    time.sleep(2)
+    assert time.time() - beat.stat().st_mtime >= 2, "a dead ingester's heartbeat goes stale"
+
+
 def test_status_shows_the_files_written_per_second(stack):
     stack.start_worker(name="counted", DIGITS_METRICS_PORT="0")
     stack.start_ingester()
