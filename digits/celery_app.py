@@ -73,6 +73,8 @@ def make_app(redis_url: str, time_limit: int | None = None) -> Celery:
         result_expires=RESULT_TTL_SECONDS,
         task_track_started=True,
         broker_connection_retry_on_startup=True,
+        # `digits models rollout` replaces pool processes so that they load other models.
+        worker_pool_restarts=True,
         worker_hijack_root_logger=False,
         # A message taken by a worker node that died as a whole comes back after
         # this (kombu's default is an hour); every worker sweeps for such messages.

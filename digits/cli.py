@@ -230,6 +230,75 @@ def status(watch: bool, interval: float) -> None:
             pass
 
 
+@main.group()
+def models() -> None:
+    """The models in the store, and which of them the running workers read with."""
+
+
+@models.command("list")
+def models_list() -> None:
+    """Every model in the store, its held-out accuracy, and the models workers read with now."""
+    from redis import Redis
+
+    from digits.rollout import active
+    from digits.settings import get_settings
+    from worker.model_store import list_models
+
+    settings = get_settings()
+    for ref in list_models(settings.model_store):
+        meta = ref.metadata()
+        accuracy = ", ".join(f"{source} {value:.2%}" for source, value in meta.get("held_out_accuracy", {}).items())
+        click.echo(f"{ref.label:<22} {meta.get('architecture', '?'):<9} {accuracy}")
+    choice = active(Redis.from_url(settings.redis_url, socket_connect_timeout=2), settings)
+    click.echo(f"workers read with: {choice.model} (digits), {choice.string_model or 'none'} (lines)"
+               + (f", rolled out {choice.since}" if choice.since else ", as the settings say"))  # fmt: skip
+
+
+@models.command("rollout")
+@click.option("--model", "model_spec", help="Digit models, as DIGITS_MODEL (name@version, comma-separated).")
+@click.option("--string-model", "string_spec", help="String models, as DIGITS_STRING_MODEL ('' for none).")
+def models_rollout(model_spec: str | None, string_spec: str | None) -> None:
+    """Make running workers read with other models: each pool process finishes its batch, then loads them."""
+    from redis import Redis
+
+    from digits.celery_app import app
+    from digits.rollout import Choice, active, roll_out
+    from digits.settings import get_settings
+    from worker.model_store import ModelNotFound, resolve_members
+
+    settings = get_settings()
+    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+    current = active(redis, settings)
+    choice = Choice(model_spec or current.model, current.string_model if string_spec is None else string_spec)
+    try:
+        for spec in (choice.model, choice.string_model):
+            if spec:
+                resolve_members(spec, settings.model_store)
+    except ModelNotFound as missing:
+        raise click.ClickException(str(missing)) from None
+    workers = roll_out(redis, app, choice)
+    answered = ", ".join(workers) or "none running (they will use it when they start)"
+    click.echo(f"rolled out {choice.model} + {choice.string_model or 'no string model'} to {answered}")
+
+
+@models.command("rollback")
+def models_rollback() -> None:
+    """Go back to the models the workers read with before the last roll-out."""
+    from redis import Redis
+
+    from digits.celery_app import app
+    from digits.rollout import roll_back
+    from digits.settings import get_settings
+
+    settings = get_settings()
+    try:
+        choice, workers = roll_back(Redis.from_url(settings.redis_url, socket_connect_timeout=2), app, settings)
+    except LookupError as nothing:
+        raise click.ClickException(str(nothing)) from None
+    answered = ", ".join(workers) or "none running"
+    click.echo(f"rolled back to {choice.model} + {choice.string_model or 'no string model'} on {answered}")
+
+
 @main.command()
 @click.option(
     "--arch",

@@ -37,12 +37,14 @@ from digits.celery_app import RECOGNIZE_ONE_TASK, RECOGNIZE_PAGE_TASK, RECOGNIZE
 from digits.layouts import LayoutError, load_layout
 from digits.logs import reformat
 from digits.results import DUPLICATE, ERROR, MARK_TTL_SECONDS, append_rows, error_row, inbox_csv, job_csv
+from digits.rollout import active
 from digits.settings import get_settings
 from digits.status import count_written
 from worker import metrics
 from worker.annotate import Pictures
 from worker.imaging import UnreadableImage, decode_pages
 from worker.model import Models, get_models, limit_threads
+from worker.model_store import ModelNotFound
 from worker.pipeline import Document, open_document, recognize_documents
 
 log = logging.getLogger(__name__)
@@ -79,10 +81,15 @@ def _prepare_process(**_: object) -> None:
 _warming = threading.Lock()
 """Held while this process loads its models and warms them up; tasks wait for it."""
 
+_loaded: list[Models] = []
+"""This process's models, once loaded (a new pool process is started to change them)."""
+
 
 def _load_and_warm_up() -> None:
     with _warming:
-        get_models(get_settings()).warm_up()
+        if not _loaded:
+            _loaded.append(_load_chosen())
+        _loaded[0].warm_up()
 
 
 @lru_cache(maxsize=1)
@@ -93,7 +100,29 @@ def _marks() -> Redis:
 def models() -> Models:
     """This process's models, once loaded and warmed up."""
     with _warming:
-        return get_models(get_settings())
+        if not _loaded:
+            _loaded.append(_load_chosen())
+        return _loaded[0]
+
+
+def _load_chosen() -> Models:
+    """The models rolled out to the workers (``digits models rollout``), or else the settings' own.
+
+    A worker whose store lacks the rolled-out models (a node set up before they
+    were copied to it) reads with the settings' own rather than fail every file,
+    and says so; the ``model`` column shows which read each row.
+    """
+    settings = get_settings()
+    try:
+        choice = active(_marks(), settings)
+    except RedisError as problem:
+        log.warning("cannot ask Redis which models are rolled out (%s); reading with the settings' own", problem)
+        return get_models(settings)
+    try:
+        return get_models(settings.model_copy(update={"model": choice.model, "string_model": choice.string_model}))
+    except ModelNotFound as missing:
+        log.error("the models rolled out are not in this worker's store (%s); reading with %s", missing, settings.model)
+        return get_models(settings)
 
 
 RETRIED = {
