@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from digits.results import COLUMNS, append_rows, error_row, read_rows
+from digits.results import COLUMNS, append_drops, append_rows, error_row, read_rows
 
 
 @pytest.fixture
@@ -51,6 +51,27 @@ def test_a_writer_that_died_before_marking_is_not_written_again(tmp_path, marks)
     append_rows(path, [_row("j3", "other.png")], "drop-after", marks)  # another worker went on
     assert not append_rows(path, rows, "drop-crash", marks)
     assert [r["source"] for r in read_rows(path)] == ["first.png", "crashed.png", "other.png"]
+
+
+def test_a_batch_of_drops_is_written_in_one_go_each_exactly_once(tmp_path, marks):
+    path = tmp_path / "out.csv"
+    assert append_rows(path, [_row("j6", "before.png")], "drop-b-before", marks)
+    crashed = [_row("j6", "crashed.png")]
+    assert append_rows(path, crashed, "drop-b-crash", marks)
+    offset = len(path.read_bytes()) - len(path.read_text().splitlines()[-1]) - 1
+    marks.delete("digits:written:drop-b-crash")  # its writer died before marking it done
+    marks.set("digits:writing:drop-b-crash", f"{offset} {path}")
+    batch = [
+        ("drop-b-before", [_row("j6", "before.png")]),  # written already
+        ("drop-b-new1", [_row("j6", "new1.png"), _row("j6", "new1.png", "7")]),
+        ("drop-b-crash", crashed),  # on disk already, found at its noted offset
+        ("drop-b-new2", [_row("j6", "new2.png")]),
+        ("drop-b-new1", [_row("j6", "new1.png"), _row("j6", "new1.png", "7")]),  # delivered twice meanwhile
+    ]
+    assert append_drops(path, batch, marks) == [False, True, False, True, False]
+    assert [r["source"] for r in read_rows(path)] == ["before.png", "crashed.png", "new1.png", "new1.png", "new2.png"]
+    assert append_drops(path, batch, marks) == [False] * 5
+    assert len(read_rows(path)) == 5
 
 
 def test_formula_like_names_are_neutralised(tmp_path, marks):
