@@ -25,6 +25,9 @@ RECOGNIZE_PAGE_TASK = "digits.recognize_page"
 WRITE_PAGES_TASK = "digits.write_pages"
 """Append the rows of all pages of a split document to its CSV, once, when the last page is read."""
 
+PREFETCHED_BATCHES = 2
+"""Batches of messages a worker holds per pool process: the one being read and the next."""
+
 QUEUE = "digits"
 """The queue recognition tasks go through."""
 
@@ -64,9 +67,10 @@ def make_app(redis_url: str, time_limit: int | None = None) -> Celery:
         # when the pool process dies (kill -9, out of memory) mid-task.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        # Each pool process gathers up to a batch of files (worker.tasks.FileBatches);
-        # the batches' own callbacks put messages back when a process dies.
-        worker_prefetch_multiplier=settings.batch_size,
+        # Each pool process reads a batch of files (worker.tasks.FileBatches) while the
+        # next batch gathers: with room for only one, batches came out a third empty.
+        # The batches' own callbacks put messages back when a process dies.
+        worker_prefetch_multiplier=PREFETCHED_BATCHES * settings.batch_size,
         task_default_queue=QUEUE,
         # A task stuck on a pathological scan is killed; its file gets an error row.
         task_time_limit=time_limit or settings.task_time_limit,

@@ -179,7 +179,7 @@ def submit(
             "queued_at": time.time(),
             "data": base64.b64encode(data).decode("ascii"),
         }
-        celery.send_task(RECOGNIZE_TASK, args=[drop], task_id=task_id)
+        celery.send_task(RECOGNIZE_TASK, args=[drop], task_id=task_id, argsrepr=repr(name))  # not the whole file
     return Job(job_id, task_ids, [name for name, _ in named], celery)
 
 

@@ -260,7 +260,9 @@ class Ingester:
             "queued_at": time.time(),
             "data": base64.b64encode(path.read_bytes()).decode("ascii"),
         }
-        self.celery.send_task(RECOGNIZE_TASK, args=[drop], task_id=drop_id)
+        # argsrepr: what Flower and the worker's log show of the task; Celery would otherwise
+        # build a repr of the whole base64 file for every message (0.1-0.2 ms of CPU each).
+        self.celery.send_task(RECOGNIZE_TASK, args=[drop], task_id=drop_id, argsrepr=repr(source))
         self.in_flight[drop_id] = path
 
     def collect(self) -> None:
