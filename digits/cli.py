@@ -60,7 +60,10 @@ def main() -> None:
 @main.command()
 @click.option("--inbox", type=click.Path(path_type=Path), help="Folder to watch [DIGITS_INBOX, ./inbox].")
 @click.option("--results", type=click.Path(path_type=Path), help="Folder for CSVs [DIGITS_RESULTS, ./results].")
-@click.option("--workers", default=1, show_default=True, help="Worker processes (each holds a model).")
+@click.option(
+    "--workers", default=os.cpu_count() or 1, show_default="one per core",
+    help="Worker pool processes (each holds the models, about 0.9 GB).",
+)  # fmt: skip
 @click.option("--redis-url", help="Redis URL [DIGITS_REDIS_URL]; started privately if local and down.")
 @click.option("-v", "--verbose", is_flag=True)
 def up(inbox: Path | None, results: Path | None, workers: int, redis_url: str | None, verbose: bool) -> None:
@@ -77,7 +80,10 @@ def up(inbox: Path | None, results: Path | None, workers: int, redis_url: str | 
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
-@click.option("--concurrency", default=1, show_default=True, help="Pool processes (each holds a model).")
+@click.option(
+    "--concurrency", default=os.cpu_count() or 1, show_default="one per core",
+    help="Pool processes (each holds the models, about 0.9 GB).",
+)  # fmt: skip
 @click.option("--results", type=click.Path(path_type=Path), help="Folder for CSVs [DIGITS_RESULTS].")
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
