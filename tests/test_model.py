@@ -9,7 +9,7 @@ import pytest
 from digits.results import file_sha256
 from digits.settings import Settings
 from tests.synth import FONTS, draw_digits, encode
-from worker.model import LARGEST_BATCH, Classifier, get_models, padded, padded_sizes
+from worker.model import LARGEST_BATCH, SHIFTS, SURE, Classifier, get_models, padded, padded_sizes
 from worker.model_store import DEFAULT_MODEL_NAME, resolve_members
 from worker.pipeline import recognize_bytes, recognize_files
 from worker.segment import PREPROCESSING_VERSION, find_digits
@@ -127,3 +127,31 @@ def test_files_read_together_get_the_rows_they_get_read_one_by_one(models):
         assert [(r["digits"], r["status"]) for r in batch_rows] == [(r["digits"], r["status"]) for r in own_rows]
         confidences = [float(r["confidence"] or 0) for r in batch_rows], [float(r["confidence"] or 0) for r in own_rows]
         assert np.allclose(*confidences, atol=1e-3)
+
+
+class _LinearModel:
+    """A stand-in digit model: softmax of fixed random weights times the pixels."""
+
+    def __init__(self, seed: int, scale: float) -> None:
+        self.weights = np.random.default_rng(seed).normal(size=(28 * 28, 10)) * scale
+
+    def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
+        logits = batch.reshape(len(batch), -1) @ self.weights
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
+
+
+def test_only_doubtful_digits_are_read_again_shifted_and_averaged():
+    classifier = Classifier.__new__(Classifier)
+    classifier._members = [_LinearModel(1, 0.05), _LinearModel(1, 0.05)]  # they agree, so some digits are sure
+    images = np.random.default_rng(3).random((40, 28, 28)).astype(np.float32)
+    images[:20] *= 40  # large logits: most of these are sure
+    plain = classifier._average(images.reshape(-1, 28, 28, 1))
+    read = classifier.probabilities(images)
+    sure = plain.max(axis=1) >= SURE
+    assert 0 < sure.sum() < len(images), "the sample must hold both sure and doubtful digits"
+    assert np.allclose(read[sure], plain[sure])
+    for i in np.flatnonzero(~sure):
+        views = [images[i]] + [np.roll(images[i], shift, axis=(0, 1)) for shift in SHIFTS]
+        expected = np.mean([classifier._average(v.reshape(1, 28, 28, 1))[0] for v in views], axis=0)
+        assert np.allclose(read[i], expected, atol=1e-6)
