@@ -12,7 +12,8 @@ shipped layout (200 dpi, about 1200 x 550 pixels). Then, on this machine:
    dropped at once, until their last row), then in-process ``digits recognize`` (one
    process, reading in batches, timed from the end of its first batch); the round with
    the median ratio of the two is reported;
-4. the seed's way (``bench.seed``: one ``model.predict`` per image) on the first single digits.
+4. the service again with the seed's own network alone, rolled out to its workers;
+5. the seed's way (``bench.seed``: one ``model.predict`` per image) on the first single digits.
 
 Prints a table and writes ``bench.json`` and ``bench.png`` into ``--out``.
 """
@@ -36,6 +37,7 @@ import cv2
 import numpy as np
 
 from bench.drop import digit_images, free_port
+from bench.seed import SEED_MODEL
 from bench.soak import rss_mb, stack_processes
 from digits.layouts import load_layout
 from digits.results import COLUMNS
@@ -51,6 +53,14 @@ TARGETS = {
     "cold_start_seconds": 15.0,
 }
 """What issue 6 asks: ratios at least, seconds at most."""
+
+WAY_LABELS = {
+    "seed": "seed's way",
+    "service": "service",
+    "in_process": "in-process",
+    "service_seed_network": "service,\nseed's net",
+}
+"""How the chart names each way of reading."""
 
 LATENCY_DROPS = 20
 """Single files dropped one at a time to measure latency."""
@@ -187,6 +197,32 @@ def measure_service(service: Service, files: list[Path], into: str, prefix: str,
     return _throughput(len(files), seconds) | {"right": _right(_as_read(rows, prefix), truth)}
 
 
+def measure_service_with(service: Service, model: str, files: list[Path], truth: dict[str, str]) -> dict:
+    """The service's throughput with ``model`` alone (no string model), rolled out to its running workers.
+
+    With the seed's own network on both sides, what is left between the seed's
+    way and the service is the way of reading: batches against one
+    ``model.predict`` per image, plus the service's own costs.
+    """
+    label = model.replace(",", "+")
+    subprocess.run([sys.executable, "-m", "digits.cli", "models", "rollout", "--model", model, "--string-model", ""],
+                   env=service.env, check=True, capture_output=True)  # fmt: skip
+    # Both pool processes restart; wait until files come back read by the new model, twice in a row.
+    in_a_row = 0
+    for attempt in range(60):
+        staged = service.stage(files[:1], f"rollout-{attempt}-")
+        service.drop(staged)
+        [row] = service.wait_for({staged[0].name}, timeout=120)
+        in_a_row = in_a_row + 1 if row["model"] == label else 0
+        if in_a_row == 2:
+            break
+    time.sleep(3)  # the other process finishes warming up
+    result = measure_service(service, files, "", "seed-network-", truth)
+    subprocess.run([sys.executable, "-m", "digits.cli", "models", "rollback"], env=service.env, check=True,
+                   capture_output=True)  # fmt: skip
+    return result
+
+
 def measure_in_process(files: list[Path], layout: str | None, batch_size: int) -> tuple[dict, list[dict]]:
     """``digits recognize`` on ``files`` in one process, timed from the end of its first batch; and its rows.
 
@@ -290,6 +326,7 @@ def main() -> None:
                 in_process = timed | {"right": _right(_as_read(rows), truth[kind])}
                 rounds[kind].append({"service": served, "in_process": in_process})
         memory = service.memory_mb()
+        seed_network = measure_service_with(service, SEED_MODEL, files["singles"], truth["singles"])
     finally:
         service.stop()
     seed = measure_seed(files["singles"][:SEED_FILES], truth["singles"])
@@ -306,7 +343,7 @@ def main() -> None:
             "rounds": args.rounds,
         },
         "files_per_second": {
-            "singles": {"seed": seed, **_median_round(rounds["singles"])},
+            "singles": {"seed": seed, **_median_round(rounds["singles"]), "service_seed_network": seed_network},
             "cheques": _median_round(rounds["cheques"]),
         },
         "service_vs_in_process_each_round": {
@@ -330,6 +367,10 @@ def main() -> None:
         "latency_p95_seconds": report["latency_seconds"]["p95"],
         "cold_start_seconds": report["cold_start_seconds"],
     }
+    singles = report["files_per_second"]["singles"]
+    report["seed_network_service_vs_seed"] = round(
+        singles["service_seed_network"]["files_per_second"] / singles["seed"]["files_per_second"], 2
+    )
     report["targets"] = TARGETS
     report["met"] = {
         name: (value >= TARGETS[name]) if name.startswith("service") else (value <= TARGETS[name])
@@ -364,6 +405,7 @@ def print_table(report: dict) -> None:
         )
     console = Console()
     console.print(speed, targets)
+    console.print(f"the seed's own network in the service: {report['seed_network_service_vs_seed']:g}x the seed's way")
     console.print("memory (MB): " + ", ".join(f"{role} {mb:.0f}" for role, mb in report["memory_mb"].items()))
 
 
@@ -375,12 +417,14 @@ def chart(report: dict, path: Path) -> None:
     from matplotlib import pyplot as plt
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
-    labels, values = [], []
+    labels, values, colours = [], [], []
     for kind, ways in report["files_per_second"].items():
         for way, result in ways.items():
-            labels.append(f"{kind}\n{way.replace('_', '-')}")
+            labels.append(f"{kind}\n{WAY_LABELS[way]}")
             values.append(result["files_per_second"])
-    bars = left.bar(labels, values, color=["#999999" if "seed" in label else "#4477aa" for label in labels])
+            colours.append("#999999" if way == "seed" else "#99bbdd" if "seed" in way else "#4477aa")
+    bars = left.bar(labels, values, color=colours)
+    left.tick_params(axis="x", labelsize=8)
     left.bar_label(bars, fmt="%.0f")
     left.set_ylabel("files per second")
     left.set_title("Throughput, warm, on the same files")
