@@ -158,7 +158,7 @@ class Classifier:
 
         A digit the models are not sure of (under ``SURE``) is classified again
         shifted by a pixel each way (``SHIFTS``), and the five readings averaged:
-        test-time augmentation, where it can matter, at a few percent of the cost.
+        test-time augmentation, spent only on the few digits where it can matter.
         """
         if len(images) == 0:
             return np.zeros((0, 10), np.float32)
@@ -173,6 +173,10 @@ class Classifier:
 
     def _average(self, batch: np.ndarray) -> np.ndarray:
         return np.mean([predict(member, batch) for member in self._members], axis=0)
+
+    def warm_up(self) -> None:
+        """Trace each model for every padded batch size (see ``Models.warm_up``)."""
+        _trace_sizes(self._members, (CANVAS, CANVAS, 1))
 
 
 class StringReader:
@@ -201,6 +205,23 @@ class StringReader:
             voters += [logits[:, view] for view in range(views)]
         return decode(voters)
 
+    def warm_up(self) -> None:
+        """Trace each model for every padded batch size (see ``Models.warm_up``)."""
+        _trace_sizes(self._members, (LINE_HEIGHT, LINE_WIDTH, 1))
+
+
+def _trace_sizes(members: list, shape: tuple[int, ...]) -> None:
+    # Tracing each size once is the point; TensorFlow would warn of "retracing" past five.
+    tensorflow_log = logging.getLogger("tensorflow")
+    level = tensorflow_log.level
+    tensorflow_log.setLevel(logging.ERROR)
+    try:
+        for member in members:
+            for size in padded_sizes():
+                member.predict_on_batch(np.zeros((size, *shape), np.float32))
+    finally:
+        tensorflow_log.setLevel(level)
+
 
 def limit_threads(threads: int) -> None:
     """Cap TensorFlow's thread pools in this process, before it loads a model.
@@ -227,22 +248,12 @@ class Models:
     def warm_up(self) -> None:
         """Trace every model's graph for every padded batch size now, before work arrives.
 
-        About 3 s a process here. Without it, a busy worker met new batch sizes
-        while files waited, and spent seconds tracing them.
+        About 1.6 s a process here. Without it, a busy worker met new batch
+        sizes while files waited, and spent seconds tracing them.
         """
-        members = [(m, (CANVAS, CANVAS, 1)) for m in self.classifier._members]
+        self.classifier.warm_up()
         if self.reader is not None:
-            members += [(m, (LINE_HEIGHT, LINE_WIDTH, 1)) for m in self.reader._members]
-        # Tracing each size once is the point; TensorFlow would warn of "retracing" past five.
-        tensorflow_log = logging.getLogger("tensorflow")
-        level = tensorflow_log.level
-        tensorflow_log.setLevel(logging.ERROR)
-        try:
-            for member, shape in members:
-                for size in padded_sizes():
-                    member.predict_on_batch(np.zeros((size, *shape), np.float32))
-        finally:
-            tensorflow_log.setLevel(level)
+            self.reader.warm_up()
 
 
 def get_models(settings: Settings) -> Models:
