@@ -27,6 +27,7 @@ from pathlib import Path
 
 from celery import Celery, states
 from redis import Redis
+from redis.exceptions import RedisError
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
@@ -55,6 +56,9 @@ TICK_SECONDS = 0.1
 
 RESEND_BACKOFF_SECONDS = (1, 2, 5, 10, 30)
 """Waits between attempts to queue a file while Redis is unreachable."""
+
+COLLECT_RETRY_SECONDS = 5.0
+"""Wait before trying again to file away a finished file that could not be (a full results disk)."""
 
 HEARTBEAT_FILE = ".ingester-alive"
 """File in the archive folder the ingester touches every ``HEARTBEAT_SECONDS`` while it runs (for health checks)."""
@@ -149,6 +153,7 @@ class Ingester:
         self._events: queue.SimpleQueue[Path] = queue.SimpleQueue()
         self._send_failures = 0
         self._next_send_try = 0.0
+        self._next_collect_try = 0.0
         self._marks = Redis.from_url(settings.redis_url)
 
     def run(self, stop: threading.Event) -> None:
@@ -209,11 +214,9 @@ class Ingester:
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             if path.is_symlink():
-                # Never follow a link out of the inbox: keep the link itself, as evidence.
-                os.rename(path, target)
-                self._fail(drop_id, target, "symbolic links are not followed; copy the scan itself into the inbox")
-                return
-            shutil.move(path, target)
+                os.rename(path, target)  # the link itself, never what it points to; _send refuses it
+            else:
+                shutil.move(path, target)
         except FileNotFoundError:
             self._remove_empty_folders(target.parent)
             return  # taken away by the user in the meantime
@@ -240,6 +243,10 @@ class Ingester:
         self._send_failures = 0
 
     def _send(self, drop_id: str, path: Path) -> None:
+        if path.is_symlink():
+            # Never follow a link out of the inbox: keep the link itself, as evidence.
+            self._fail(drop_id, path, "symbolic links are not followed; copy the scan itself into the inbox")
+            return
         size = path.stat().st_size
         if size > self.settings.max_file_bytes:
             self._fail(
@@ -267,7 +274,7 @@ class Ingester:
 
     def collect(self) -> None:
         """File away every file whose task has finished."""
-        if not self.in_flight:
+        if not self.in_flight or time.monotonic() < self._next_collect_try:
             return
         try:
             finished = task_states(self.celery, list(self.in_flight))
@@ -277,13 +284,21 @@ class Ingester:
         for drop_id, meta in finished.items():
             if meta["status"] not in states.READY_STATES:
                 continue
-            path = self.in_flight.pop(drop_id)
-            if meta["status"] == states.SUCCESS and not meta["result"]["error"]:
-                self._archive(path, self.done)
-            elif meta["status"] == states.SUCCESS:
-                self._archive(path, self.failed, reason=meta["result"]["error"])
-            else:
-                self._fail(drop_id, path, failure_reason(meta["result"]))
+            path = self.in_flight[drop_id]
+            try:
+                if meta["status"] == states.SUCCESS and not meta["result"]["error"]:
+                    self._archive(path, self.done)
+                elif meta["status"] == states.SUCCESS:
+                    self._archive(path, self.failed, reason=meta["result"]["error"])
+                else:
+                    self._fail(drop_id, path, failure_reason(meta["result"]))
+            except (OSError, RedisError) as problem:
+                # A full disk or Redis away: the file waits in processing/ (its result stays in
+                # Redis for a week) and the ingester goes on, rather than exit.
+                self._next_collect_try = time.monotonic() + COLLECT_RETRY_SECONDS
+                log.warning("cannot file %s away (%s); trying again in %ss", path.name, problem, COLLECT_RETRY_SECONDS)
+                return
+            del self.in_flight[drop_id]
 
     def recover(self) -> None:
         """Pick up files left in ``processing/`` by an earlier run: file them away or re-send them."""
