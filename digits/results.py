@@ -119,6 +119,7 @@ def append_drops(path: Path, drops: list[tuple[str, list[dict]]], marks: Redis) 
         done, pending = marks.mget(done_keys), marks.mget(pending_keys)
         offset = path.stat().st_size if path.exists() else 0
         settled, written, blocks, seen = [], {}, [], set()
+        at = offset  # where the next block will start
         for i, (drop_id, rows) in enumerate(drops):
             if done[i] is not None or drop_id in seen:
                 continue  # written before, or twice in this call (a message delivered again meanwhile)
@@ -126,14 +127,14 @@ def append_drops(path: Path, drops: list[tuple[str, list[dict]]], marks: Redis) 
             if pending[i] is not None and _rows_at(*_parse_pending(pending[i]), rows[0]):
                 settled.append(i)
                 continue
-            at = offset + sum(len(block) for block in blocks)
-            # The path goes along: a retry after midnight UTC writes to another day's file.
             written[i] = at
             blocks.append(encode_rows(rows, header=at == 0))
+            at += len(blocks[-1])
         if blocks:
             notes = marks.pipeline()
-            for i, at in written.items():
-                notes.set(pending_keys[i], f"{at} {path}", ex=MARK_TTL_SECONDS)
+            for i, start in written.items():
+                # The path goes along: a retry after midnight UTC writes to another day's file.
+                notes.set(pending_keys[i], f"{start} {path}", ex=MARK_TTL_SECONDS)
             notes.execute()
             try:
                 with open(path, "ab") as handle:

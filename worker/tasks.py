@@ -87,15 +87,10 @@ def _prepare_process(**_: object) -> None:
 _warming = threading.Lock()
 """Held while this process loads its models and warms them up; tasks wait for it."""
 
-_loaded: list[Models] = []
-"""This process's models, once loaded (a new pool process is started to change them)."""
-
 
 def _load_and_warm_up() -> None:
     with _warming:
-        if not _loaded:
-            _loaded.append(_load_chosen())
-        _loaded[0].warm_up()
+        _load_chosen().warm_up()
 
 
 @lru_cache(maxsize=1)
@@ -106,17 +101,17 @@ def _marks() -> Redis:
 def models() -> Models:
     """This process's models, once loaded and warmed up."""
     with _warming:
-        if not _loaded:
-            _loaded.append(_load_chosen())
-        return _loaded[0]
+        return _load_chosen()
 
 
+@lru_cache(maxsize=1)
 def _load_chosen() -> Models:
     """The models rolled out to the workers (``digits models rollout``), or else the settings' own.
 
     A worker whose store lacks the rolled-out models (a node set up before they
     were copied to it) reads with the settings' own rather than fail every file,
-    and says so; the ``model`` column shows which read each row.
+    and says so; the ``model`` column shows which read each row. Asked once per
+    process: a new pool process is started to change them.
     """
     settings = get_settings()
     try:
@@ -165,12 +160,13 @@ def recognize(requests: list[SimpleRequest]) -> metrics.Batch:
             opened = _open(drop, request.id)
             if isinstance(opened, Signature):
                 opened.apply_async()  # a long document, read page by page
+                continue
         except (OSError, RedisError, OperationalError) as problem:
             _hand_on(request, problem, batch)
             continue
         if isinstance(opened, Document):
             readable.append((request, drop, opened))
-        elif not isinstance(opened, Signature):
+        else:
             to_write.append((request, drop, opened))  # its error row
     reading = 0.0
     if readable:
@@ -227,15 +223,15 @@ def _open(drop: dict, drop_id: str) -> Document | list[dict] | Signature:
     """
     settings = get_settings()
     data = base64.b64decode(drop["data"])
-    sha256 = hashlib.sha256(data).hexdigest()
     try:
         layout = load_layout(drop["layout"], settings.layouts) if drop.get("layout") else None
         document = open_document(data, drop["source"], drop["job_id"], layout, _pictures(drop))
     except (LayoutError, UnreadableImage) as problem:
+        sha256 = hashlib.sha256(data).hexdigest()
         return [error_row(drop["job_id"], drop["source"], sha256, models().label, f"{drop['source']}: {problem}")]
     if len(document.pages) > settings.split_above_pages:
         log.info("%s: %d pages, read one task per page", drop["source"], len(document.pages))
-        about = {key: value for key, value in drop.items() if key != "data"} | {"sha256": sha256}
+        about = {key: value for key, value in drop.items() if key != "data"} | {"sha256": document.sha256}
         pages = enumerate(document.pages, 1)
         per_page = group(recognize_page.s(about | {"page": n, "png": _png(page)}) for n, page in pages)
         return chord(per_page, write_pages.s(about).set(task_id=drop_id))
