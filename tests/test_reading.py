@@ -71,6 +71,8 @@ def test_where_there_is_room_for_one_digit_the_classifier_reads_it_whole():
     assert choose(_narrow("52", "5"), _reading("5", "crnn", 0.8)) == (_reading("5", "cnn", 0.8), Support.AGREED)
     # Two plain ones side by side: both count two digits, and agree.
     assert choose(_narrow("11", "1"), _reading("11", "crnn"))[0].digits == "11"
+    # A short amount written tall: both see several digits, and the string model reads them.
+    assert choose(_narrow("82", "8"), _reading("872", "crnn")) == (_reading("872", "crnn"), Support.STRING_MODELS)
     # Without a string model, a single cut digit is read whole too.
     assert choose(_narrow("4", "9"), None) == (_reading("9", "cnn"), Support.AGREED)
 

@@ -125,11 +125,11 @@ def ok_bar(support: Support, threshold: float) -> float:
 def choose(cutting: Reading, line: Reading | None) -> tuple[Reading, Support]:
     """The reading to report, and who vouches for it.
 
-    Where the ink has room for one digit (``cutting.whole`` is set), the
-    classifier's reading stands. On a wider line the string models' reading
-    stands. Cutting and the string models agreeing is the strongest support;
-    on a wider line, the string models reading unanimously is support too, but
-    held to a higher bar.
+    Where the ink has room for one digit (``cutting.whole`` is set) and one
+    digit was read, the classifier's reading stands; where several digits were
+    read, the string models' reading stands. Cutting and the string models
+    agreeing is the strongest support; otherwise the string models reading
+    unanimously is support too, but held to a higher bar.
     """
     room_for_one = cutting.whole is not None
     if cutting.whole and (len(cutting.digits) == 1 or (line and len(line.digits) == 1)):
@@ -144,10 +144,11 @@ def choose(cutting: Reading, line: Reading | None) -> tuple[Reading, Support]:
         # digit the same way, one of them is rarely confident about it.
         sure = [min(a, b) for a, b in zip(cutting.confidences, line.confidences, strict=True)]
         return Reading(cutting.digits, sure, cutting.boxes, cutting.model), Support.AGREED
-    if room_for_one:
-        # The classifier's reading of the one digit stands; where both saw more
-        # than one digit in narrow ink (two plain ones), cutting counts them best.
+    if room_for_one and len(cutting.digits) == 1:
+        # The classifier's reading of the one digit stands.
         return cutting, Support.NONE
+    # Both saw several digits, on a wide line or in compact ink (a short amount
+    # written tall): the string models read them better, as they do touching digits.
     return line, Support.STRING_MODELS if line.unanimous else Support.NONE
 
 
