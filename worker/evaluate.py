@@ -22,7 +22,7 @@ from digits.results import OK
 from worker.model import Models
 from worker.pipeline import recognize_files
 from worker.strings import ORAND_DIR
-from worker.train import SPLIT_SEED, split_indices
+from worker.train import SPLIT_SEED, semeion_bitmap, split_indices
 
 FORMATS = (".png", ".jpg", ".bmp", ".tif")
 """File formats the single-digit samples are written in, in turn."""
@@ -32,6 +32,9 @@ EVALUATION_BATCH = 64
 
 LIGHT_ON_DARK_SHARE = 0.1
 """Share of single-digit samples drawn as light ink on dark paper."""
+
+SEMEION_STYLE_DIGITS = 2000
+"""MNIST test digits (the first ones) redrawn Semeion's way for the ``semeion-style`` source."""
 
 
 @dataclass(frozen=True)
@@ -85,12 +88,18 @@ def digit_files(source: str, images: np.ndarray, labels: np.ndarray, seed: int =
 
 
 def load_samples(data_dir: Path, limit: int | None = None) -> dict[str, list[Sample]]:
-    """Every held-out set found in ``data_dir``, as files, by source name."""
+    """Every held-out set found in ``data_dir`` (and UCI optdigits, with scikit-learn), as files, by source name."""
     sets: dict[str, list[Sample]] = {}
     if (data_dir / "mnist.npz").exists():
         with np.load(data_dir / "mnist.npz") as mnist:
-            x, y = mnist["x_test"][:limit], mnist["y_test"][:limit]
-        sets["mnist-test"] = list(digit_files("mnist-test", x, y))
+            x, y = mnist["x_test"], mnist["y_test"]
+        sets["mnist-test"] = list(digit_files("mnist-test", x[:limit], y[:limit]))
+        # Semeion's own digits are not here; its way of keeping them is.
+        semeion = np.stack([semeion_bitmap(image) for image in x[:SEMEION_STYLE_DIGITS][:limit]])
+        sets["semeion-style"] = list(digit_files("semeion-style", semeion, y[:SEMEION_STYLE_DIGITS][:limit]))
+    optdigits = optdigits_samples(limit)
+    if optdigits:
+        sets["optdigits"] = optdigits
     for source, file_name in (("usps-held-out", "usps-train.npz"), ("ardis-held-out", "ardis4-train.npz")):
         if (data_dir / file_name).exists():
             with np.load(data_dir / file_name) as data:
@@ -106,6 +115,20 @@ def load_samples(data_dir: Path, limit: int | None = None) -> dict[str, list[Sam
             for i in held
         ]
     return sets
+
+
+def optdigits_samples(limit: int | None = None) -> list[Sample]:
+    """UCI optdigits as scikit-learn ships it (1,797 digits, 8x8 ink counts), as files; none without scikit-learn.
+
+    No model here learnt from optdigits, so all of it is held out.
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        return []
+    digits = load_digits()
+    images = np.round(digits.images[:limit] * 255 / 16).astype(np.uint8)
+    return list(digit_files("optdigits", images, digits.target[:limit]))
 
 
 def evaluate(
