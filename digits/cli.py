@@ -326,7 +326,7 @@ def models_rollback() -> None:
 @click.option("--name", help="Model name (default digits-cnn, or digits-<arch>).")
 @click.option("--store", type=click.Path(file_okay=False, path_type=Path), help="Model store [DIGITS_MODEL_STORE].")
 @click.option("--limit", type=int, help="Train on this many digits only (for a quick try).")
-@click.option("--seed", type=int, help="Seed of the weights and the data order (crnn: train members of an ensemble).")
+@click.option("--seed", type=int, help="Seed of the weights and the data order (to train members of an ensemble).")
 def train(
     arch: str,
     data_dir: Path,
@@ -343,17 +343,17 @@ def train(
     from worker.train import train as run_training
 
     store = store or get_settings().model_store
+    extra = {"seed": seed} if seed is not None else {}
     if arch == "crnn":
         if not (data_dir / ORAND_DIR / "labels.json").exists():
             raise click.ClickException(f"the string model needs {data_dir / ORAND_DIR}; pass --data")
-        extra = {"seed": seed} if seed is not None else {}
         ref = train_strings(data_dir, store, epochs or STRING_EPOCHS, name=name or "digits-crnn", **extra)
         click.echo(f"saved {ref.label} to {ref.path}")
         return
     if not (data_dir / "mnist.npz").exists():
         click.echo(f"{data_dir}/mnist.npz not found: downloading MNIST through keras", err=True)
         data_dir = None
-    ref = run_training(arch, data_dir, store, epochs, name=name, limit=limit)
+    ref = run_training(arch, data_dir, store, epochs, name=name, limit=limit, **extra)
     click.echo(f"saved {ref.label} to {ref.path}")
 
 

@@ -7,9 +7,11 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from worker.model_store import list_models
+from worker.train import optdigits_bitmap, semeion_bitmap, small_bitmap
 
 
 @pytest.mark.needs_data
@@ -30,5 +32,31 @@ def test_train_writes_the_next_version_with_metadata(tmp_path, shared_data, arch
     assert meta["architecture"] == arch
     assert meta["data_seen"] == data_seen
     assert meta["training_digits"] == 4000
+    assert meta["seed"] == 20261129  # the default, recorded so that a run can be repeated
     # Even 4,000 digits and two epochs learn something; chance is 10%.
     assert meta["held_out_accuracy"]["mnist-test"] > 0.6
+
+
+def test_semeion_bitmaps_stretch_a_digit_to_fill_its_box_unless_asked_to_keep_its_shape():
+    one = np.zeros((40, 40), np.uint8)
+    one[5:35, 18:22] = 255
+    stretched = semeion_bitmap(one)
+    assert stretched.shape == (16, 16) and stretched.dtype == np.uint8
+    assert stretched.all(), "a lone bar stretched to fill the box covers all of it"
+    kept = semeion_bitmap(one, keep_shape=True)
+    assert set(np.unique(kept)) == {0, 255}
+    columns = np.flatnonzero(kept.any(axis=0))
+    assert columns.min() >= 6 and columns.max() <= 9, columns
+
+
+def test_optdigits_bitmaps_count_the_ink_of_each_four_by_four_block():
+    tall = np.full((64, 32), 255, np.uint8)  # centred on a square: ink on its middle half
+    expected = np.zeros((8, 8), np.uint8)
+    expected[:, 2:6] = 255
+    assert np.array_equal(optdigits_bitmap(tall, keep_shape=True), expected)
+    assert optdigits_bitmap(tall).all()
+
+
+def test_a_small_bitmap_of_blank_paper_stays_blank():
+    blank = np.zeros((28, 28), np.uint8)
+    assert small_bitmap(blank, np.random.default_rng(0)) is blank
