@@ -2,7 +2,7 @@
 
 Real amounts come from ORAND-CAR-A (its held-out part never used here).
 Composed amounts put digits from every data set side by side, touching now
-and then, with the separators, dashes and underlines that cheques carry and
+and then, with the separators, end marks and underlines that cheques carry and
 that must never be read as digits, on paper with a drawn security pattern.
 """
 
@@ -97,7 +97,8 @@ def compose_line(pool: list, rng: np.random.Generator) -> tuple[np.ndarray, str]
     count = int(rng.choice(np.arange(1, MAX_DIGITS + 1), p=[0.03, 0.05, 0.12, 0.25, 0.3, 0.15, 0.06, 0.04]))
     height = int(rng.integers(22, 44))
     pieces, text = [], ""
-    separator_at = count - 3 if count >= 4 and rng.random() < 0.5 else -1
+    # A dot between groups of thousands, as in 1.250.000, on half of the amounts.
+    separated = rng.random() < 0.5
     for i in range(count):
         crop, label = pool[int(rng.integers(len(pool)))]
         scale = height * rng.uniform(0.85, 1.1) / crop.shape[0]
@@ -105,10 +106,10 @@ def compose_line(pool: list, rng: np.random.Generator) -> tuple[np.ndarray, str]
         glyph = cv2.resize(crop, (width, max(2, round(crop.shape[0] * scale))), interpolation=cv2.INTER_AREA)
         pieces.append(("digit", glyph, int(rng.integers(-3, 4))))
         text += str(label)
-        if i == separator_at:
+        if separated and i < count - 1 and (count - 1 - i) % 3 == 0:
             pieces.append(("separator", _dot(height, rng), 0))
-    if rng.random() < 0.3:
-        pieces.append(("dash", _dash(height, rng), 0))
+    if rng.random() < END_MARK_SHARE:
+        pieces.append(("mark", end_mark(height, rng), 0))
 
     margin = int(rng.integers(2, 12))
     total = sum(g.shape[1] for _, g, _ in pieces) + 2 * margin + len(pieces) * height // 3
@@ -117,7 +118,7 @@ def compose_line(pool: list, rng: np.random.Generator) -> tuple[np.ndarray, str]
     for kind, glyph, lift in pieces:
         h, w = glyph.shape
         top = margin + 4 + lift + (height - h if kind == "separator" else 0)
-        if kind == "dash":
+        if kind == "mark":
             top = margin + 4 + height // 2 - h // 2
         top = int(np.clip(top, 0, canvas.shape[0] - h))
         region = canvas[top : top + h, x : x + w]
@@ -201,6 +202,39 @@ def _dot(height: int, rng: np.random.Generator) -> np.ndarray:
     if dot.shape[0] > size:  # a comma's tail
         cv2.line(dot, (size // 2, size // 2), (0, dot.shape[0] - 1), 1.0, max(1, size // 3))
     return dot
+
+
+END_MARK_SHARE = 0.4
+"""Share of composed amounts closed by an ``end_mark``."""
+
+
+def end_mark(height: int, rng: np.random.Generator) -> np.ndarray:
+    """A mark that closes an amount so that nothing can be added: - = / # or .- (ink high, float32).
+
+    On held-out cheques a closing "/" was read as a 1 and a "#" as a 4 while
+    the composed amounts only ever ended in a dash.
+    """
+    kind = rng.choice(["dash", "double dash", "slash", "hash", "dot and dash"], p=[0.35, 0.15, 0.2, 0.15, 0.15])
+    if kind == "dash":
+        return _dash(height, rng)
+    stroke = max(1, round(height * rng.uniform(0.06, 0.12)))
+    h, w = int(height * rng.uniform(0.45, 0.9)), int(height * rng.uniform(0.4, 0.9))
+    mark = np.zeros((h, w), np.float32)
+    if kind == "double dash":
+        for y in (h // 3, 2 * h // 3):
+            cv2.line(mark, (0, y + int(rng.integers(-1, 2))), (w - 1, y), 1.0, stroke)
+    elif kind == "slash":
+        cv2.line(mark, (0, h - 1), (w - 1, 0), 1.0, stroke)
+    elif kind == "hash":
+        lean = w // 4
+        for x in (w // 3, 2 * w // 3):
+            cv2.line(mark, (x - lean // 2, h - 1), (x + lean // 2, 0), 1.0, stroke)
+        for y in (h // 3, 2 * h // 3):
+            cv2.line(mark, (0, y), (w - 1, y), 1.0, stroke)
+    else:  # dot and dash
+        cv2.circle(mark, (stroke, h - stroke - 1), stroke, 1.0, -1)
+        cv2.line(mark, (w // 3, h // 2), (w - 1, h // 2), 1.0, stroke)
+    return mark
 
 
 def _dash(height: int, rng: np.random.Generator) -> np.ndarray:
