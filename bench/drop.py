@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from digits.results import read_rows
+from bench.rows import RowTail
 
 DATA = Path(os.environ.get("DIGITS_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -91,9 +91,10 @@ def main() -> None:
 
     kills_at = [int(args.files * (k + 1) / (args.kill + 1)) for k in range(args.kill)]
     killed = []
+    tail = RowTail(root / "results" / "inbox")
     rows: list[dict] = []
     while time.monotonic() - started < args.timeout:
-        rows = [row for path in (root / "results" / "inbox").glob("*.csv") for row in read_rows(path)]
+        rows += tail.new_rows()
         if kills_at and len(rows) >= kills_at[0]:
             kills_at.pop(0)
             worker = pool_processes(up.pid)
@@ -106,7 +107,7 @@ def main() -> None:
         time.sleep(0.2)
     elapsed = time.monotonic() - started
     time.sleep(3)  # a late duplicate would show up now
-    rows = [row for path in (root / "results" / "inbox").glob("*.csv") for row in read_rows(path)]
+    rows += tail.new_rows()
     up.send_signal(signal.SIGTERM)
     up.wait(120)
 

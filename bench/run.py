@@ -37,10 +37,10 @@ import cv2
 import numpy as np
 
 from bench.drop import digit_images, free_port
+from bench.rows import RowTail
 from bench.seed import SEED_MODEL
 from bench.soak import rss_mb, stack_processes
 from digits.layouts import load_layout
-from digits.results import COLUMNS
 from digits.samples import draw_page
 from digits.settings import get_settings
 from layouts import FOLDER
@@ -100,7 +100,7 @@ class Service:
         self.workers = workers
         self.env = dict(os.environ, DIGITS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", TF_CPP_MIN_LOG_LEVEL="2")
         self.up: subprocess.Popen | None = None
-        self._offsets: dict[Path, int] = {}
+        self.rows = RowTail(self.root / "results" / "inbox")
         (self.root / "inbox" / "cheque").mkdir(parents=True)
         (self.root / "staged").mkdir()
 
@@ -128,30 +128,12 @@ class Service:
         for path in staged:
             os.rename(path, self.root / "inbox" / into / path.name)  # appears whole, as a scanner's rename would
 
-    def new_rows(self) -> list[dict]:
-        """Rows appended to the CSVs since the last look (only those bytes are read and parsed).
-
-        Waiting must cost the service no CPU: parsing the whole CSV every 10 ms
-        took a core from it once it held a few thousand rows.
-        """
-        rows = []
-        for path in sorted((self.root / "results" / "inbox").glob("*.csv")):
-            start = self._offsets.get(path, 0)
-            with open(path, "rb") as handle:
-                handle.seek(start)
-                chunk = handle.read()
-            end = chunk.rfind(b"\n") + 1  # whole lines only: a block may be half-written
-            lines = chunk[:end].decode("utf-8").splitlines()[1 if start == 0 else 0 :]  # no header
-            rows += csv.DictReader(lines, fieldnames=COLUMNS)
-            self._offsets[path] = start + end
-        return rows
-
     def wait_for(self, sources: set[str], timeout: float = 1800) -> list[dict]:
         """The rows of ``sources`` once each has at least one."""
         deadline = time.monotonic() + timeout
         found: list[dict] = []
         while time.monotonic() < deadline:
-            found += [row for row in self.new_rows() if row["source"] in sources]
+            found += [row for row in self.rows.new_rows() if row["source"] in sources]
             if {row["source"] for row in found} >= sources:
                 return found
             time.sleep(POLL_SECONDS)

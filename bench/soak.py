@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 
 from bench.drop import digit_images, free_port, pool_processes
-from digits.results import read_rows
+from bench.rows import RowTail
 
 MAX_GROWTH = 0.10
 """Largest allowed growth of a process's resident memory after warm-up."""
@@ -83,6 +83,7 @@ def run(files: int, workers: int, timeout: float) -> dict:
     names: dict[int, str] = {}
     started = time.monotonic()
     next_sample = 0.0
+    tail = RowTail(root / "results" / "inbox")
     rows: list[dict] = []
     try:
         while not (root / "inbox").exists():
@@ -90,7 +91,7 @@ def run(files: int, workers: int, timeout: float) -> dict:
         folder.mkdir(parents=True, exist_ok=True)
         dropped = 0
         while time.monotonic() - started < timeout:
-            rows = [row for path in (root / "results" / "inbox").glob("*.csv") for row in read_rows(path)]
+            rows += tail.new_rows()
             if dropped < files and dropped - len(rows) < WAVE:
                 for i in range(dropped, min(files, dropped + WAVE)):
                     page, label = images[i % len(images)]
@@ -116,7 +117,7 @@ def run(files: int, workers: int, timeout: float) -> dict:
             time.sleep(0.5)
         elapsed = time.monotonic() - started
         time.sleep(3)  # a late duplicate would show up now
-        rows = [row for path in (root / "results" / "inbox").glob("*.csv") for row in read_rows(path)]
+        rows += tail.new_rows()
     finally:
         up.send_signal(signal.SIGTERM)
         up.wait(120)
