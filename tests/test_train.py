@@ -17,7 +17,7 @@ from worker.train import optdigits_bitmap, semeion_bitmap, small_bitmap
 @pytest.mark.needs_data
 @pytest.mark.parametrize(
     ("arch", "data_seen"),
-    [("cnn", ["mnist", "usps", "ardis"]), ("seed-mlp", ["mnist"])],  # the seed recipe is MNIST only
+    [("cnn", ["mnist", "usps", "ardis", "optdigits"]), ("seed-mlp", ["mnist"])],  # the seed recipe is MNIST only
 )
 def test_train_writes_the_next_version_with_metadata(tmp_path, shared_data, arch, data_seen):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

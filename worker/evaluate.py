@@ -22,7 +22,7 @@ from digits.results import OK
 from worker.model import Models
 from worker.pipeline import recognize_files
 from worker.strings import ORAND_DIR
-from worker.train import SPLIT_SEED, semeion_bitmap, split_indices
+from worker.train import SPLIT_SEED, load_optdigits, semeion_bitmap, split_indices
 
 FORMATS = (".png", ".jpg", ".bmp", ".tif")
 """File formats the single-digit samples are written in, in turn."""
@@ -97,14 +97,14 @@ def load_samples(data_dir: Path, limit: int | None = None) -> dict[str, list[Sam
         # Semeion's own digits are not here; its way of keeping them is.
         semeion = np.stack([semeion_bitmap(image) for image in x[:SEMEION_STYLE_DIGITS][:limit]])
         sets["semeion-style"] = list(digit_files("semeion-style", semeion, y[:SEMEION_STYLE_DIGITS][:limit]))
-    optdigits = optdigits_samples(limit)
-    if optdigits:
-        sets["optdigits"] = optdigits
     for source, file_name in (("usps-held-out", "usps-train.npz"), ("ardis-held-out", "ardis4-train.npz")):
         if (data_dir / file_name).exists():
             with np.load(data_dir / file_name) as data:
                 held = split_indices(len(data["x"]))[0][:limit]
                 sets[source] = list(digit_files(source, data["x"][held], data["y"][held]))
+    optdigits = optdigits_samples(limit)
+    if optdigits:
+        sets["optdigits-held-out"] = optdigits
     orand = data_dir / ORAND_DIR
     if (orand / "labels.json").exists():
         labels = json.loads((orand / "labels.json").read_text())
@@ -118,17 +118,13 @@ def load_samples(data_dir: Path, limit: int | None = None) -> dict[str, list[Sam
 
 
 def optdigits_samples(limit: int | None = None) -> list[Sample]:
-    """UCI optdigits as scikit-learn ships it (1,797 digits, 8x8 ink counts), as files; none without scikit-learn.
-
-    No model here learnt from optdigits, so all of it is held out.
-    """
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:
+    """The held-out part of UCI optdigits (scikit-learn's copy, 8x8 ink counts), as files; none without scikit-learn."""
+    optdigits = load_optdigits()
+    if optdigits is None:
         return []
-    digits = load_digits()
-    images = np.round(digits.images[:limit] * 255 / 16).astype(np.uint8)
-    return list(digit_files("optdigits", images, digits.target[:limit]))
+    x, y = optdigits
+    held = split_indices(len(x))[0][:limit]
+    return list(digit_files("optdigits-held-out", x[held], y[held]))
 
 
 def evaluate(
