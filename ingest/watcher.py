@@ -301,7 +301,10 @@ class Ingester:
             del self.in_flight[drop_id]
 
     def recover(self) -> None:
-        """Pick up files left in ``processing/`` by an earlier run: file them away or re-send them."""
+        """Pick up files left in ``processing/`` by an earlier run: file them away or re-send them.
+
+        Empty drop folders an earlier run left are removed.
+        """
         left = {
             drop_dir.name: Path(root, name)
             for drop_dir in self.processing.iterdir()
@@ -309,6 +312,12 @@ class Ingester:
             for root, _, files in os.walk(drop_dir)
             for name in files
         }
+        for drop_dir in self.processing.iterdir():
+            if drop_dir.is_dir() and drop_dir.name not in left:
+                # Killed between making a drop's folder and moving its file in, or
+                # between moving the file on and removing the folder: nothing to send.
+                for root, _, _ in os.walk(drop_dir, topdown=False):
+                    self._remove_empty_folders(Path(root))
         try:
             finished = task_states(self.celery, list(left))
         except Exception:

@@ -36,3 +36,19 @@ def test_a_failed_file_waits_in_processing_while_its_error_row_cannot_be_written
     assert not ingester.in_flight
     [row] = [row for csv_path in (settings.results / "inbox").glob("*.csv") for row in read_rows(csv_path)]
     assert row["source"] == "hung.png" and row["status"] == "error" and "time limit" in row["error"]
+
+
+def test_empty_drop_folders_left_by_a_killed_ingester_are_removed_when_it_starts(tmp_path, private_redis):
+    settings = Settings(redis_url=private_redis.url, inbox=tmp_path / "inbox", archive=tmp_path,
+                        results=tmp_path / "results")  # fmt: skip
+    ingester = Ingester(settings, make_app(private_redis.url))
+    # Killed after making a drop's folders but before moving the file in (a file from a sub-folder).
+    (tmp_path / "processing" / "drop-empty" / "cheque").mkdir(parents=True)
+    waiting = tmp_path / "processing" / "drop-full" / "cheque" / "left.png"
+    waiting.parent.mkdir(parents=True)
+    waiting.write_bytes(b"the scan")
+
+    ingester.recover()
+    assert [p.name for p in (tmp_path / "processing").iterdir()] == ["drop-full"]
+    assert waiting.read_bytes() == b"the scan"
+    assert ingester.unsent == {"drop-full": waiting}
