@@ -305,19 +305,16 @@ class Ingester:
 
         Empty drop folders an earlier run left are removed.
         """
-        left = {
-            drop_dir.name: Path(root, name)
-            for drop_dir in self.processing.iterdir()
-            if drop_dir.is_dir()
-            for root, _, files in os.walk(drop_dir)
-            for name in files
-        }
-        for drop_dir in self.processing.iterdir():
-            if drop_dir.is_dir() and drop_dir.name not in left:
-                # Killed between making a drop's folder and moving its file in, or
-                # between moving the file on and removing the folder: nothing to send.
-                for root, _, _ in os.walk(drop_dir, topdown=False):
-                    self._remove_empty_folders(Path(root))
+        left: dict[str, Path] = {}
+        for drop_dir in (d for d in self.processing.iterdir() if d.is_dir()):
+            files = [Path(root, name) for root, _, names in os.walk(drop_dir) for name in names]
+            if files:
+                left[drop_dir.name] = files[-1]
+                continue
+            # Killed between making a drop's folder and moving its file in, or
+            # between moving the file on and removing the folder: nothing to send.
+            for root, _, _ in os.walk(drop_dir, topdown=False):
+                self._remove_empty_folders(Path(root))
         try:
             finished = task_states(self.celery, list(left))
         except Exception:

@@ -44,6 +44,14 @@ class DataSplit:
     held_out: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)
 
+    def add_extra(self, source: str, x: np.ndarray, y: np.ndarray, repeats: int = 1) -> None:
+        """Learn from 80% of a set (each digit ``repeats`` times a pass); hold the rest out as ``<source>-held-out``."""
+        held, train = split_indices(len(x))
+        self.train_x.append(_pad_to_mnist(np.repeat(x[train], repeats, axis=0)))
+        self.train_y.append(np.repeat(y[train], repeats))
+        self.held_out[f"{source}-held-out"] = (x[held], y[held])
+        self.seen.append(source)
+
 
 def load_data(data_dir: Path | None, extra: bool = True, with_optdigits: bool = True) -> DataSplit:
     """MNIST plus (if ``extra``) whichever extra sets are in ``data_dir``, and optdigits with scikit-learn.
@@ -70,20 +78,10 @@ def load_data(data_dir: Path | None, extra: bool = True, with_optdigits: bool = 
         if not path or not path.exists():
             continue
         with np.load(path) as data:
-            x, y = data["x"], data["y"]
-        held, train = split_indices(len(x))
-        split.train_x.append(_pad_to_mnist(x[train]))
-        split.train_y.append(y[train])
-        split.held_out[f"{source}-held-out"] = (x[held], y[held])
-        split.seen.append(source)
+            split.add_extra(source, data["x"], data["y"])
     optdigits = load_optdigits() if extra and with_optdigits else None
     if optdigits is not None:
-        x, y = optdigits
-        held, train = split_indices(len(x))
-        split.train_x.append(_pad_to_mnist(np.repeat(x[train], OPTDIGITS_REPEATS, axis=0)))
-        split.train_y.append(np.repeat(y[train], OPTDIGITS_REPEATS))
-        split.held_out["optdigits-held-out"] = (x[held], y[held])
-        split.seen.append("optdigits")
+        split.add_extra("optdigits", *optdigits, repeats=OPTDIGITS_REPEATS)
     return split
 
 
