@@ -19,6 +19,7 @@ import numpy as np
 from digits.results import file_sha256
 from worker import model_store
 from worker.model import build
+from worker.prefetch import Prefetcher
 from worker.segment import PREPROCESSING_VERSION, ink_image, normalise_digit
 
 HELD_OUT_FRACTION = 0.2
@@ -237,7 +238,6 @@ def train(
 
     ``seed`` sets the weights' start and the distortions, as for ``train_strings``.
     """
-    import keras
 
     started = time.monotonic()
     recipe = RECIPES[arch]
@@ -248,31 +248,18 @@ def train(
     if limit:
         keep = np.random.default_rng(SPLIT_SEED).permutation(len(raw_x))[:limit]
         raw_x, y = raw_x[keep], y[keep]
-    clean = np.stack([prepare(raw) for raw in raw_x])
-
-    keras.utils.set_random_seed(seed)  # before the weights are drawn
-    model = build(arch)
-    if recipe.schedule:
-        steps = epochs * int(np.ceil(len(y) / 128))
-        schedule = keras.optimizers.schedules.CosineDecay(2e-3, steps, alpha=0.02)
-        model.compile(
-            optimizer=keras.optimizers.Adam(schedule),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
-    rng = np.random.default_rng(seed)
-    for epoch in range(epochs):
-        # Fresh distortions every epoch; the rest of the digits stay clean.
-        x = clean.copy()
-        distorted = rng.random(len(x)) < recipe.distorted_share
-        small = rng.random(len(x)) < recipe.small_share
-        rescanned = small | (rng.random(len(x)) < recipe.rescanned_share)
-        for i in np.nonzero(distorted | rescanned)[0]:
-            raw = distort(raw_x[i], rng) if distorted[i] else raw_x[i]
-            raw = small_bitmap(raw, rng) if small[i] else raw
-            x[i] = prepare(rescan(raw, rng) if rescanned[i] else raw)
-        print(f"epoch {epoch + 1}/{epochs}")
-        model.fit(x[..., None], y, batch_size=128, epochs=1, verbose=2, shuffle=True)
+    parts = -(-len(raw_x) // DIGITS_PER_PART)
+    with Prefetcher(_changed_digits, {"raw_x": raw_x, "recipe": recipe}, parts, seed, epochs) as passes:
+        # The first pass's distortions are being made while the clean digits are prepared here.
+        clean = np.stack([prepare(raw) for raw in raw_x])
+        model = _compiled_classifier(arch, recipe, epochs, len(y), seed)
+        for epoch in range(epochs):
+            # Fresh distortions every epoch; the rest of the digits stay clean.
+            x = clean.copy()
+            for changed, images in passes.parts_of(epoch):
+                x[changed] = images
+            print(f"epoch {epoch + 1}/{epochs}")
+            model.fit(x[..., None], y, batch_size=128, epochs=1, verbose=2, shuffle=True)
 
     accuracies = {}
     for source, (hx, hy) in split.held_out.items():
@@ -291,6 +278,42 @@ def train(
         "recipe": asdict(recipe) | {"epochs": epochs},
     }
     return save_version(model, name, store, started, facts, accuracies)
+
+
+def _compiled_classifier(arch: str, recipe: Recipe, epochs: int, digits: int, seed: int):
+    import keras
+
+    keras.utils.set_random_seed(seed)  # before the weights are drawn
+    model = build(arch)
+    if recipe.schedule:
+        steps = epochs * int(np.ceil(digits / 128))
+        schedule = keras.optimizers.schedules.CosineDecay(2e-3, steps, alpha=0.02)
+        model.compile(
+            optimizer=keras.optimizers.Adam(schedule),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+    return model
+
+
+DIGITS_PER_PART = 4096
+"""Digits in each part of a pass that a background process prepares (see ``worker.prefetch``)."""
+
+
+def _changed_digits(shared: dict, rng: np.random.Generator, part: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and prepared images of the digits of ``part`` that are distorted or rescanned this pass."""
+    recipe: Recipe = shared["recipe"]
+    raw_x = shared["raw_x"][part * DIGITS_PER_PART : (part + 1) * DIGITS_PER_PART]
+    distorted = rng.random(len(raw_x)) < recipe.distorted_share
+    small = rng.random(len(raw_x)) < recipe.small_share
+    rescanned = small | (rng.random(len(raw_x)) < recipe.rescanned_share)
+    changed = np.flatnonzero(distorted | rescanned)
+    images = np.empty((len(changed), *raw_x.shape[1:]), np.float32)
+    for k, i in enumerate(changed):
+        raw = distort(raw_x[i], rng) if distorted[i] else raw_x[i]
+        raw = small_bitmap(raw, rng) if small[i] else raw
+        images[k] = prepare(rescan(raw, rng) if rescanned[i] else raw)
+    return part * DIGITS_PER_PART + changed, images
 
 
 def save_version(model, name: str, store: Path, started: float, facts: dict, accuracies: dict) -> model_store.ModelRef:
@@ -352,36 +375,32 @@ def train_strings(
 
     from worker.ctc import decode
     from worker.model import build_string_model, ctc_loss
-    from worker.strings import batch_of_lines, compose_line, digit_pool, encode_labels, jitter_real, orand_split
+    from worker.strings import batch_of_lines, digit_pool, encode_labels, orand_split
 
     started = time.monotonic()
     split = load_data(data_dir, with_optdigits=False)  # 8x8 digits would make blurs of composed amounts
     real, held, orand_digits = orand_split(data_dir)
     pools = (orand_digits, digit_pool(list(zip(split.train_x, split.train_y, strict=True)), []))
-    keras.utils.set_random_seed(seed)
-    rng = np.random.default_rng(seed)
+    shared = {"real": real, "pools": pools, "real_repeats": real_repeats, "synthetic": synthetic_per_epoch}
+    with Prefetcher(_training_lines, shared, LINE_PARTS, seed, epochs) as passes:
+        keras.utils.set_random_seed(seed)
+        model = build_string_model()
+        batches = epochs * ((len(real.images) * real_repeats + synthetic_per_epoch) // 64 + 1)
+        schedule = keras.optimizers.schedules.CosineDecay(1e-3, batches)
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=ctc_loss)
+        held_x = batch_of_lines(held.images)
 
-    model = build_string_model()
-    batches = epochs * ((len(real.images) * real_repeats + synthetic_per_epoch) // 64 + 1)
-    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, batches)), loss=ctc_loss)
-    held_x = batch_of_lines(held.images)
+        def exact_share() -> float:
+            read = [r.digits for r in decode([np.asarray(model.predict(held_x, verbose=0))])]
+            return round(float(np.mean([a == b for a, b in zip(read, held.labels, strict=True)])), 5)
 
-    def exact_share() -> float:
-        read = [r.digits for r in decode([np.asarray(model.predict(held_x, verbose=0))])]
-        return round(float(np.mean([a == b for a, b in zip(read, held.labels, strict=True)])), 5)
-
-    for epoch in range(epochs):
-        images = [jitter_real(image, rng) for image in real.images for _ in range(real_repeats)]
-        texts = [label for label in real.labels for _ in range(real_repeats)]
-        for _ in range(synthetic_per_epoch):
-            # Cheque digits first: they are what the service reads most.
-            pool = pools[0] if rng.random() < 0.4 else pools[1]
-            image, text = compose_line(pool, rng)
-            images.append(image)
-            texts.append(text)
-        print(f"epoch {epoch + 1}/{epochs}: {len(images)} lines")
-        model.fit(batch_of_lines(images), encode_labels(texts), batch_size=64, epochs=1, verbose=2, shuffle=True)
-        print(f"  held-out cheque amounts read exactly: {exact_share():.4f}")
+        for epoch in range(epochs):
+            parts = passes.parts_of(epoch)
+            lines = np.concatenate([part_lines for part_lines, _ in parts])
+            texts = [text for _, part_texts in parts for text in part_texts]
+            print(f"epoch {epoch + 1}/{epochs}: {len(lines)} lines")
+            model.fit(lines, encode_labels(texts), batch_size=64, epochs=1, verbose=2, shuffle=True)
+            print(f"  held-out cheque amounts read exactly: {exact_share():.4f}")
 
     facts = {
         "architecture": "crnn",
@@ -392,3 +411,24 @@ def train_strings(
         "seed": seed,
     }
     return save_version(model, name, store, started, facts, {"orand-held-out": exact_share()})
+
+
+LINE_PARTS = 8
+"""Parts each pass of the string model's lines is made in (see ``worker.prefetch``)."""
+
+
+def _training_lines(shared: dict, rng: np.random.Generator, part: int) -> tuple[np.ndarray, list[str]]:
+    """Model inputs and digit strings of one part of a pass: its share of real (jittered) and composed amounts."""
+    from worker.strings import batch_of_lines, compose_line, jitter_real
+
+    real, (cheque_digits, other_digits) = shared["real"], shared["pools"]
+    images, texts = [], []
+    for image, label in list(zip(real.images, real.labels, strict=True))[part::LINE_PARTS]:
+        images += [jitter_real(image, rng) for _ in range(shared["real_repeats"])]
+        texts += [label] * shared["real_repeats"]
+    for _ in range(len(range(part, shared["synthetic"], LINE_PARTS))):
+        # Cheque digits first: they are what the service reads most.
+        image, text = compose_line(cheque_digits if rng.random() < 0.4 else other_digits, rng)
+        images.append(image)
+        texts.append(text)
+    return batch_of_lines(images), texts
