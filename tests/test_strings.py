@@ -1,0 +1,30 @@
+"""The string model's training lines: real amounts bent, not broken."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from worker.strings import elastic
+
+
+def _written_line() -> np.ndarray:
+    page = np.full((50, 160), 230, np.uint8)
+    cv2.putText(page, "4071", (8, 38), cv2.FONT_HERSHEY_SIMPLEX, 1.2, 30, 3)
+    return page
+
+
+def test_elastic_bends_the_strokes_but_keeps_the_line_where_and_as_heavy_as_it_was():
+    line = _written_line()
+    ink = line < 128
+    ys, xs = np.nonzero(ink)
+    for seed in range(20):
+        bent = elastic(line, np.random.default_rng(seed))
+        assert bent.shape == line.shape and bent.dtype == line.dtype
+        bent_ink = bent < 128
+        assert (bent_ink != ink).sum() > 0.05 * ink.sum()  # the strokes moved...
+        assert 0.8 < bent_ink.sum() / ink.sum() < 1.2  # ...without being thinned away or smeared
+        bys, bxs = np.nonzero(bent_ink)
+        reach = 0.1 * line.shape[0] + 1
+        assert abs(bys.min() - ys.min()) <= reach and abs(bys.max() - ys.max()) <= reach
+        assert abs(bxs.min() - xs.min()) <= reach and abs(bxs.max() - xs.max()) <= reach
