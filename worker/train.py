@@ -238,7 +238,6 @@ def train(
 
     ``seed`` sets the weights' start and the distortions, as for ``train_strings``.
     """
-
     started = time.monotonic()
     recipe = RECIPES[arch]
     epochs = epochs or recipe.epochs
@@ -281,6 +280,7 @@ def train(
 
 
 def _compiled_classifier(arch: str, recipe: Recipe, epochs: int, digits: int, seed: int):
+    """A fresh ``arch`` model compiled for ``recipe``, its weights drawn from ``seed``."""
     import keras
 
     keras.utils.set_random_seed(seed)  # before the weights are drawn
