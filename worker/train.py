@@ -375,7 +375,7 @@ def train_strings(
 
     from worker.ctc import decode
     from worker.model import build_string_model, ctc_loss
-    from worker.strings import batch_of_lines, digit_pool, encode_labels, orand_split
+    from worker.strings import ELASTIC_SHARE, END_MARK_SHARE, batch_of_lines, digit_pool, encode_labels, orand_split
 
     started = time.monotonic()
     split = load_data(data_dir, with_optdigits=False)  # 8x8 digits would make blurs of composed amounts
@@ -407,6 +407,8 @@ def train_strings(
         "data_seen": ["orand-car-a", *split.seen],
         "training_lines_per_epoch": len(real.images) * real_repeats + synthetic_per_epoch,
         "real_repeats": real_repeats,
+        "end_mark_share": END_MARK_SHARE,
+        "elastic_share": ELASTIC_SHARE,
         "epochs": epochs,
         "seed": seed,
     }
