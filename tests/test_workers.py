@@ -194,17 +194,19 @@ def test_a_hung_task_is_stopped_at_the_time_limit_and_its_file_fails_with_the_re
 
 
 def test_the_ingester_killed_with_a_backlog_and_restarted_loses_and_doubles_nothing(stack):
-    stack.start_worker(concurrency=2, name="steady")
+    # Small batches, so that rows come a few at a time: with batches of 32, a fast machine read
+    # and collected all 40 files of an earlier version of this test by the time it looked.
+    stack.start_worker(concurrency=2, name="steady", DIGITS_BATCH_SIZE="2")
     ingester = stack.start_ingester()
-    expected = drop_many(stack, 40, "backlog")
-    wait_until(lambda: len(stack.inbox_rows()) >= 5, 120, "the first rows")
+    expected = drop_many(stack, 80, "backlog")
+    wait_until(lambda: len(stack.inbox_rows()) >= 3, 120, "the first rows", interval=0.01)
     ingester.kill()  # kill -9, mid-backlog: files in the inbox, in processing/, queued and in progress
     ingester.wait()
     in_flight = [p for p in stack.processing.rglob("*.png")] + list(stack.inbox.glob("*.png"))
     assert len(in_flight) >= 10, "the ingester died with no backlog; the test proved nothing"
     expected |= drop_many(stack, 10, "while-down")  # the scanner goes on while it is down
     stack.start_ingester()
-    stack.wait_for_inbox_rows(50, timeout=180)
+    stack.wait_for_inbox_rows(90, timeout=180)
     time.sleep(2)  # a file sent twice would show up as a doubled row now
     assert_each_file_once(stack, expected)
 
