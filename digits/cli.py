@@ -338,8 +338,7 @@ def train(
 ) -> None:
     """Train a model and save it as the next version in the model store."""
     from digits.settings import get_settings
-    from worker.strings import ORAND_DIR
-    from worker.train import STRING_EPOCHS, train_strings
+    from worker.train import ORAND_DIR, STRING_EPOCHS, train_strings
     from worker.train import train as run_training
 
     store = store or get_settings().model_store
@@ -389,8 +388,10 @@ def evaluate(model: str | None, data_dir: Path, out: Path, limit: int | None) ->
     reports = run_evaluation(models, sets, out, settings.review_threshold)
     readers = " + ".join(m.label for m in (models.classifier, models.reader) if m)
     table = Table(title=f"{readers} on held-out files")
-    for column in ("source", "files", "accuracy", "error rate among ok", "sent to review"):
-        table.add_column(column, justify="left" if column == "source" else "right")
+    # Source names are never cut short, even in a narrow terminal; the other headers wrap.
+    table.add_column("source", no_wrap=True, min_width=max(len(r.source) for r in reports))
+    for column in ("files", "accuracy", "error rate among ok", "sent to review"):
+        table.add_column(column, justify="right")
     for r in reports:
         table.add_row(r.source, str(r.files), f"{r.accuracy:.2%}", f"{r.ok_error_rate:.2%}", f"{r.review_share:.1%}")
     Console().print(table)

@@ -11,13 +11,17 @@ import numpy as np
 import pytest
 
 from worker.model_store import list_models
-from worker.train import optdigits_bitmap, semeion_bitmap, small_bitmap
+from worker.strings import orand_split
+from worker.train import ORAND_DIGIT_REPEATS, load_data, optdigits_bitmap, semeion_bitmap, small_bitmap
 
 
 @pytest.mark.needs_data
 @pytest.mark.parametrize(
     ("arch", "data_seen"),
-    [("cnn", ["mnist", "usps", "ardis", "optdigits"]), ("seed-mlp", ["mnist"])],  # the seed recipe is MNIST only
+    [
+        ("cnn", ["mnist", "usps", "ardis", "optdigits", "orand-car-a-digits"]),
+        ("seed-mlp", ["mnist"]),  # the seed recipe is MNIST only
+    ],
 )
 def test_train_writes_the_next_version_with_metadata(tmp_path, shared_data, arch, data_seen):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -35,6 +39,21 @@ def test_train_writes_the_next_version_with_metadata(tmp_path, shared_data, arch
     assert meta["seed"] == 20261129  # the default, recorded so that a run can be repeated
     # Even 4,000 digits and two epochs learn something; chance is 10%.
     assert meta["held_out_accuracy"]["mnist-test"] > 0.6
+
+
+@pytest.mark.needs_data
+def test_cheque_digits_are_learnt_from_the_training_amounts_and_held_out_with_theirs(shared_data):
+    training_amounts, held_amounts = orand_split(shared_data)
+    split = load_data(shared_data)
+    held_x, held_y = split.held_out["orand-digits-held-out"]
+    # Every digit of the held-out amounts, in order, and no other: the string model's
+    # held-out amounts stay unseen by the CNN too.
+    assert "".join(map(str, held_y)) == "".join(held_amounts.labels)
+    learnt = split.train_y[split.seen.index("orand-car-a-digits")]
+    assert len(learnt) == ORAND_DIGIT_REPEATS * len("".join(training_amounts.labels))
+    assert held_x.shape[1:] == (28, 28) and held_x.dtype == np.uint8 and held_x.max() == 255
+    # The string model has a pool of cheque digits of its own.
+    assert "orand-car-a-digits" not in load_data(shared_data, with_cheque_digits=False).seen
 
 
 def test_semeion_bitmaps_stretch_a_digit_to_fill_its_box_unless_asked_to_keep_its_shape():

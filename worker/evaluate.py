@@ -21,8 +21,8 @@ import numpy as np
 from digits.results import OK
 from worker.model import Models
 from worker.pipeline import recognize_files
-from worker.strings import ORAND_DIR
-from worker.train import SPLIT_SEED, load_optdigits, semeion_bitmap, split_indices
+from worker.strings import orand_split
+from worker.train import ORAND_DIR, SPLIT_SEED, load_optdigits, semeion_bitmap, split_indices
 
 FORMATS = (".png", ".jpg", ".bmp", ".tif")
 """File formats the single-digit samples are written in, in turn."""
@@ -35,6 +35,9 @@ LIGHT_ON_DARK_SHARE = 0.1
 
 SEMEION_STYLE_DIGITS = 2000
 """MNIST test digits (the first ones) redrawn Semeion's way for the ``semeion-style`` source."""
+
+CHEQUE_DIGIT_MARGIN = 0.1
+"""Paper kept around each held-out cheque digit's box, as a share of its height."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ def load_samples(data_dir: Path, limit: int | None = None) -> dict[str, list[Sam
         sets["optdigits-held-out"] = optdigits
     orand = data_dir / ORAND_DIR
     if (orand / "labels.json").exists():
+        sets["orand-digits-held-out"] = cheque_digit_files(data_dir)[:limit]
         labels = json.loads((orand / "labels.json").read_text())
         names = sorted(labels)
         held = sorted(split_indices(len(names))[0])[:limit]
@@ -115,6 +119,26 @@ def load_samples(data_dir: Path, limit: int | None = None) -> dict[str, list[Sam
             for i in held
         ]
     return sets
+
+
+def cheque_digit_files(data_dir: Path) -> list[Sample]:
+    """Each digit of the held-out ORAND amounts, cut from its scan by its box with a little paper around it.
+
+    Neighbouring digits and separators that reach into the margin stay, as they
+    do when a person crops a digit from a cheque.
+    """
+    held = orand_split(data_dir)[1]
+    samples = []
+    for gray, label, boxes in zip(held.images, held.labels, held.boxes, strict=True):
+        for (x, y, w, h), digit in zip(boxes, label, strict=True):
+            margin = round(h * CHEQUE_DIGIT_MARGIN)
+            crop = gray[max(0, y - margin) : y + h + margin, max(0, x - margin) : x + w + margin]
+            ext = FORMATS[len(samples) % len(FORMATS)]
+            ok, data = cv2.imencode(ext, crop)
+            assert ok
+            name = f"orand-digits-held-out-{len(samples):05d}{ext}"
+            samples.append(Sample("orand-digits-held-out", name, data.tobytes(), digit))
+    return samples
 
 
 def optdigits_samples(limit: int | None = None) -> list[Sample]:

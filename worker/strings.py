@@ -16,10 +16,8 @@ import cv2
 import numpy as np
 
 from worker.lines import ink_map, prepare_line
-from worker.train import split_indices
-
-ORAND_DIR = "orand-car-a-train"
-"""Folder of the real cheque amounts in the data folder."""
+from worker.segment import normalise_digit
+from worker.train import ORAND_DIR, split_indices
 
 MAX_DIGITS = 8
 """Longest amount the string model is trained on."""
@@ -27,43 +25,54 @@ MAX_DIGITS = 8
 
 @dataclass
 class RealLines:
-    """Cheque amount images (grey, as scanned) and their digit strings."""
+    """Cheque amount images (grey, as scanned), their digit strings and each digit's box."""
 
     images: list[np.ndarray]
     labels: list[str]
+    boxes: list[list[tuple[int, int, int, int]]]
+    """Per line, (x, y, w, h) of each digit, left to right, in the order of its label."""
 
 
-def orand_split(data_dir: Path) -> tuple[RealLines, RealLines, list[tuple[np.ndarray, int]]]:
-    """(training lines, held-out lines, ink maps of the training lines' single digits)."""
+def orand_split(data_dir: Path) -> tuple[RealLines, RealLines]:
+    """(training lines, held-out lines) of ORAND-CAR-A, with each digit's box."""
     folder = data_dir / ORAND_DIR
     labels = json.loads((folder / "labels.json").read_text())
     names = sorted(labels)
     held, train = split_indices(len(names))
     coco = json.loads((folder / "boxes-coco.json").read_text())
-    category = {c["id"]: int(c["name"]) for c in coco["categories"]}
     by_name = {image["file_name"]: image["id"] for image in coco["images"]}
     boxes: dict[int, list] = {}
     for annotation in coco["annotations"]:
-        boxes.setdefault(annotation["image_id"], []).append(annotation)
+        boxes.setdefault(annotation["image_id"], []).append(tuple(int(v) for v in annotation["bbox"]))
 
     def lines(indices: np.ndarray) -> RealLines:
-        picked = sorted(indices)
+        picked = [names[i] for i in sorted(indices)]
         return RealLines(
-            [cv2.imread(str(folder / "images" / names[i]), cv2.IMREAD_GRAYSCALE) for i in picked],
-            [labels[names[i]] for i in picked],
+            [cv2.imread(str(folder / "images" / name), cv2.IMREAD_GRAYSCALE) for name in picked],
+            [labels[name] for name in picked],
+            [sorted(boxes.get(by_name.get(name, -1), [])) for name in picked],
         )
 
-    training = lines(train)
+    return lines(train), lines(held)
+
+
+def digit_crops(lines: RealLines) -> list[tuple[np.ndarray, int]]:
+    """Each boxed digit of ``lines`` as (ink map float32, label), its neighbours' strokes cut away."""
     digits = []
-    for i in sorted(train):
-        gray = cv2.imread(str(folder / "images" / names[i]), cv2.IMREAD_GRAYSCALE)
+    for gray, label, boxes in zip(lines.images, lines.labels, lines.boxes, strict=True):
         ink = ink_map(gray)
-        for annotation in boxes.get(by_name.get(names[i], -1), []):
-            x, y, w, h = (int(v) for v in annotation["bbox"])
+        for (x, y, w, h), digit in zip(boxes, label, strict=True):
             crop = _without_neighbours(ink[y : y + h, x : x + w])
             if crop.size and h >= 8:
-                digits.append((crop, category[annotation["category_id"]]))
-    return training, lines(held), digits
+                digits.append((crop, int(digit)))
+    return digits
+
+
+def digit_arrays(lines: RealLines) -> tuple[np.ndarray, np.ndarray]:
+    """``digit_crops`` as MNIST-like (n, 28, 28) ink-high uint8 images and their labels."""
+    crops = digit_crops(lines)
+    images = [np.round(normalise_digit(np.round(crop * 255).astype(np.uint8)) * 255) for crop, _ in crops]
+    return np.array(images, np.uint8).reshape(-1, 28, 28), np.array([label for _, label in crops], np.uint8)
 
 
 def digit_pool(arrays: list[tuple[np.ndarray, np.ndarray]], orand_digits: list[tuple[np.ndarray, int]]):
