@@ -26,11 +26,11 @@ from worker.train import ORAND_DIGIT_REPEATS, load_data, optdigits_bitmap, semei
 def test_train_writes_the_next_version_with_metadata(tmp_path, shared_data, arch, data_seen):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     command = [sys.executable, "-m", "digits.cli", "train", "--arch", arch, "--data", str(shared_data),
-               "--epochs", "2", "--limit", "4000", "--store", str(tmp_path)]  # fmt: skip
-    for _ in range(2):
+               "--epochs", "2", "--limit", "4000", "--store", str(tmp_path / "new-store")]  # fmt: skip
+    for _ in range(2):  # the first run makes the store
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr
-    models = list_models(tmp_path)
+    models = list_models(tmp_path / "new-store")
     assert [m.version for m in models] == [1, 2]
     meta = json.loads(models[-1].metadata_path.read_text())
     assert meta["architecture"] == arch

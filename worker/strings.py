@@ -75,9 +75,9 @@ def digit_arrays(lines: RealLines) -> tuple[np.ndarray, np.ndarray]:
     return np.array(images, np.uint8).reshape(-1, 28, 28), np.array([label for _, label in crops], np.uint8)
 
 
-def digit_pool(arrays: list[tuple[np.ndarray, np.ndarray]], orand_digits: list[tuple[np.ndarray, int]]):
-    """Single digits as (ink map float32, label), from ink-high uint8 arrays and ORAND crops."""
-    pool = list(orand_digits)
+def digit_pool(arrays: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, int]]:
+    """Single digits as (ink map float32, label), like ``digit_crops``, from ink-high uint8 arrays."""
+    pool = []
     for images, labels in arrays:
         for image, label in zip(images, labels, strict=True):
             ys, xs = np.nonzero(image > 30)

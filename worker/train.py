@@ -341,6 +341,7 @@ def save_version(model, name: str, store: Path, started: float, facts: dict, acc
     """Save ``model`` as the next version of ``name`` with its metadata beside it."""
     import keras
 
+    Path(store).mkdir(parents=True, exist_ok=True)  # a new store: not a whole training run lost at the end
     version = model_store.next_version(name, store)
     path = Path(store) / f"{name}@{version}{model_store.MODEL_SUFFIX}"
     model.save(path)
@@ -410,7 +411,7 @@ def train_strings(
     # 8x8 digits would make blurs of composed amounts; cheque digits have a pool of their own.
     split = load_data(data_dir, with_optdigits=False, with_cheque_digits=False)
     real, held = orand_split(data_dir)
-    pools = (digit_crops(real), digit_pool(list(zip(split.train_x, split.train_y, strict=True)), []))
+    pools = (digit_crops(real), digit_pool(list(zip(split.train_x, split.train_y, strict=True))))
     shared = {"real": real, "pools": pools, "real_repeats": real_repeats, "synthetic": synthetic_per_epoch}
     with Prefetcher(_training_lines, shared, LINE_PARTS, seed, epochs) as passes:
         keras.utils.set_random_seed(seed)
