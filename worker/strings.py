@@ -1,6 +1,7 @@
 """Training data for the string model: real cheque amounts, and amounts composed from single digits.
 
-Real amounts come from ORAND-CAR-A (its held-out part never used here).
+Real amounts come from ORAND-CAR-A (its held-out part never used here); their
+digits, cut by their boxes, are also training digits for the CNN (``digit_arrays``).
 Composed amounts put digits from every data set side by side, touching now
 and then, with the separators, end marks and underlines that cheques carry and
 that must never be read as digits, on paper with a drawn security pattern.
