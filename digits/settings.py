@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     archive: Path | None = None
     """Folder holding ``processing/``, ``done/`` and ``failed/``; by default the inbox's parent."""
 
-    model: str = "digits-cnn@5,digits-cnn@6"
+    model: str = "digits-cnn@6,digits-cnn@7"
     """Digit model used by workers: ``name`` (newest version), ``name@version`` or a ``.keras``
     path; several, comma-separated, are an ensemble whose probabilities are averaged."""
 
