@@ -30,6 +30,9 @@ SHARED_DATA = Path(os.environ.get("DIGITS_DATA", REPO.parent / "shared" / "data"
 WORKER_READY_SECONDS = 60
 """How long a new worker gets to answer a ping and load its model."""
 
+LOG_LINES_ON_FAILURE = 40
+"""Lines of each process's log shown when a stack test times out (CI keeps nothing else)."""
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -37,15 +40,24 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> object:
-    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
+def wait_until(
+    condition: Callable[[], object],
+    timeout: float,
+    what: str,
+    interval: float = 0.1,
+    explain: Callable[[], str] | None = None,
+) -> object:
+    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``.
+
+    ``explain`` adds what it returns to the failure, for failures seen only on CI.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
         time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+    pytest.fail(f"timed out after {timeout}s waiting for {what}" + (f"\n{explain()}" if explain else ""))
 
 
 class RedisServer:
@@ -176,8 +188,20 @@ class Stack:
         return [row for row in rows if row["source"] in self.dropped]
 
     def wait_for_inbox_rows(self, count: int, timeout: float = 60) -> list[dict]:
-        wait_until(lambda: len(self.inbox_rows()) >= count, timeout, f"{count} inbox rows")
+        wait_until(lambda: len(self.inbox_rows()) >= count, timeout, f"{count} inbox rows", explain=self.whereabouts)
         return self.inbox_rows()
+
+    def whereabouts(self, log_lines: int = LOG_LINES_ON_FAILURE) -> str:
+        """Where the dropped files are, which have rows, and the end of every process's log."""
+        sources = sorted(row["source"] for row in self.inbox_rows())
+        lines = [f"rows for: {sources}"]
+        for folder in (self.inbox, self.processing, self.done, self.failed):
+            found = sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+            lines.append(f"{folder.name}/: {found}")
+        for log in sorted(self.root.glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-log_lines:]
+            lines += [f"--- end of {log.name}", *tail]
+        return "\n".join(lines)
 
     def stop(self) -> None:
         for process in self.processes:

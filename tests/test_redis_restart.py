@@ -32,7 +32,9 @@ def assert_each_once_and_right(stack: Stack, count: int) -> None:
     rows = stack.inbox_rows()
     assert sorted(row["source"] for row in rows) == sorted(stack.dropped), "a file lost or doubled"
     assert all(row["digits"] == row["source"].split("-")[1].removesuffix(".png") for row in rows)
-    wait_until(lambda: len(list(stack.done.iterdir())) == count, 30, f"all {count} files in done/")
+    wait_until(
+        lambda: len(list(stack.done.iterdir())) == count, 30, f"all {count} files in done/", explain=stack.whereabouts
+    )
 
 
 def test_files_dropped_while_redis_is_down_wait_and_go_when_it_is_back(persistent):
@@ -45,7 +47,9 @@ def test_files_dropped_while_redis_is_down_wait_and_go_when_it_is_back(persisten
     server.stop()
     drop_digits(stack, ["during-56", "during-78", "during-90"])
     # The ingester takes them (out of the inbox, into processing/) but cannot queue them.
-    wait_until(lambda: not list(stack.inbox.glob("*.png")), 20, "the ingester to take the files")
+    wait_until(
+        lambda: not list(stack.inbox.glob("*.png")), 20, "the ingester to take the files", explain=stack.whereabouts
+    )
     time.sleep(3)
     assert len(stack.inbox_rows()) == 2
 
@@ -59,7 +63,9 @@ def test_queued_work_survives_a_restart_of_a_persistent_redis(persistent):
     server, stack = persistent
     stack.start_ingester()  # no worker yet: the tasks wait in Redis
     drop_digits(stack, ["queued-21", "queued-43", "queued-65"])
-    wait_until(lambda: not list(stack.inbox.glob("*.png")), 20, "the ingester to queue the files")
+    wait_until(
+        lambda: not list(stack.inbox.glob("*.png")), 20, "the ingester to queue the files", explain=stack.whereabouts
+    )
     time.sleep(2)  # the append-only file is written every second
 
     server.stop()
