@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis import Redis
 
+from digits.celery_app import QUEUE
 from tests.conftest import RedisServer, Stack, wait_until
 from tests.synth import draw_digits, encode
 
@@ -71,6 +73,32 @@ def test_queued_work_survives_a_restart_of_a_persistent_redis(persistent):
     server.stop()
     server.start()
     stack.start_worker(concurrency=1, name="late")
+    stack.wait_for_inbox_rows(3, timeout=120)
+    time.sleep(1)
+    assert_each_once_and_right(stack, 3)
+
+
+def test_files_a_worker_gathers_across_a_lost_connection_are_still_read(persistent):
+    """Celery clears the event loop's timers when the broker connection drops; a batch's flush timer must come back.
+
+    Without it, a file buffered when Redis went away, and every file after it,
+    waited for a full batch that never came (seen on CI as a rare timeout).
+    """
+    server, stack = persistent
+    # A long wait holds the first file in the worker's buffer while Redis goes away.
+    stack.start_worker(concurrency=1, name="gathering", DIGITS_BATCH_WAIT="5")
+    stack.start_ingester()
+    drop_digits(stack, ["gathered-24"])
+    redis = Redis.from_url(server.url)
+    wait_until(
+        lambda: redis.llen(QUEUE) == 0 and redis.hlen("unacked") == 1,
+        20,
+        "the worker to take the file into its buffer",
+        explain=stack.whereabouts,
+    )
+    server.stop()
+    server.start()
+    drop_digits(stack, ["after-68", "after-13"])
     stack.wait_for_inbox_rows(3, timeout=120)
     time.sleep(1)
     assert_each_once_and_right(stack, 3)

@@ -11,6 +11,8 @@ by file, and batches kept full while every pool process is busy.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from billiard.einfo import ExceptionInfo
 from billiard.exceptions import TimeLimitExceeded
@@ -22,6 +24,10 @@ from redis.exceptions import RedisError
 
 from digits.celery_app import RECOGNIZE_ONE_TASK, app
 from worker import metrics
+
+if TYPE_CHECKING:
+    from celery import Celery
+    from celery.worker.consumer import Consumer
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +42,26 @@ class FileBatches(Batches):
     once; a batch stopped by the time limit, or that raised, has its files
     sent again one per task (``RECOGNIZE_ONE_TASK``, same task ids), so that
     only the file to blame fails; and files the batch could neither finish
-    nor hand on go back to the queue.
+    nor hand on go back to the queue. Its flush timer survives a lost broker
+    connection.
     """
+
+    def Strategy(self, task: Batches, app: Celery, consumer: Consumer) -> Callable:
+        """celery-batches' message handler, with the flush timer started again on every (re)connection.
+
+        When the broker connection drops, Celery clears the event loop's timers
+        (``celery.worker.loops.asynloop``), then calls this again once it is back.
+        celery-batches believes its flush timer is still set and starts it only
+        for the first file into an empty buffer, so a file buffered when Redis went
+        away, and every file after it, waited for a full batch (seen on CI).
+        """
+        if self._tref is not None:
+            self._tref.cancel()  # a no-op on a cleared timer; on a live one (a reload), no second timer
+            self._tref = None
+        handler = super().Strategy(task, app, consumer)
+        if self._buffer.qsize() or self._pending.qsize():
+            self._tref = consumer.timer.call_repeatedly(self.flush_interval, self._do_flush)
+        return handler
 
     def _do_flush(self) -> None:
         # While every pool process is busy, a batch handed over now would only wait in
