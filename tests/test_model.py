@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
 import pytest
@@ -130,6 +132,20 @@ def test_batches_are_padded_to_a_few_sizes_so_that_keras_traces_few_graphs():
     sizes = {len(padded(np.zeros((n, 3), np.float32))) for n in range(1, LARGEST_BATCH + 1)}
     assert sizes == {4, 8, 16, 32, 64} == set(padded_sizes())
     assert all(len(padded(np.zeros((n, 3)))) >= n for n in range(1, 400))
+
+
+def test_digits_read_while_other_batch_sizes_are_traced_come_out_the_same(models):
+    """A worker reads its first files while its models trace the larger sizes in another thread."""
+    fresh = Classifier(resolve_members(Settings().model, Settings().model_store))  # untraced, unlike ``models``
+    smallest, *others = padded_sizes()
+    fresh.warm_up([smallest])
+    tracing = threading.Thread(target=fresh.warm_up, args=(others,))
+    images = np.random.default_rng(1).random((40, 28, 28)).astype(np.float32)
+    tracing.start()
+    read = [fresh.probabilities(images[:n]) for n in (3, 10, 40)]  # sizes 4, 16 and 64
+    tracing.join()
+    for n, probabilities in zip((3, 10, 40), read, strict=True):
+        assert np.allclose(probabilities, models.classifier.probabilities(images[:n]), atol=1e-5)
 
 
 def test_a_large_batch_is_read_in_parts_with_the_same_outputs(models):

@@ -49,7 +49,7 @@ from worker import metrics
 from worker.annotate import Pictures
 from worker.batching import FileBatches
 from worker.imaging import UnreadableImage, decode_pages
-from worker.model import Models, get_models, limit_threads
+from worker.model import Models, get_models, limit_threads, padded_sizes
 from worker.model_store import ModelNotFound
 from worker.pipeline import Document, open_document, recognize_documents
 
@@ -89,8 +89,13 @@ _warming = threading.Lock()
 
 
 def _load_and_warm_up() -> None:
+    smallest, *others = padded_sizes()
     with _warming:
-        _load_chosen().warm_up()
+        loaded = _load_chosen()
+        loaded.warm_up([smallest])  # what a lone file needs
+    # The larger sizes are traced while the first files may already be read: tracing them
+    # all first kept the first file of a cold start waiting 3-4 s more on a slow machine.
+    loaded.warm_up(others)
 
 
 @lru_cache(maxsize=1)
