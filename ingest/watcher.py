@@ -13,6 +13,7 @@ No TensorFlow here: the worker is reached by task name only.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import fnmatch
 import logging
@@ -65,6 +66,15 @@ HEARTBEAT_FILE = ".ingester-alive"
 
 HEARTBEAT_SECONDS = 1.0
 """How often the heartbeat file is touched."""
+
+QUEUED_KEY = "digits:ingest:queued"
+"""Redis set of the drop ids this ingester queued and has not filed away yet.
+
+Written just after each message, so a Redis restarted without them (no
+append-only file, or a crash in its last second) has lost both; see ``notice_restart``."""
+
+RESTART_CHECK_SECONDS = 5.0
+"""How often the ingester asks Redis whether it restarted (its ``run_id`` changed)."""
 
 INBOX_SOURCE_MODEL = "-"
 """``model`` column of an error row the ingester writes itself (no model saw the file)."""
@@ -154,6 +164,8 @@ class Ingester:
         self._send_failures = 0
         self._next_send_try = 0.0
         self._next_collect_try = 0.0
+        self._next_restart_check = 0.0
+        self._redis_run_id: str | None = None
         self._marks = Redis.from_url(settings.redis_url)
 
     def run(self, stop: threading.Event) -> None:
@@ -195,6 +207,7 @@ class Ingester:
             self.take(path)
         self.send_unsent()
         self.collect()
+        self.notice_restart()
 
     def sweep(self) -> None:
         """Put every file in the inbox under watch."""
@@ -270,6 +283,7 @@ class Ingester:
         # argsrepr: what Flower and the worker's log show of the task; Celery would otherwise
         # build a repr of the whole base64 file for every message (0.1-0.2 ms of CPU each).
         self.celery.send_task(RECOGNIZE_TASK, args=[drop], task_id=drop_id, argsrepr=repr(source))
+        self._marks.sadd(QUEUED_KEY, drop_id)
         self.in_flight[drop_id] = path
 
     def collect(self) -> None:
@@ -281,6 +295,16 @@ class Ingester:
         except Exception as problem:
             log.warning("cannot read task results (%s); will ask again", problem)
             return
+        filed: list[str] = []
+        try:
+            self._file_away(finished, filed)
+        finally:
+            if filed:
+                with contextlib.suppress(RedisError):  # a stale id costs nothing but a few bytes
+                    self._marks.srem(QUEUED_KEY, *filed)
+
+    def _file_away(self, finished: dict[str, dict], filed: list[str]) -> None:
+        """Move the files of ``finished`` tasks out of ``processing/``; note each one's drop id in ``filed``."""
         for drop_id, meta in finished.items():
             if meta["status"] not in states.READY_STATES:
                 continue
@@ -299,6 +323,34 @@ class Ingester:
                 log.warning("cannot file %s away (%s); trying again in %ss", path.name, problem, COLLECT_RETRY_SECONDS)
                 return
             del self.in_flight[drop_id]
+            filed.append(drop_id)
+
+    def notice_restart(self) -> None:
+        """After Redis restarted, send again the files whose messages it lost.
+
+        A Redis that keeps nothing on disk, or one that crashed within a second
+        of its last write, comes back without some queued messages; nobody would
+        ever read those files. Their ids are missing from ``QUEUED_KEY`` too,
+        which was written after each message, so only they are sent again.
+        """
+        if time.monotonic() < self._next_restart_check:
+            return
+        self._next_restart_check = time.monotonic() + RESTART_CHECK_SECONDS
+        try:
+            run_id = self._marks.info("server")["run_id"]
+            if self._redis_run_id in (None, run_id) or not self.in_flight:
+                self._redis_run_id = run_id
+                return
+            drop_ids = list(self.in_flight)
+            kept = self._marks.smismember(QUEUED_KEY, drop_ids)
+        except RedisError:
+            return  # away again: asked next time, still against the run_id seen before
+        self._redis_run_id = run_id
+        lost = [drop_id for drop_id, is_kept in zip(drop_ids, kept, strict=True) if not is_kept]
+        if lost:
+            log.warning("Redis restarted and lost the messages of %d file(s); sending them again", len(lost))
+        for drop_id in lost:
+            self.unsent[drop_id] = self.in_flight.pop(drop_id)
 
     def recover(self) -> None:
         """Pick up files left in ``processing/`` by an earlier run: file them away or re-send them.
