@@ -337,7 +337,7 @@ class Ingester:
             return
         self._next_restart_check = time.monotonic() + RESTART_CHECK_SECONDS
         try:
-            run_id = self._marks.info("server")["run_id"]
+            run_id = self._marks.info("server").get("run_id")  # None where a server hides it: no check
             if self._redis_run_id in (None, run_id) or not self.in_flight:
                 self._redis_run_id = run_id
                 return
