@@ -295,16 +295,7 @@ class Ingester:
         except Exception as problem:
             log.warning("cannot read task results (%s); will ask again", problem)
             return
-        filed: list[str] = []
-        try:
-            self._file_away(finished, filed)
-        finally:
-            if filed:
-                with contextlib.suppress(RedisError):  # a stale id costs nothing but a few bytes
-                    self._marks.srem(QUEUED_KEY, *filed)
-
-    def _file_away(self, finished: dict[str, dict], filed: list[str]) -> None:
-        """Move the files of ``finished`` tasks out of ``processing/``; note each one's drop id in ``filed``."""
+        filed = []
         for drop_id, meta in finished.items():
             if meta["status"] not in states.READY_STATES:
                 continue
@@ -321,9 +312,12 @@ class Ingester:
                 # Redis for a week) and the ingester goes on, rather than exit.
                 self._next_collect_try = time.monotonic() + COLLECT_RETRY_SECONDS
                 log.warning("cannot file %s away (%s); trying again in %ss", path.name, problem, COLLECT_RETRY_SECONDS)
-                return
+                break
             del self.in_flight[drop_id]
             filed.append(drop_id)
+        if filed:
+            with contextlib.suppress(RedisError):  # a stale id costs nothing but a few bytes
+                self._marks.srem(QUEUED_KEY, *filed)
 
     def notice_restart(self) -> None:
         """After Redis restarted, send again the files whose messages it lost.

@@ -104,23 +104,16 @@ def test_files_a_worker_gathers_across_a_lost_connection_are_still_read(persiste
     assert_each_once_and_right(stack, 3)
 
 
-def test_work_a_redis_that_keeps_nothing_lost_in_a_restart_is_sent_again(tmp_path):
+def test_work_a_redis_that_keeps_nothing_lost_in_a_restart_is_sent_again(private_redis, stack):
     """A Redis without an append-only file comes back empty: the ingester notices and queues the files again."""
-    server = RedisServer(tmp_path / "redis").start()
-    (tmp_path / "stack").mkdir()
-    stack = Stack(tmp_path / "stack", server.url)
-    try:
-        stack.start_ingester()  # no worker yet: the tasks wait in Redis
-        drop_digits(stack, ["forgotten-21", "forgotten-43"])
-        redis = Redis.from_url(server.url)
-        wait_until(lambda: redis.llen(QUEUE) == 2, 20, "the ingester to queue the files", explain=stack.whereabouts)
-        server.stop()
-        server.start()
-        assert redis.llen(QUEUE) == 0, "this Redis was meant to keep nothing"
-        stack.start_worker(concurrency=1, name="after-restart")
-        stack.wait_for_inbox_rows(2, timeout=120)
-        time.sleep(1)
-        assert_each_once_and_right(stack, 2)
-    finally:
-        stack.stop()
-        server.stop()
+    stack.start_ingester()  # no worker yet: the tasks wait in Redis
+    drop_digits(stack, ["forgotten-21", "forgotten-43"])
+    redis = Redis.from_url(private_redis.url)
+    wait_until(lambda: redis.llen(QUEUE) == 2, 20, "the ingester to queue the files", explain=stack.whereabouts)
+    private_redis.stop()
+    private_redis.start()
+    assert redis.llen(QUEUE) == 0, "this Redis was meant to keep nothing"
+    stack.start_worker(concurrency=1, name="after-restart")
+    stack.wait_for_inbox_rows(2, timeout=120)
+    time.sleep(1)
+    assert_each_once_and_right(stack, 2)

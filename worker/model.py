@@ -245,14 +245,13 @@ class Models:
     def label(self) -> str:
         return self.classifier.label
 
-    def warm_up(self, sizes: list[int] | None = None) -> None:
-        """Trace every model's graph for each padded batch size (all of them by default) now, before work arrives.
+    def warm_up(self, sizes: list[int]) -> None:
+        """Trace every model's graph for each of the padded batch ``sizes`` now, before work needs them.
 
-        About 1.6 s a process on a fast machine, 3.8 s on a slow one. Without
-        it, a busy worker met new batch sizes while files waited, and spent
-        seconds tracing them.
+        About 1.6 s a process for all of them on a fast machine, 3.8 s on a slow
+        one. Without it, a busy worker met new batch sizes while files waited,
+        and spent seconds tracing them.
         """
-        sizes = padded_sizes() if sizes is None else sizes
         self.classifier.warm_up(sizes)
         if self.reader is not None:
             self.reader.warm_up(sizes)
