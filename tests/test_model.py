@@ -12,9 +12,9 @@ from digits.results import file_sha256
 from digits.settings import Settings
 from tests.synth import FONTS, draw_digits, encode
 from worker.evaluate import cheque_digit_files, load_samples, optdigits_samples
-from worker.model import LARGEST_BATCH, SHIFTS, SURE, Classifier, get_models, padded, padded_sizes
+from worker.model import LARGEST_BATCH, SHIFTS, SURE, Classifier, Models, get_models, padded, padded_sizes
 from worker.model_store import DEFAULT_MODEL_NAME, resolve_members
-from worker.pipeline import recognize_bytes, recognize_files
+from worker.pipeline import choose, read_as_lines, read_by_cutting, recognize_bytes, recognize_files, sure_alone
 from worker.segment import PREPROCESSING_VERSION, find_digits
 from worker.train import split_indices
 
@@ -168,6 +168,34 @@ def test_files_read_together_get_the_rows_they_get_read_one_by_one(models):
         assert [(r["digits"], r["status"]) for r in batch_rows] == [(r["digits"], r["status"]) for r in own_rows]
         confidences = [float(r["confidence"] or 0) for r in batch_rows], [float(r["confidence"] or 0) for r in own_rows]
         assert np.allclose(*confidences, atol=1e-3)
+
+
+class _CountingReader:
+    """The real string models, counting the pages they are asked to read."""
+
+    def __init__(self, reader) -> None:
+        self.reader, self.label, self.pages = reader, reader.label, 0
+
+    def read(self, lines: np.ndarray):
+        self.pages += len(lines)
+        return self.reader.read(lines)
+
+
+def test_the_string_models_read_all_but_the_single_digits_the_classifier_is_sure_of(models):
+    texts = ["3", "7", "0", "42", "2019", "5", "81"]
+    pages = [draw_digits(text, font=FONTS[i % len(FONTS)]) for i, text in enumerate(texts)]
+    counting = _CountingReader(models.reader)
+    rows = recognize_files(
+        [(encode(p), f"t{i}.png") for i, p in enumerate(pages)], "t", Models(models.classifier, counting), 0.9
+    )
+    cuttings = read_by_cutting(pages, models)
+    sure = [sure_alone(cutting, 0.9) for cutting in cuttings]
+    assert 0 < sum(sure) < len(pages), "the sample must hold sure single digits and pages that are not"
+    assert counting.pages == len(pages) - sum(sure)
+    # Asking the string models of every page would read the same digits.
+    asked = [choose(c, line)[0].digits for c, line in zip(cuttings, read_as_lines(pages, models), strict=True)]
+    assert [r[0]["digits"] for r in rows] == asked
+    assert all(r[0]["status"] == "ok" for r, s in zip(rows, sure, strict=True) if s)
 
 
 class _LinearModel:

@@ -11,7 +11,7 @@ import pytest
 from tests.synth import draw_digits
 from worker.ctc import decode
 from worker.lines import FRAMES, LINE_HEIGHT, LINE_WIDTH, prepare_line
-from worker.pipeline import Reading, Support, choose, ok_bar
+from worker.pipeline import Reading, Support, choose, ok_bar, sure_alone
 from worker.segment import Box
 
 
@@ -75,6 +75,15 @@ def test_where_there_is_room_for_one_digit_the_classifier_reads_it_whole():
     assert choose(_narrow("82", "8"), _reading("872", "crnn")) == (_reading("872", "crnn"), Support.STRING_MODELS)
     # Without a string model, a single cut digit is read whole too.
     assert choose(_narrow("4", "9"), None) == (_reading("9", "cnn"), Support.AGREED)
+
+
+def test_only_a_single_digit_the_classifier_is_sure_of_stands_without_the_string_models():
+    assert sure_alone(_narrow("7", "7", 0.9995), 0.9)
+    assert not sure_alone(_narrow("7", "7", 0.998), 0.9)  # sure enough for ok, not enough to stand alone
+    assert not sure_alone(_narrow("52", "5", 0.9999), 0.9)  # cut in two: a broken digit, or two digits
+    assert not sure_alone(_reading("7", "cnn", 0.9999, width=80), 0.9)  # wide ink: room for more digits
+    # The bar keeps a share of the doubt the review threshold allows, so a stricter threshold raises it.
+    assert not sure_alone(_narrow("7", "7", 0.9995), 0.99)
 
 
 def test_on_a_wide_line_the_string_model_wins():
