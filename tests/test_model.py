@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import cv2
@@ -168,6 +169,20 @@ def test_files_read_together_get_the_rows_they_get_read_one_by_one(models):
         assert [(r["digits"], r["status"]) for r in batch_rows] == [(r["digits"], r["status"]) for r in own_rows]
         confidences = [float(r["confidence"] or 0) for r in batch_rows], [float(r["confidence"] or 0) for r in own_rows]
         assert np.allclose(*confidences, atol=1e-3)
+
+
+def test_tensorflow_warnings_of_retracing_for_another_padded_size_are_dropped(models):
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    tensorflow_log = logging.getLogger("tensorflow")
+    tensorflow_log.addHandler(handler)
+    try:
+        tensorflow_log.warning("5 out of the last 7 calls to <function f> triggered tf.function retracing. Tracing is")
+        tensorflow_log.warning("a warning worth reading")
+    finally:
+        tensorflow_log.removeHandler(handler)
+    assert seen == ["a warning worth reading"]
 
 
 class _CountingReader:
