@@ -213,6 +213,26 @@ def test_the_string_models_read_all_but_the_single_digits_the_classifier_is_sure
     assert all(r[0]["status"] == "ok" for r, s in zip(rows, sure, strict=True) if s)
 
 
+class _CountingClassifier:
+    """The real digit models, counting the images they are asked to classify."""
+
+    def __init__(self, classifier) -> None:
+        self.classifier, self.label, self.images = classifier, classifier.label, 0
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        self.images += len(images)
+        return self.classifier.probabilities(images)
+
+
+def test_a_single_digit_and_its_whole_ink_are_classified_once_when_they_are_the_same_image(models):
+    counting = _CountingClassifier(models.classifier)
+    [one, two] = read_by_cutting([draw_digits("4"), draw_digits("31")], Models(counting, models.reader))
+    assert one.whole is not None and two.whole is not None, "both have room for one digit only"
+    assert one.digits == one.whole.digits == "4" and one.confidences == one.whole.confidences
+    assert len(two.digits) == 2
+    assert counting.images == 1 + 2 + 1  # the "4" once; both cut digits of "31" and its whole ink
+
+
 class _LinearModel:
     """A stand-in digit model: softmax of fixed random weights times the pixels."""
 
