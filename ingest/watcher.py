@@ -67,10 +67,15 @@ HEARTBEAT_FILE = ".ingester-alive"
 HEARTBEAT_SECONDS = 1.0
 """How often the heartbeat file is touched."""
 
+SEND_CHUNK = 64
+"""Files queued in one Redis round trip (kombu's publish batch). Sent one by one, each
+message cost the ingester a round trip and a new Redis client, about half of its time;
+in chunks, a burst of files still reaches the workers as it is taken."""
+
 QUEUED_KEY = "digits:ingest:queued"
 """Redis set of the drop ids this ingester queued and has not filed away yet.
 
-Written just after each message, so a Redis restarted without them (no
+Written just after their messages, so a Redis restarted without them (no
 append-only file, or a crash in its last second) has lost both; see ``notice_restart``."""
 
 RESTART_CHECK_SECONDS = 5.0
@@ -205,6 +210,8 @@ class Ingester:
                 self.tracker.see(path)
         for path in self.tracker.stable():
             self.take(path)
+            if len(self.unsent) >= SEND_CHUNK:
+                self.send_unsent()  # a burst reaches the workers as it is taken
         self.send_unsent()
         self.collect()
         self.notice_restart()
@@ -219,7 +226,7 @@ class Ingester:
                     self.tracker.see(path)
 
     def take(self, path: Path) -> None:
-        """Move a stable file out of the inbox into ``processing/`` and queue it."""
+        """Move a stable file out of the inbox into ``processing/``, to be queued by ``send_unsent``."""
         if not path.is_file() and not path.is_symlink():
             return
         drop_id = str(uuid.uuid4())
@@ -227,7 +234,7 @@ class Ingester:
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             if path.is_symlink():
-                os.rename(path, target)  # the link itself, never what it points to; _send refuses it
+                os.rename(path, target)  # the link itself, never what it points to; _drop refuses it
             else:
                 shutil.move(path, target)
         except FileNotFoundError:
@@ -235,31 +242,60 @@ class Ingester:
             return  # taken away by the user in the meantime
         log.info("took %s as %s", self._source(target), drop_id)
         self.unsent[drop_id] = target
-        self.send_unsent()
 
     def send_unsent(self) -> None:
-        """Queue the files not yet on Redis; back off while Redis is unreachable."""
+        """Queue the files not yet on Redis, ``SEND_CHUNK`` at a time; back off while Redis is unreachable."""
         if not self.unsent or time.monotonic() < self._next_send_try:
             return
-        for drop_id, path in list(self.unsent.items()):
+        waiting = list(self.unsent.items())
+        for start in range(0, len(waiting), SEND_CHUNK):
+            chunk = waiting[start : start + SEND_CHUNK]
             try:
-                self._send(drop_id, path)
+                self._send(chunk)
             except Exception as problem:
                 wait = RESEND_BACKOFF_SECONDS[min(self._send_failures, len(RESEND_BACKOFF_SECONDS) - 1)]
                 self._send_failures += 1
                 self._next_send_try = time.monotonic() + wait
                 log.warning(
-                    "cannot queue %s (%s); %d file(s) wait, next try in %ss", path.name, problem, len(self.unsent), wait
-                )
+                    "cannot queue %s (%s); %d file(s) wait, next try in %ss",
+                    chunk[0][1].name, problem, len(self.unsent), wait,
+                )  # fmt: skip
                 return
-            del self.unsent[drop_id]
         self._send_failures = 0
 
-    def _send(self, drop_id: str, path: Path) -> None:
+    def _send(self, chunk: list[tuple[str, Path]]) -> None:
+        """Queue a chunk of drops in one round trip; refuse those that must not be read."""
+        queued = []
+        with self.celery.producer_or_acquire() as producer, producer.batch():
+            for drop_id, path in chunk:
+                drop = self._drop(drop_id, path)
+                if drop is None:
+                    del self.unsent[drop_id]  # refused, and in failed/ already
+                    continue
+                # argsrepr: what Flower and the worker's log show of the task; Celery would otherwise
+                # build a repr of the whole base64 file for every message (0.1-0.2 ms of CPU each).
+                self.celery.send_task(
+                    RECOGNIZE_TASK, args=[drop], task_id=drop_id, argsrepr=repr(drop["source"]), producer=producer
+                )
+                queued.append((drop_id, path))
+        # The messages are on Redis once the batch's context has ended (a failure there leaves
+        # the whole chunk unsent, to be sent again); only then are their ids noted.
+        for drop_id, path in queued:
+            del self.unsent[drop_id]
+            self.in_flight[drop_id] = path
+        if queued:
+            try:
+                self._marks.sadd(QUEUED_KEY, *(drop_id for drop_id, _ in queued))
+            except RedisError as problem:
+                # Were Redis to come back without these messages, their missing ids send them again.
+                log.warning("queued %d file(s) but could not note them in Redis (%s)", len(queued), problem)
+
+    def _drop(self, drop_id: str, path: Path) -> dict | None:
+        """The message for a drop; None (the drop failed with its reason) if it must not be read."""
         if path.is_symlink():
             # Never follow a link out of the inbox: keep the link itself, as evidence.
             self._fail(drop_id, path, "symbolic links are not followed; copy the scan itself into the inbox")
-            return
+            return None
         size = path.stat().st_size
         if size > self.settings.max_file_bytes:
             self._fail(
@@ -268,9 +304,9 @@ class Ingester:
                 f"file is {size / MEGABYTE:.1f} MB, over the {self.settings.max_file_mb:g} MB limit; "
                 "scan at a lower resolution or raise DIGITS_MAX_FILE_MB",
             )
-            return
+            return None
         source = self._source(path)
-        drop = {
+        return {
             "kind": "inbox",
             "job_id": drop_id,
             "source": source,
@@ -280,11 +316,6 @@ class Ingester:
             "queued_at": time.time(),
             "data": base64.b64encode(path.read_bytes()).decode("ascii"),
         }
-        # argsrepr: what Flower and the worker's log show of the task; Celery would otherwise
-        # build a repr of the whole base64 file for every message (0.1-0.2 ms of CPU each).
-        self.celery.send_task(RECOGNIZE_TASK, args=[drop], task_id=drop_id, argsrepr=repr(source))
-        self._marks.sadd(QUEUED_KEY, drop_id)
-        self.in_flight[drop_id] = path
 
     def collect(self) -> None:
         """File away every file whose task has finished."""
@@ -325,7 +356,7 @@ class Ingester:
         A Redis that keeps nothing on disk, or one that crashed within a second
         of its last write, comes back without some queued messages; nobody would
         ever read those files. Their ids are missing from ``QUEUED_KEY`` too,
-        which was written after each message, so only they are sent again.
+        which is written after their messages, so only they are sent again.
         """
         if time.monotonic() < self._next_restart_check:
             return

@@ -1,14 +1,19 @@
-"""The ingester in this process, when the results disk refuses its own writes: it waits and goes on, losing nothing."""
+"""The ingester in this process: queueing a burst of files in chunks, and waiting, losing nothing, when the results disk
+refuses its own writes."""
 
 from __future__ import annotations
 
+import json
+import math
+
 from billiard.exceptions import TimeLimitExceeded
+from redis import Redis
 
 import ingest.watcher
-from digits.celery_app import make_app
+from digits.celery_app import QUEUE, make_app
 from digits.results import read_rows
 from digits.settings import Settings
-from ingest.watcher import Ingester
+from ingest.watcher import QUEUED_KEY, SEND_CHUNK, Ingester
 
 
 def test_a_failed_file_waits_in_processing_while_its_error_row_cannot_be_written(tmp_path, private_redis, monkeypatch):
@@ -52,3 +57,33 @@ def test_empty_drop_folders_left_by_a_killed_ingester_are_removed_when_it_starts
     assert [p.name for p in (tmp_path / "processing").iterdir()] == ["drop-full"]
     assert waiting.read_bytes() == b"the scan"
     assert ingester.unsent == {"drop-full": waiting}
+
+
+def test_a_burst_of_files_is_queued_a_chunk_at_a_time_and_refused_files_fail_on_the_way(tmp_path, private_redis):
+    settings = Settings(redis_url=private_redis.url, inbox=tmp_path / "inbox", archive=tmp_path,
+                        results=tmp_path / "results", stable_seconds=0, max_file_mb=0.001)  # fmt: skip
+    settings.inbox.mkdir()
+    files = 2 * SEND_CHUNK + 5
+    for i in range(files):
+        (settings.inbox / f"scan-{i:03d}.png").write_bytes(b"a scan %d" % i)
+    (settings.inbox / "huge.png").write_bytes(b"x" * 2000)  # over the 0.001 MB limit
+    (settings.inbox / "link.png").symlink_to(settings.inbox / "scan-000.png")
+    redis = Redis.from_url(private_redis.url)
+    ingester = Ingester(settings, make_app(private_redis.url))
+    notes = []
+    note = ingester._marks.sadd
+    ingester._marks.sadd = lambda key, *ids: notes.append(ids) or note(key, *ids)
+
+    ingester.sweep()
+    ingester.tick()  # notes each file's size
+    ingester.tick()  # unchanged since: taken and queued
+
+    assert not ingester.unsent and len(ingester.in_flight) == files
+    messages = [json.loads(m) for m in redis.lrange(QUEUE, 0, -1)]
+    assert sorted(m["headers"]["id"] for m in messages) == sorted(ingester.in_flight)
+    assert {m.decode() for m in redis.smembers(QUEUED_KEY)} == set(ingester.in_flight)
+    # One note per chunk (the two refused files took their places in theirs), after its messages.
+    assert len(notes) == math.ceil((files + 2) / SEND_CHUNK) and max(map(len, notes)) <= SEND_CHUNK
+    failed = {p.name: p for p in (tmp_path / "failed").iterdir()}
+    assert "over the 0.001 MB limit" in failed["huge.png.error.txt"].read_text()
+    assert "symbolic links are not followed" in failed["link.png.error.txt"].read_text()
