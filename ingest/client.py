@@ -17,7 +17,7 @@ from pathlib import Path
 from celery import Celery, states
 from redis import Redis
 
-from digits.celery_app import RECOGNIZE_TASK, RESULT_TTL_SECONDS, task_states
+from digits.celery_app import PUBLISH_CHUNK, RECOGNIZE_TASK, RESULT_TTL_SECONDS, task_states
 from digits.celery_app import app as default_app
 from digits.layouts import load_layout
 from digits.results import job_csv
@@ -169,17 +169,20 @@ def submit(
         pipe.expire(JOB_SOURCES_KEY.format(job_id=job_id), RESULT_TTL_SECONDS)
         pipe.zadd(JOBS_KEY, {job_id: time.time()})
         pipe.execute()
-    for task_id, (name, data) in zip(task_ids, named, strict=True):
-        drop = {
-            "kind": "job",
-            "job_id": job_id,
-            "source": name,
-            "layout": layout,
-            "annotate": annotate,
-            "queued_at": time.time(),
-            "data": base64.b64encode(data).decode("ascii"),
-        }
-        celery.send_task(RECOGNIZE_TASK, args=[drop], task_id=task_id, argsrepr=repr(name))  # not the whole file
+    with celery.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_CHUNK):
+        for task_id, (name, data) in zip(task_ids, named, strict=True):
+            drop = {
+                "kind": "job",
+                "job_id": job_id,
+                "source": name,
+                "layout": layout,
+                "annotate": annotate,
+                "queued_at": time.time(),
+                "data": base64.b64encode(data).decode("ascii"),
+            }
+            celery.send_task(  # argsrepr: not the whole file
+                RECOGNIZE_TASK, args=[drop], task_id=task_id, argsrepr=repr(name), producer=producer
+            )
     return Job(job_id, task_ids, [name for name, _ in named], celery)
 
 

@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from digits.celery_app import RECOGNIZE_TASK, task_states
+from digits.celery_app import PUBLISH_CHUNK, RECOGNIZE_TASK, task_states
 from digits.layouts import layout_for_inbox_path
 from digits.results import append_rows, error_row, file_sha256, inbox_csv, utc_now
 from digits.settings import MEGABYTE, Settings
@@ -66,11 +66,6 @@ HEARTBEAT_FILE = ".ingester-alive"
 
 HEARTBEAT_SECONDS = 1.0
 """How often the heartbeat file is touched."""
-
-SEND_CHUNK = 64
-"""Files queued in one Redis round trip (kombu's publish batch). Sent one by one, each
-message cost the ingester a round trip and a new Redis client, about half of its time;
-in chunks, a burst of files still reaches the workers as it is taken."""
 
 QUEUED_KEY = "digits:ingest:queued"
 """Redis set of the drop ids this ingester queued and has not filed away yet.
@@ -210,7 +205,7 @@ class Ingester:
                 self.tracker.see(path)
         for path in self.tracker.stable():
             self.take(path)
-            if len(self.unsent) >= SEND_CHUNK:
+            if len(self.unsent) >= PUBLISH_CHUNK:
                 self.send_unsent()  # a burst reaches the workers as it is taken
         self.send_unsent()
         self.collect()
@@ -244,12 +239,12 @@ class Ingester:
         self.unsent[drop_id] = target
 
     def send_unsent(self) -> None:
-        """Queue the files not yet on Redis, ``SEND_CHUNK`` at a time; back off while Redis is unreachable."""
+        """Queue the files not yet on Redis, ``PUBLISH_CHUNK`` at a time; back off while Redis is unreachable."""
         if not self.unsent or time.monotonic() < self._next_send_try:
             return
         waiting = list(self.unsent.items())
-        for start in range(0, len(waiting), SEND_CHUNK):
-            chunk = waiting[start : start + SEND_CHUNK]
+        for start in range(0, len(waiting), PUBLISH_CHUNK):
+            chunk = waiting[start : start + PUBLISH_CHUNK]
             try:
                 self._send(chunk)
             except Exception as problem:

@@ -10,10 +10,10 @@ from billiard.exceptions import TimeLimitExceeded
 from redis import Redis
 
 import ingest.watcher
-from digits.celery_app import QUEUE, make_app
+from digits.celery_app import PUBLISH_CHUNK, QUEUE, make_app
 from digits.results import read_rows
 from digits.settings import Settings
-from ingest.watcher import QUEUED_KEY, SEND_CHUNK, Ingester
+from ingest.watcher import QUEUED_KEY, Ingester
 
 
 def test_a_failed_file_waits_in_processing_while_its_error_row_cannot_be_written(tmp_path, private_redis, monkeypatch):
@@ -63,7 +63,7 @@ def test_a_burst_of_files_is_queued_a_chunk_at_a_time_and_refused_files_fail_on_
     settings = Settings(redis_url=private_redis.url, inbox=tmp_path / "inbox", archive=tmp_path,
                         results=tmp_path / "results", stable_seconds=0, max_file_mb=0.001)  # fmt: skip
     settings.inbox.mkdir()
-    files = 2 * SEND_CHUNK + 5
+    files = 2 * PUBLISH_CHUNK + 5
     for i in range(files):
         (settings.inbox / f"scan-{i:03d}.png").write_bytes(b"a scan %d" % i)
     (settings.inbox / "huge.png").write_bytes(b"x" * 2000)  # over the 0.001 MB limit
@@ -83,7 +83,7 @@ def test_a_burst_of_files_is_queued_a_chunk_at_a_time_and_refused_files_fail_on_
     assert sorted(m["headers"]["id"] for m in messages) == sorted(ingester.in_flight)
     assert {m.decode() for m in redis.smembers(QUEUED_KEY)} == set(ingester.in_flight)
     # One note per chunk (the two refused files took their places in theirs), after its messages.
-    assert len(notes) == math.ceil((files + 2) / SEND_CHUNK) and max(map(len, notes)) <= SEND_CHUNK
+    assert len(notes) == math.ceil((files + 2) / PUBLISH_CHUNK) and max(map(len, notes)) <= PUBLISH_CHUNK
     failed = {p.name: p for p in (tmp_path / "failed").iterdir()}
     assert "over the 0.001 MB limit" in failed["huge.png.error.txt"].read_text()
     assert "symbolic links are not followed" in failed["link.png.error.txt"].read_text()
