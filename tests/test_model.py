@@ -171,7 +171,7 @@ def test_files_read_together_get_the_rows_they_get_read_one_by_one(models):
         assert np.allclose(*confidences, atol=1e-3)
 
 
-def test_tensorflow_warnings_of_retracing_for_another_padded_size_are_dropped(models):
+def test_tensorflow_warnings_of_retracing_for_another_padded_size_are_dropped():
     seen: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: seen.append(record.getMessage())
