@@ -1,7 +1,8 @@
 """From a file's bytes to result rows: decode, read each page (or each field of a layout) two ways, judge confidence.
 
 Each page or field is read by cutting it into digits for the digit classifier, and,
-when a string model is installed, as a whole line by the string model. The
+when a string model is installed, as a whole line by the string model (unless it is a
+single digit the classifier is sure of alone; see ``sure_alone``). The
 reading that suits the page is kept: the classifier's for a single digit, the
 string model's for a line, where touching digits and separators fool the
 cutting. A row is trusted only when its reading is vouched for (see ``choose``
