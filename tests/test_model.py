@@ -185,52 +185,45 @@ def test_tensorflow_warnings_of_retracing_for_another_padded_size_are_dropped():
     assert seen == ["a warning worth reading"]
 
 
-class _CountingReader:
-    """The real string models, counting the pages they are asked to read."""
+class _Counting:
+    """Real models (the digit classifier or the string models), counting the inputs they are asked for."""
 
-    def __init__(self, reader) -> None:
-        self.reader, self.label, self.pages = reader, reader.label, 0
+    def __init__(self, models) -> None:
+        self.models, self.label, self.inputs = models, models.label, 0
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        self.inputs += len(images)
+        return self.models.probabilities(images)
 
     def read(self, lines: np.ndarray):
-        self.pages += len(lines)
-        return self.reader.read(lines)
+        self.inputs += len(lines)
+        return self.models.read(lines)
 
 
 def test_the_string_models_read_all_but_the_single_digits_the_classifier_is_sure_of(models):
     texts = ["3", "7", "0", "42", "2019", "5", "81"]
     pages = [draw_digits(text, font=FONTS[i % len(FONTS)]) for i, text in enumerate(texts)]
-    counting = _CountingReader(models.reader)
+    counting = _Counting(models.reader)
     rows = recognize_files(
         [(encode(p), f"t{i}.png") for i, p in enumerate(pages)], "t", Models(models.classifier, counting), 0.9
     )
     cuttings = read_by_cutting(pages, models)
     sure = [sure_alone(cutting, 0.9) for cutting in cuttings]
     assert 0 < sum(sure) < len(pages), "the sample must hold sure single digits and pages that are not"
-    assert counting.pages == len(pages) - sum(sure)
+    assert counting.inputs == len(pages) - sum(sure)
     # Asking the string models of every page would read the same digits.
     asked = [choose(c, line)[0].digits for c, line in zip(cuttings, read_as_lines(pages, models), strict=True)]
     assert [r[0]["digits"] for r in rows] == asked
     assert all(r[0]["status"] == "ok" for r, s in zip(rows, sure, strict=True) if s)
 
 
-class _CountingClassifier:
-    """The real digit models, counting the images they are asked to classify."""
-
-    def __init__(self, classifier) -> None:
-        self.classifier, self.label, self.images = classifier, classifier.label, 0
-
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        self.images += len(images)
-        return self.classifier.probabilities(images)
-
-
 def test_a_single_digit_and_its_whole_ink_are_classified_once_when_they_are_the_same_image(models):
-    counting = _CountingClassifier(models.classifier)
+    counting = _Counting(models.classifier)
     [one, two] = read_by_cutting([draw_digits("4"), draw_digits("31")], Models(counting, models.reader))
     assert one.whole is not None and two.whole is not None, "both have room for one digit only"
     assert one.digits == one.whole.digits == "4" and one.confidences == one.whole.confidences
     assert len(two.digits) == 2
-    assert counting.images == 1 + 2 + 1  # the "4" once; both cut digits of "31" and its whole ink
+    assert counting.inputs == 1 + 2 + 1  # the "4" once; both cut digits of "31" and its whole ink
 
 
 class _LinearModel:

@@ -29,7 +29,7 @@ from worker.annotate import Pictures, field_frame
 from worker.borders import erase, find_printed_lines
 from worker.imaging import UnreadableImage, decode_pages
 from worker.lines import LINE_VIEWS, dark_on_light, prepare_views
-from worker.model import Models
+from worker.model import Classifier, Models
 from worker.segment import Box, find_digits
 
 WHOLE_PAGE = "all"
@@ -63,7 +63,8 @@ def read_by_cutting(pages: list[np.ndarray], models: Models) -> list[Reading]:
     cut = [find_digits(page) for page in pages]
     narrow = [bool(digits) and _aspect([d.box for d in digits]) < SINGLE_DIGIT_ASPECT for digits in cut]
     whole = [find_digits(page, as_one=True) if one else [] for page, one in zip(pages, narrow, strict=True)]
-    probabilities = _classify_distinct([digit.image for digits in cut + whole for digit in digits], models)
+    images = [digit.image for digits in cut + whole for digit in digits]
+    probabilities = _classify_distinct(images, models.classifier)
     readings, start = [], 0
     for digits in cut + whole:
         page = probabilities[start : start + len(digits)]
@@ -82,7 +83,7 @@ def read_by_cutting(pages: list[np.ndarray], models: Models) -> list[Reading]:
     ]
 
 
-def _classify_distinct(images: list[np.ndarray], models: Models) -> np.ndarray:
+def _classify_distinct(images: list[np.ndarray], classifier: Classifier) -> np.ndarray:
     """Class probabilities of each image, shape (n, 10), classifying each distinct image once.
 
     A single digit cut from its page and all the ink of that page read as one
@@ -98,7 +99,7 @@ def _classify_distinct(images: list[np.ndarray], models: Models) -> np.ndarray:
             distinct.append(image)
     if not distinct:
         return np.zeros((0, 10), np.float32)
-    found = models.classifier.probabilities(np.stack(distinct))
+    found = classifier.probabilities(np.stack(distinct))
     return found[[slots[image.tobytes()] for image in images]]
 
 
@@ -142,6 +143,11 @@ but on cheque digits (0.27% -> 0.38%), while fewer single digits go to review (s
 34.6% -> 16.1%); 0.99 would let 0.61% of cheque digits through."""
 
 
+def _keeping_doubt(threshold: float, share: float) -> float:
+    """A confidence bar that allows only ``share`` of the doubt the review ``threshold`` allows."""
+    return 1 - (1 - threshold) * share
+
+
 def sure_alone(cutting: Reading, threshold: float) -> bool:
     """Whether ``cutting`` is one digit, in ink with room for one, that the classifier is sure enough of alone.
 
@@ -150,7 +156,7 @@ def sure_alone(cutting: Reading, threshold: float) -> bool:
     (see ``choose``), and they would only send it to review by disagreeing.
     """
     whole = cutting.whole
-    bar = 1 - (1 - threshold) * CLASSIFIER_ALONE_DOUBT
+    bar = _keeping_doubt(threshold, CLASSIFIER_ALONE_DOUBT)
     return whole is not None and len(cutting.digits) == 1 and min(whole.confidences, default=0.0) >= bar
 
 
@@ -159,7 +165,7 @@ def ok_bar(support: Support, threshold: float) -> float:
     if support == Support.AGREED:
         return threshold
     if support == Support.STRING_MODELS:
-        return 1 - (1 - threshold) * STRING_ONLY_DOUBT
+        return _keeping_doubt(threshold, STRING_ONLY_DOUBT)
     return float("inf")
 
 
