@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from digits.results import COLUMNS
+from digits.contracts import COLUMNS
 
 
 class RowTail:

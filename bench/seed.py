@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from digits.settings import get_settings
-from worker.model_store import resolve_members
+from digits.store import resolve_members
 
 SEED_MODEL = "digits-seed-mlp@1"
 """The tutorial's network, trained by the tutorial's recipe."""

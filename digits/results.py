@@ -1,4 +1,4 @@
-"""The CSV result contract: columns, statuses, file locations, and a writer that never doubles a row.
+"""Result CSVs: where they are, and a writer that never doubles a row (the row itself: ``digits.contracts``).
 
 Rows of one drop (one task) are appended in a single ``write`` under an
 exclusive lock on the CSV, so two workers never interleave lines. A worker that
@@ -21,27 +21,7 @@ from pathlib import Path
 
 from redis import Redis
 
-COLUMNS = (
-    "job_id",
-    "source",
-    "page",
-    "field",
-    "digits",
-    "confidence",
-    "status",
-    "digit_confidences",
-    "boxes",
-    "model",
-    "sha256",
-    "processed_at",
-    "error",
-    "annotation",
-)
-"""The CSV header, in order. Later columns may be added after these, never between."""
-
-OK, REVIEW, EMPTY, ERROR, DUPLICATE = "ok", "review", "empty", "error", "duplicate"
-"""Row statuses: read fine; a person should look; no digits found; the file could not be read;
-the same bytes already came through the inbox (``error`` names the first)."""
+from digits.contracts import COLUMNS, Row
 
 MARK_TTL_SECONDS = 30 * 24 * 3600
 """How long Redis remembers that a drop's rows were written."""
@@ -71,37 +51,12 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def utc_now() -> str:
-    """The current time as ISO 8601 UTC, as in ``processed_at``."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def error_row(job_id: str, source: str, sha256: str, model: str, message: str) -> dict:
-    """The one row a file that could not be read gets."""
-    return {
-        "job_id": job_id,
-        "source": source,
-        "page": 1,
-        "field": "all",
-        "digits": "",
-        "confidence": "",
-        "status": ERROR,
-        "digit_confidences": "",
-        "boxes": "",
-        "model": model,
-        "sha256": sha256,
-        "processed_at": utc_now(),
-        "error": message,
-        "annotation": "",
-    }
-
-
-def append_rows(path: Path, rows: list[dict], drop_id: str, marks: Redis) -> bool:
+def append_rows(path: Path, rows: list[Row], drop_id: str, marks: Redis) -> bool:
     """Append one drop's rows to ``path`` exactly once; False if they were already there."""
     return append_drops(path, [(drop_id, rows)], marks)[0]
 
 
-def append_drops(path: Path, drops: list[tuple[str, list[dict]]], marks: Redis) -> list[bool]:
+def append_drops(path: Path, drops: list[tuple[str, list[Row]]], marks: Redis) -> list[bool]:
     """Append the rows of each ``(drop id, rows)`` to ``path`` exactly once, all in one write; which were written.
 
     ``marks`` is the Redis that remembers which drops are written. Before
@@ -163,14 +118,14 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def encode_rows(rows: list[dict], header: bool) -> bytes:
+def encode_rows(rows: list[Row], header: bool) -> bytes:
     """Rows as CSV bytes (header first if asked), with formula-like text neutralised."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator="\n")
     if header:
-        writer.writeheader()
+        writer.writerow(COLUMNS)
     for row in rows:
-        writer.writerow({key: _neutralise(value) for key, value in row.items()})
+        writer.writerow([_neutralise(getattr(row, column)) for column in COLUMNS])
     return buffer.getvalue().encode("utf-8")
 
 
@@ -187,7 +142,7 @@ def _parse_pending(value: bytes) -> tuple[Path, int]:
     return Path(path), int(offset)
 
 
-def _rows_at(path: Path, offset: int, first_row: dict) -> bool:
+def _rows_at(path: Path, offset: int, first_row: Row) -> bool:
     """Whether the drop whose first row is ``first_row`` stands at ``offset`` in ``path``."""
     if not path.exists() or path.stat().st_size <= offset:
         return False
@@ -198,7 +153,7 @@ def _rows_at(path: Path, offset: int, first_row: dict) -> bool:
     found = [row for row in found if row["job_id"] != "job_id"]
     if not found:
         return False
-    expected = {k: str(_neutralise(first_row[k])) for k in ("job_id", "source", "page", "sha256")}
+    expected = {k: str(_neutralise(getattr(first_row, k))) for k in ("job_id", "source", "page", "sha256")}
     return all(found[0][k] == v for k, v in expected.items())
 
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from celery import Celery
 from redis import Redis
 
-from digits.results import utc_now
+from digits.contracts import utc_now
 from digits.settings import Settings
 
 ROLLOUT_KEY = "digits:models"

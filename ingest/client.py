@@ -7,7 +7,6 @@ task ids in Redis so that ``Job.load(job_id)`` works from any process.
 
 from __future__ import annotations
 
-import base64
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -19,6 +18,7 @@ from redis import Redis
 
 from digits.celery_app import PUBLISH_CHUNK, RECOGNIZE_TASK, RESULT_TTL_SECONDS, task_states
 from digits.celery_app import app as default_app
+from digits.contracts import JOB, FileResult, FileTask
 from digits.layouts import load_layout
 from digits.results import job_csv
 from digits.settings import MEGABYTE, get_settings
@@ -93,7 +93,7 @@ class Job:
         finished = task_states(self.celery, self.task_ids)
         done = failed = 0
         for meta in finished.values():
-            if meta["status"] == states.SUCCESS and not meta["result"]["error"]:
+            if meta["status"] == states.SUCCESS and not FileResult.model_validate(meta["result"]).failed:
                 done += 1
             elif meta["status"] in states.READY_STATES:
                 failed += 1
@@ -123,7 +123,7 @@ class Job:
         for task_id in self.task_ids:
             meta = finished.get(task_id)
             if meta and meta["status"] == states.SUCCESS:
-                rows.extend(meta["result"]["rows"])
+                rows.extend(row.model_dump() for row in FileResult.model_validate(meta["result"]).rows)
         return rows
 
 
@@ -171,17 +171,9 @@ def submit(
         pipe.execute()
     with celery.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_CHUNK):
         for task_id, (name, data) in zip(task_ids, named, strict=True):
-            drop = {
-                "kind": "job",
-                "job_id": job_id,
-                "source": name,
-                "layout": layout,
-                "annotate": annotate,
-                "queued_at": time.time(),
-                "data": base64.b64encode(data).decode("ascii"),
-            }
+            task = FileTask.carrying(data, kind=JOB, job_id=job_id, source=name, layout=layout, annotate=annotate)
             celery.send_task(  # argsrepr: not the whole file
-                RECOGNIZE_TASK, args=[drop], task_id=task_id, argsrepr=repr(name), producer=producer
+                RECOGNIZE_TASK, args=[task.model_dump()], task_id=task_id, argsrepr=repr(name), producer=producer
             )
     return Job(job_id, task_ids, [name for name, _ in named], celery)
 

@@ -12,7 +12,6 @@ No TensorFlow here: the worker is reached by task name only.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as dt
 import fnmatch
@@ -33,8 +32,9 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from digits.celery_app import PUBLISH_CHUNK, RECOGNIZE_TASK, task_states
+from digits.contracts import INBOX, FileResult, FileTask, Row, utc_now
 from digits.layouts import layout_for_inbox_path
-from digits.results import append_rows, error_row, file_sha256, inbox_csv, utc_now
+from digits.results import append_rows, file_sha256, inbox_csv
 from digits.settings import MEGABYTE, Settings
 
 log = logging.getLogger(__name__)
@@ -268,9 +268,13 @@ class Ingester:
                     del self.unsent[drop_id]  # refused, and in failed/ already
                     continue
                 # argsrepr: what Flower and the worker's log show of the task; Celery would otherwise
-                # build a repr of the whole base64 file for every message (0.1-0.2 ms of CPU each).
+                # build a repr of the whole base64 file for every message.
                 self.celery.send_task(
-                    RECOGNIZE_TASK, args=[drop], task_id=drop_id, argsrepr=repr(drop["source"]), producer=producer
+                    RECOGNIZE_TASK,
+                    args=[drop.model_dump()],
+                    task_id=drop_id,
+                    argsrepr=repr(drop.source),
+                    producer=producer,
                 )
                 queued.append((drop_id, path))
         # The messages are on Redis once the batch's context has ended (a failure there leaves
@@ -285,7 +289,7 @@ class Ingester:
                 # Were Redis to come back without these messages, their missing ids send them again.
                 log.warning("queued %d file(s) but could not note them in Redis (%s)", len(queued), problem)
 
-    def _drop(self, drop_id: str, path: Path) -> dict | None:
+    def _drop(self, drop_id: str, path: Path) -> FileTask | None:
         """The message for a drop; None (the drop failed with its reason) if it must not be read."""
         if path.is_symlink():
             # Never follow a link out of the inbox: keep the link itself, as evidence.
@@ -301,16 +305,15 @@ class Ingester:
             )
             return None
         source = self._source(path)
-        return {
-            "kind": "inbox",
-            "job_id": drop_id,
-            "source": source,
-            "layout": layout_for_inbox_path(source, self.settings.layouts),
-            "annotate": self.settings.annotate,
-            "inbox": str(self.inbox.resolve()),
-            "queued_at": time.time(),
-            "data": base64.b64encode(path.read_bytes()).decode("ascii"),
-        }
+        return FileTask.carrying(
+            path.read_bytes(),
+            kind=INBOX,
+            job_id=drop_id,
+            source=source,
+            layout=layout_for_inbox_path(source, self.settings.layouts),
+            annotate=self.settings.annotate,
+            inbox=str(self.inbox.resolve()),
+        )
 
     def collect(self) -> None:
         """File away every file whose task has finished."""
@@ -327,10 +330,9 @@ class Ingester:
                 continue
             path = self.in_flight[drop_id]
             try:
-                if meta["status"] == states.SUCCESS and not meta["result"]["error"]:
-                    self._archive(path, self.done)
-                elif meta["status"] == states.SUCCESS:
-                    self._archive(path, self.failed, reason=meta["result"]["error"])
+                if meta["status"] == states.SUCCESS:
+                    result = FileResult.model_validate(meta["result"])
+                    self._archive(path, self.failed if result.failed else self.done, reason=result.error or None)
                 else:
                     self._fail(drop_id, path, failure_reason(meta["result"]))
             except (OSError, RedisError) as problem:
@@ -402,9 +404,9 @@ class Ingester:
         """Write the error row ourselves (no worker saw the file) and move it to ``failed/``."""
         source = self._source(path)
         digest = "" if path.is_symlink() else file_sha256(path)
-        row = error_row(drop_id, source, digest, INBOX_SOURCE_MODEL, f"{source}: {reason}")
+        row = Row.failed(drop_id, source, digest, INBOX_SOURCE_MODEL, f"{source}: {reason}")
         append_rows(inbox_csv(self.settings.results, dt.datetime.now(dt.UTC)), [row], drop_id, self._marks)
-        self._archive(path, self.failed, reason=row["error"])
+        self._archive(path, self.failed, reason=row.error)
 
     def _archive(self, path: Path, folder: Path, reason: str | None = None) -> None:
         """Move a finished file from ``processing/`` to ``folder``, with its reason if it failed."""

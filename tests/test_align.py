@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from digits.layouts import load_layout
+from digits.recognition.align import align_page, find_paper, skew_degrees
+from digits.recognition.model import get_models
+from digits.recognition.pipeline import recognize_bytes
 from digits.samples import PAPER, SAMPLE_VALUES, draw_page, scan_bytes
 from digits.settings import Settings
 from layouts import FOLDER
 from tests.synth import on_scanner_bed, turned_in_place
-from worker.align import align_page, find_paper, skew_degrees
-from worker.model import get_models
-from worker.pipeline import recognize_bytes
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_every_field_is_read_right_on_turned_shifted_and_rescaled_samples(models
         pages = [SCANS[scan](page) for page in sample_pages(name)]
     ext = ".png" if len(pages) == 1 else ".tif"
     rows = recognize_bytes(scan_bytes(pages, ext), f"{name}{ext}", "align", models, 0.9, load_layout(name, FOLDER))
-    read = [(row["page"], row["field"], row["digits"]) for row in rows]
+    read = [(row.page, row.field, row.digits) for row in rows]
     expected = [
         (page, field, digits) for page, values in enumerate(SAMPLE_VALUES[name], 1) for field, digits in values.items()
     ]

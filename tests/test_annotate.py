@@ -6,15 +6,16 @@ import cv2
 import numpy as np
 import pytest
 
+from digits.contracts import Row
 from digits.layouts import load_layout
+from digits.recognition.annotate import COLOURS, MIN_HEIGHT, TITLE_HEIGHT, Pictures, draw
+from digits.recognition.model import get_models
+from digits.recognition.pipeline import recognize_bytes
 from digits.results import read_rows
 from digits.samples import SAMPLE_VALUES, draw_page, scan_bytes
 from digits.settings import Settings
 from ingest import submit
 from layouts import FOLDER
-from worker.annotate import COLOURS, MIN_HEIGHT, TITLE_HEIGHT, Pictures, draw
-from worker.model import get_models
-from worker.pipeline import recognize_bytes
 
 
 def cheque_png() -> bytes:
@@ -23,10 +24,10 @@ def cheque_png() -> bytes:
 
 def test_each_digit_box_is_drawn_where_the_row_says_in_the_status_colour():
     field = np.full((100, 300), 240, np.uint8)
-    row = {
-        "source": "a.png", "page": 1, "field": "amount", "digits": "17", "confidence": "0.5100",
-        "status": "review", "digit_confidences": "0.9900;0.5100", "boxes": "110,20,30,40;160,20,30,40",
-    }  # fmt: skip
+    row = Row(
+        job_id="j", source="a.png", page=1, field="amount", digits="17", confidence="0.5100",
+        status="review", digit_confidences="0.9900;0.5100", boxes="110,20,30,40;160,20,30,40",
+    )  # fmt: skip
     picture = draw(row, field, left=100, top=0)
     scale = MIN_HEIGHT / 100  # a field lower than MIN_HEIGHT is enlarged
     assert picture.shape == (TITLE_HEIGHT + MIN_HEIGHT, round(300 * scale), 3)
@@ -51,7 +52,7 @@ def test_only_rows_to_review_get_a_picture_unless_every_row_is_asked_for(models,
     (tmp_path / "strict.toml").write_text(text)
     layout = load_layout("strict", tmp_path)
     rows = recognize_bytes(cheque_png(), "cheque.png", "t", models, 0.9, layout, Pictures(tmp_path / "out"))
-    statuses = {row["field"]: (row["status"], row["annotation"]) for row in rows}
+    statuses = {row.field: (row.status, row.annotation) for row in rows}
     assert statuses["date"] == ("ok", "")
     status, annotation = statuses["amount"]
     assert status == "review" and annotation.startswith("annotations/") and annotation.endswith("-p1-amount.png")
@@ -59,7 +60,7 @@ def test_only_rows_to_review_get_a_picture_unless_every_row_is_asked_for(models,
     assert picture is not None and picture.shape[0] >= TITLE_HEIGHT + MIN_HEIGHT
 
     every = recognize_bytes(cheque_png(), "cheque.png", "t", models, 0.9, layout, Pictures(tmp_path / "all", True))
-    assert all((tmp_path / "all" / row["annotation"]).is_file() for row in every)
+    assert all((tmp_path / "all" / row.annotation).is_file() for row in every)
 
 
 def test_a_job_submitted_with_annotate_has_a_picture_for_every_row_beside_its_csv(client):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from bench.rows import RowTail
-from digits.results import COLUMNS, encode_rows
+from digits.contracts import Row
+from digits.results import encode_rows
 
 
 def test_rows_are_returned_once_and_a_half_written_line_waits_for_its_end(tmp_path):
-    rows = [dict.fromkeys(COLUMNS, "") | {"source": f"f{i}.png", "digits": str(i)} for i in range(3)]
+    rows = [Row(job_id="j", source=f"f{i}.png", digits=str(i), status="ok") for i in range(3)]
     csv_path = tmp_path / "inbox.csv"
     whole = encode_rows(rows, header=True)
     cut = whole.rindex(b"f2.png") + 3  # the last row is half-written

@@ -1,4 +1,4 @@
-"""CTC decoding with one string model or several (worker.ctc), checked against brute force."""
+"""CTC decoding with one string model or several (digits.recognition.ctc), checked against brute force."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from worker.ctc import align, decode, greedy, log_likelihood, log_softmax
+from digits.recognition.ctc import align, decode, greedy, log_likelihood, log_softmax
 
 
 def collapse(path: tuple[int, ...]) -> str:

@@ -56,10 +56,25 @@ def test_dockerfile_copies_what_exists_and_runs_the_cli():
     assert re.search(r"^USER (?!root)", text, re.MULTILINE), "containers should not run as root"
 
 
+def installed_packages() -> list[str]:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+
+
 def test_dockerfile_copies_every_package_the_project_installs():
-    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    folders = {package.split(".")[0] for package in installed_packages()}
     copied = re.findall(r"^COPY (\S+) \./\1$", (REPO / "Dockerfile").read_text(), re.MULTILINE)
-    assert set(packages) <= set(copied), f"`pip install .` in the image would miss {set(packages) - set(copied)}"
+    assert folders <= set(copied), f"`pip install .` in the image would miss {folders - set(copied)}"
+
+
+def test_pip_install_carries_every_package_with_code():
+    listed = set(installed_packages())
+    found = {
+        ".".join(init.parent.relative_to(REPO).parts)
+        for root in {package.split(".")[0] for package in listed}
+        for init in (REPO / root).rglob("__init__.py")
+        if "__pycache__" not in init.parts
+    }
+    assert found == listed, f"pyproject.toml's packages miss {found - listed} or list {listed - found}"
 
 
 def test_flower_watches_the_same_redis_behind_a_password_and_only_on_this_host():

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from digits.recognition.imaging import PDF_DPI, UnreadableImage, decode_pages
 from digits.samples import pdf_bytes
 from tests.synth import cmyk_tiff, draw_digits, encode, pdf_with_javascript, png_bomb
-from worker.imaging import PDF_DPI, UnreadableImage, decode_pages
 
 
 @pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".tif"])

@@ -7,13 +7,13 @@ import csv
 import pytest
 
 from digits.layouts import LayoutError, layout_for_inbox_path, load_layout
+from digits.recognition.model import get_models
+from digits.recognition.pipeline import recognize_bytes
 from digits.samples import SAMPLE_VALUES, draw_page, scan_bytes, write_samples
 from digits.settings import Settings
 from ingest import submit
 from layouts import FOLDER
 from tests.synth import encode
-from worker.model import get_models
-from worker.pipeline import recognize_bytes
 
 
 @pytest.fixture(scope="module")
@@ -76,15 +76,15 @@ def test_samples_give_one_right_row_per_field_and_page(models, name, ext):
     pages = sample_pages(name)
     data = scan_bytes(pages, ext)
     rows = recognize_bytes(data, f"{name}{ext}", "t", models, 0.9, load_layout(name, FOLDER))
-    assert [(r["page"], r["field"], r["digits"]) for r in rows] == expected_rows(name)
+    assert [(r.page, r.field, r.digits) for r in rows] == expected_rows(name)
     # The printed title holds digits (No. 4711-2026): outside every field, they never leak.
-    assert not any("4711" in r["digits"] for r in rows)
+    assert not any("4711" in r.digits for r in rows)
     # Each digit's box lies inside its field's region on the page.
     layout = load_layout(name, FOLDER)
     height, width = pages[0].shape
     for row in rows:
-        left, top, w, h = next(f.region for f in layout.fields if f.name == row["field"])
-        for box in row["boxes"].split(";"):
+        left, top, w, h = next(f.region for f in layout.fields if f.name == row.field)
+        for box in row.boxes.split(";"):
             x, y, bw, bh = map(int, box.split(","))
             assert left * width - 1 <= x and x + bw <= (left + w) * width + 1
             assert top * height - 1 <= y and y + bh <= (top + h) * height + 1
@@ -92,7 +92,7 @@ def test_samples_give_one_right_row_per_field_and_page(models, name, ext):
 
 def test_without_a_layout_the_page_is_one_field(models):
     rows = recognize_bytes(encode(sample_pages("cheque")[0]), "cheque.png", "t", models, 0.9)
-    assert [(r["page"], r["field"]) for r in rows] == [(1, "all")]
+    assert [(r.page, r.field) for r in rows] == [(1, "all")]
 
 
 def test_the_samples_dropped_into_their_layout_folders_are_read_field_by_field(inbox_stack, tmp_path):
@@ -127,10 +127,10 @@ def test_pre_printed_cents_in_the_amount_box_are_never_read(models, tmp_path):
     # The sample cheque has ",00" printed in its amount box; the layout marks that region `printed`.
     cheque = scan_bytes(sample_pages("cheque"), ".png")
     rows = recognize_bytes(cheque, "cheque.png", "t", models, 0.9, load_layout("cheque", FOLDER))
-    assert next(r["digits"] for r in rows if r["field"] == "amount") == "1250"
+    assert next(r.digits for r in rows if r.field == "amount") == "1250"
     # Without that line in the layout, the printed zeros would be read as handwriting.
     text = "\n".join(line for line in (FOLDER / "cheque.toml").read_text().splitlines() if "printed" not in line)
     (tmp_path / "unmarked.toml").write_text(text)
     rows = recognize_bytes(cheque, "cheque.png", "t", models, 0.9, load_layout("unmarked", tmp_path))
-    assert next(r["digits"] for r in rows if r["field"] == "amount").startswith("1250")
-    assert next(r["digits"] for r in rows if r["field"] == "amount") != "1250"
+    assert next(r.digits for r in rows if r.field == "amount").startswith("1250")
+    assert next(r.digits for r in rows if r.field == "amount") != "1250"

@@ -9,15 +9,22 @@ import cv2
 import numpy as np
 import pytest
 
+from digits.recognition.model import LARGEST_BATCH, SHIFTS, SURE, Classifier, Models, get_models, padded, padded_sizes
+from digits.recognition.pipeline import (
+    choose,
+    read_as_lines,
+    read_by_cutting,
+    recognize_bytes,
+    recognize_files,
+    sure_alone,
+)
+from digits.recognition.segment import PREPROCESSING_VERSION, find_digits
 from digits.results import file_sha256
 from digits.settings import Settings
+from digits.store import DEFAULT_MODEL_NAME, resolve_members
+from digits.training.data import split_indices
+from digits.training.evaluate import cheque_digit_files, load_samples, optdigits_samples
 from tests.synth import FONTS, draw_digits, encode
-from worker.evaluate import cheque_digit_files, load_samples, optdigits_samples
-from worker.model import LARGEST_BATCH, SHIFTS, SURE, Classifier, Models, get_models, padded, padded_sizes
-from worker.model_store import DEFAULT_MODEL_NAME, resolve_members
-from worker.pipeline import choose, read_as_lines, read_by_cutting, recognize_bytes, recognize_files, sure_alone
-from worker.segment import PREPROCESSING_VERSION, find_digits
-from worker.train import split_indices
 
 ORAND_FLOOR = 0.80
 """Whole cheque amounts read exactly (the default reads 91.7% of the 216 held out)."""
@@ -40,7 +47,7 @@ def models():
 
 def read_files(models, pages: list[np.ndarray], ext: str = ".png") -> list[str]:
     """Digits read from each page, going through real encoded files like a scan would."""
-    return [recognize_bytes(encode(p, ext), f"t{ext}", "t", models, 0.9)[0]["digits"] for p in pages]
+    return [recognize_bytes(encode(p, ext), f"t{ext}", "t", models, 0.9)[0].digits for p in pages]
 
 
 @pytest.mark.parametrize("spec", [Settings().model, Settings().string_model])
@@ -102,7 +109,7 @@ def test_held_out_digits_of_other_writers_as_jpeg_files(models, shared_data, fil
 
 def _right_share(models, samples) -> float:
     rows = recognize_files([(s.data, s.name) for s in samples], "t", models, 0.9)
-    return float(np.mean([r[0]["digits"] == s.truth for r, s in zip(rows, samples, strict=True)]))
+    return float(np.mean([r[0].digits == s.truth for r, s in zip(rows, samples, strict=True)]))
 
 
 def test_held_out_optdigits_bitmaps(models):
@@ -124,9 +131,9 @@ def test_held_out_cheque_amounts_are_read_whole(models, shared_data):
     assert models.reader is not None, "the string model is missing from the model store"
     samples = load_samples(shared_data)["orand-held-out"][:120]
     read = [recognize_bytes(s.data, s.name, "t", models, 0.9)[0] for s in samples]
-    exact = np.mean([row["digits"] == s.truth for row, s in zip(read, samples, strict=True)])
+    exact = np.mean([row.digits == s.truth for row, s in zip(read, samples, strict=True)])
     assert exact >= ORAND_FLOOR
-    assert all(row["digits"].isdigit() or row["digits"] == "" for row in read)  # separators never leak
+    assert all(row.digits.isdigit() or row.digits == "" for row in read)  # separators never leak
 
 
 def test_batches_are_padded_to_a_few_sizes_so_that_keras_traces_few_graphs():
@@ -163,11 +170,11 @@ def test_files_read_together_get_the_rows_they_get_read_one_by_one(models):
     files.insert(2, (b"not an image", "broken.png"))
     together = recognize_files(files, "t", models, 0.9)
     alone = [recognize_bytes(data, source, "t", models, 0.9) for data, source in files]
-    assert [rows[0]["source"] for rows in together] == [source for _, source in files]
-    assert together[2][0]["status"] == "error"
+    assert [rows[0].source for rows in together] == [source for _, source in files]
+    assert together[2][0].status == "error"
     for batch_rows, own_rows in zip(together, alone, strict=True):
-        assert [(r["digits"], r["status"]) for r in batch_rows] == [(r["digits"], r["status"]) for r in own_rows]
-        confidences = [float(r["confidence"] or 0) for r in batch_rows], [float(r["confidence"] or 0) for r in own_rows]
+        assert [(r.digits, r.status) for r in batch_rows] == [(r.digits, r.status) for r in own_rows]
+        confidences = [float(r.confidence or 0) for r in batch_rows], [float(r.confidence or 0) for r in own_rows]
         assert np.allclose(*confidences, atol=1e-3)
 
 
@@ -213,8 +220,8 @@ def test_the_string_models_read_all_but_the_single_digits_the_classifier_is_sure
     assert counting.inputs == len(pages) - sum(sure)
     # Asking the string models of every page would read the same digits.
     asked = [choose(c, line)[0].digits for c, line in zip(cuttings, read_as_lines(pages, models), strict=True)]
-    assert [r[0]["digits"] for r in rows] == asked
-    assert all(r[0]["status"] == "ok" for r, s in zip(rows, sure, strict=True) if s)
+    assert [r[0].digits for r in rows] == asked
+    assert all(r[0].status == "ok" for r, s in zip(rows, sure, strict=True) if s)
 
 
 def test_a_single_digit_and_its_whole_ink_are_classified_once_when_they_are_the_same_image(models):

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from worker.prefetch import Prefetcher
+from digits.training.prefetch import Prefetcher
 
 
 def _numbers(shared: dict, rng: np.random.Generator, part: int) -> tuple[int, int, list[int]]:

@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
+from digits.recognition.ctc import decode
+from digits.recognition.lines import FRAMES, LINE_HEIGHT, LINE_WIDTH, prepare_line
+from digits.recognition.pipeline import Reading, Support, choose, ok_bar, sure_alone
+from digits.recognition.segment import Box
 from tests.synth import draw_digits
-from worker.ctc import decode
-from worker.lines import FRAMES, LINE_HEIGHT, LINE_WIDTH, prepare_line
-from worker.pipeline import Reading, Support, choose, ok_bar, sure_alone
-from worker.segment import Box
 
 
 def logits_for(frames: list[int]) -> np.ndarray:

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from digits.results import COLUMNS
+from digits.contracts import COLUMNS
 from tests.synth import draw_digits, encode
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from digits.results import COLUMNS, append_drops, append_rows, error_row, read_rows
+from digits.contracts import COLUMNS, Row
+from digits.results import append_drops, append_rows, read_rows
 
 
 @pytest.fixture
@@ -17,10 +18,8 @@ def marks(session_redis) -> Redis:
     return Redis.from_url(session_redis.url)
 
 
-def _row(job: str, source: str, digits: str = "42") -> dict:
-    row = error_row(job, source, "ab" * 32, "m@1", "")
-    row.update(digits=digits, status="ok", error="")
-    return row
+def _row(job: str, source: str, digits: str = "42") -> Row:
+    return Row(job_id=job, source=source, digits=digits, status="ok", sha256="ab" * 32, model="m@1")
 
 
 def test_header_first_and_rows_in_order(tmp_path, marks):

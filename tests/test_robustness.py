@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 import pytest
 
+from digits.recognition.model import Models, get_models
+from digits.recognition.pipeline import recognize_bytes
 from digits.settings import Settings
 from tests.synth import draw_digits, encode
-from worker.model import Models, get_models
-from worker.pipeline import recognize_bytes
 
 TEXTS = ("4096", "1357", "28", "7")
 """Digit strings drawn on every page: long, with a "1", short, and a single digit."""
@@ -39,7 +39,7 @@ def models() -> Models:
 
 def read(models: Models, data: bytes, name: str) -> str:
     """Digits the pipeline reads from a file's bytes (its first page)."""
-    return recognize_bytes(data, name, "t", models, 0.9)[0]["digits"]
+    return recognize_bytes(data, name, "t", models, 0.9)[0].digits
 
 
 def read_page(models: Models, page: np.ndarray, ext: str = ".png") -> str:

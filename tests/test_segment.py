@@ -7,9 +7,9 @@ import itertools
 import cv2
 import numpy as np
 
+from digits.recognition.borders import box_border_mask
+from digits.recognition.segment import CANVAS, find_digits, ink_image, normalise_digit
 from tests.synth import draw_digits
-from worker.borders import box_border_mask
-from worker.segment import CANVAS, find_digits, ink_image, normalise_digit
 
 
 def test_a_line_of_digits_is_cut_left_to_right():

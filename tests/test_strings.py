@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from worker.strings import elastic
+from digits.training.amounts import elastic
 
 
 def _written_line() -> np.ndarray:

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from worker.model_store import list_models
-from worker.strings import orand_split
-from worker.train import ORAND_DIGIT_REPEATS, load_data, optdigits_bitmap, semeion_bitmap, small_bitmap
+from digits.store import list_models
+from digits.training.augment import optdigits_bitmap, semeion_bitmap, small_bitmap
+from digits.training.data import ORAND_DIGIT_REPEATS, load_data, orand_split
 
 
 @pytest.mark.needs_data

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from digits.results import COLUMNS, read_rows
+from digits.contracts import COLUMNS
+from digits.results import read_rows
 from tests.conftest import wait_until
 from tests.synth import FONTS, draw_digits, encode
 

@@ -1,1 +1,5 @@
-"""The recognition side: reading scans, cutting digits, the Keras model, the Celery tasks."""
+"""The serving side that reads: the Celery tasks a worker runs, how it batches them, and its metrics.
+
+Recognition itself is ``digits.recognition``; this package takes files off the
+queue, hands them to it in batches, and writes their rows once.
+"""

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Histogram, start_http_server
 
+from digits.contracts import Row
+
 log = logging.getLogger(__name__)
 
 FILES = Counter("digits_files", "Files read and written, by the status of their first row.", ["status"])
@@ -43,13 +45,13 @@ class Batch:
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
 
-    def written(self, rows: list[dict], queued_at: float | None, now: float) -> None:
+    def written(self, rows: list[Row], queued_at: float | None, now: float) -> None:
         """Count one file's rows, written at ``now``."""
-        status = rows[0]["status"]
+        status = rows[0].status
         self.files[status] = self.files.get(status, 0) + 1
         for row in rows:
-            self.rows[row["status"]] = self.rows.get(row["status"], 0) + 1
-            self.digits += len(row["digits"])
+            self.rows[row.status] = self.rows.get(row.status, 0) + 1
+            self.digits += len(row.digits)
         if queued_at is not None:
             self.latencies.append(max(0.0, now - queued_at))
 

@@ -26,40 +26,30 @@ from celery import Signature, chord, group
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_process_init
 from celery_batches import SimpleRequest
 from kombu.exceptions import OperationalError
+from pydantic import ValidationError
 from redis import Redis
 from redis.exceptions import RedisError
 
 from digits.celery_app import RECOGNIZE_ONE_TASK, RECOGNIZE_PAGE_TASK, RECOGNIZE_TASK, WRITE_PAGES_TASK, app
+from digits.contracts import DUPLICATE, ERROR, INBOX, FileResult, FileTask, PageTask, Row
 from digits.layouts import LayoutError, load_layout
 from digits.logs import reformat
-from digits.results import (
-    DUPLICATE,
-    ERROR,
-    MARK_TTL_SECONDS,
-    append_drops,
-    append_rows,
-    error_row,
-    inbox_csv,
-    job_csv,
-)
+from digits.recognition.annotate import Pictures
+from digits.recognition.imaging import UnreadableImage, decode_pages
+from digits.recognition.model import Models, get_models, limit_threads, padded_sizes
+from digits.recognition.pipeline import Document, open_document, recognize_documents
+from digits.results import MARK_TTL_SECONDS, append_drops, append_rows, inbox_csv, job_csv
 from digits.rollout import active
 from digits.settings import get_settings
-from digits.status import count_written
+from digits.store import ModelNotFound
+from digits.throughput import count_written
 from worker import metrics
-from worker.annotate import Pictures
 from worker.batching import FileBatches
-from worker.imaging import UnreadableImage, decode_pages
-from worker.model import Models, get_models, limit_threads, padded_sizes
-from worker.model_store import ModelNotFound
-from worker.pipeline import Document, open_document, recognize_documents
 
 log = logging.getLogger(__name__)
 
 PROCESSES_ENV = "DIGITS_WORKER_PROCESSES"
 """Set by ``digits worker`` to its pool size, so each process takes its share of the cores."""
-
-INBOX_JOB = "inbox"
-"""``kind`` of a drop that came through the inbox (the other kind is ``job``)."""
 
 
 @worker_init.connect
@@ -149,37 +139,42 @@ RETRIED = {
 def recognize(requests: list[SimpleRequest]) -> metrics.Batch:
     """Recognise the files of a batch of ``digits.recognize`` messages together, and write each one's rows once.
 
-    Each message carries one drop (see ``recognize_one``). A file whose rows
-    cannot be written now (a full disk, Redis away) is handed on to
-    ``recognize_one`` under the same task id, whose retries back off. Returns
-    what was done, for the metrics; files that could not even be handed on
-    are listed in it, and go back to the queue.
+    Each message is a ``FileTask``. A file whose rows cannot be written now (a
+    full disk, Redis away) is handed on to ``recognize_one`` under the same
+    task id, whose retries back off. A message that is no ``FileTask`` fails
+    alone. Returns what was done, for the metrics; files that could not even
+    be handed on are listed in it, and go back to the queue.
     """
     batch, readable, to_write = metrics.Batch(), [], []
     started = time.perf_counter()
     for request in requests:
         recognize.backend.mark_as_started(request.id, pid=os.getpid(), batch=len(requests))
     for request in requests:
-        drop = request.args[0]
         try:
-            opened = _open(drop, request.id)
+            task = FileTask.model_validate(request.args[0])
+        except (ValidationError, IndexError) as problem:
+            log.error("refused message %s: it is not a file to read (%s)", request.id, problem)
+            recognize.backend.mark_as_failure(request.id, ValueError(f"not a file to read: {problem}"))
+            continue
+        try:
+            opened = _open(task, request.id)
             if isinstance(opened, Signature):
                 opened.apply_async()  # a long document, read page by page
                 continue
         except (OSError, RedisError, OperationalError) as problem:
-            _hand_on(request, problem, batch)
+            _hand_on(request, task, problem, batch)
             continue
         if isinstance(opened, Document):
-            readable.append((request, drop, opened))
+            readable.append((request, task, opened))
         else:
-            to_write.append((request, drop, opened))  # its error row
+            to_write.append((request, task, opened))  # its error row
     reading = 0.0
     if readable:
         documents = [document for *_, document in readable]
         reading = time.perf_counter()
         all_rows = recognize_documents(documents, models(), get_settings().review_threshold)
         reading = time.perf_counter() - reading
-        to_write += [(request, drop, rows) for (request, drop, _), rows in zip(readable, all_rows, strict=True)]
+        to_write += [(request, task, rows) for (request, task, _), rows in zip(readable, all_rows, strict=True)]
     _write_batch(to_write, batch)
     batch.seconds = time.perf_counter() - started
     log.info("read a batch of %d files in %.0f ms (%.0f ms of it recognising them)",
@@ -187,9 +182,9 @@ def recognize(requests: list[SimpleRequest]) -> metrics.Batch:
     return batch
 
 
-def _hand_on(request: SimpleRequest, problem: Exception, batch: metrics.Batch) -> None:
+def _hand_on(request: SimpleRequest, task: FileTask, problem: Exception, batch: metrics.Batch) -> None:
     """Send a batched file that failed on the way to ``recognize_one``, to be retried, or else back to the queue."""
-    log.warning("%s: %s; trying it again on its own", request.args[0]["source"], problem)
+    log.warning("%s: %s; trying it again on its own", task.source, problem)
     try:
         recognize_one.apply_async(request.args, task_id=request.id, countdown=RETRIED["retry_backoff"])
         batch.handed_on += 1
@@ -197,126 +192,116 @@ def _hand_on(request: SimpleRequest, problem: Exception, batch: metrics.Batch) -
         batch.unfinished.append(request.id)
 
 
-@app.task(name=RECOGNIZE_ONE_TASK, bind=True, **RETRIED)
-def recognize_one(self, drop: dict) -> dict:
-    """Recognise the file carried in ``drop`` and write its rows once.
-
-    ``drop`` holds ``kind`` (``inbox`` or ``job``), ``job_id``, ``source``,
-    ``layout`` (a layout name, or None for whole pages), ``annotate`` (a
-    picture for every row, not only rows to review), ``queued_at`` (when it
-    was sent, for the latency metric) and ``data`` (the file's bytes, base64).
-    Returns the rows and the CSV path.
+@app.task(name=RECOGNIZE_ONE_TASK, bind=True, pydantic=True, **RETRIED)
+def recognize_one(self, task: FileTask) -> FileResult:
+    """Recognise the file a ``FileTask`` carries and write its rows once; its rows and CSV.
 
     Files normally come in batches (``recognize``); this reads one on its own,
     with Celery's retries, when its batch ran out of time or failed, or its
     rows could not be written.
     """
-    opened = _open(drop, self.request.id)
+    opened = _open(task, self.request.id)
     if isinstance(opened, Signature):
         return self.replace(opened)
     if isinstance(opened, Document):
         opened = recognize_documents([opened], models(), get_settings().review_threshold)[0]
-    return _write(drop, opened, self.request.id)
+    return _write(task, opened, self.request.id)
 
 
-def _open(drop: dict, drop_id: str) -> Document | list[dict] | Signature:
-    """A drop decoded for reading; its error row if it cannot be; for a long document, the tasks to send.
+def _open(task: FileTask, drop_id: str) -> Document | list[Row] | Signature:
+    """A file decoded for reading; its error row if it cannot be; for a long document, the tasks to send.
 
     A document with more pages than ``split_above_pages`` is read one task per
     page (a chord) whose last task writes all its rows under the drop's task
     id, so whoever waits for the drop gets them, written once.
     """
     settings = get_settings()
-    data = base64.b64decode(drop["data"])
+    data = task.content()
     try:
-        layout = load_layout(drop["layout"], settings.layouts) if drop.get("layout") else None
-        document = open_document(data, drop["source"], drop["job_id"], layout, _pictures(drop))
+        layout = load_layout(task.layout, settings.layouts) if task.layout else None
+        document = open_document(data, task.source, task.job_id, layout, _pictures(task))
     except (LayoutError, UnreadableImage) as problem:
         sha256 = hashlib.sha256(data).hexdigest()
-        return [error_row(drop["job_id"], drop["source"], sha256, models().label, f"{drop['source']}: {problem}")]
+        return [Row.failed(task.job_id, task.source, sha256, models().label, f"{task.source}: {problem}")]
     if len(document.pages) > settings.split_above_pages:
-        log.info("%s: %d pages, read one task per page", drop["source"], len(document.pages))
-        about = {key: value for key, value in drop.items() if key != "data"} | {"sha256": document.sha256}
-        pages = enumerate(document.pages, 1)
-        per_page = group(recognize_page.s(about | {"page": n, "png": _png(page)}) for n, page in pages)
-        return chord(per_page, write_pages.s(about).set(task_id=drop_id))
+        log.info("%s: %d pages, read one task per page", task.source, len(document.pages))
+        about = task.model_copy(update={"data": ""})
+        per_page = group(
+            recognize_page.s(PageTask(file=about, sha256=document.sha256, page=n, png=_png(page)).model_dump())
+            for n, page in enumerate(document.pages, 1)
+        )
+        return chord(per_page, write_pages.s(about.model_dump()).set(task_id=drop_id))
     return document
 
 
-def _finish(request: SimpleRequest, drop: dict, result: dict, batch: metrics.Batch) -> None:
+def _finish(request: SimpleRequest, task: FileTask, result: FileResult, batch: metrics.Batch) -> None:
     """Store a batched file's result under its own task id, where the ingester and ``Job`` look; count it."""
-    recognize.backend.mark_as_done(request.id, result, request=request)
-    batch.written(result["rows"], drop.get("queued_at"), time.time())
+    recognize.backend.mark_as_done(request.id, result.model_dump(), request=request)
+    batch.written(result.rows, task.queued_at, time.time())
 
 
-@app.task(name=RECOGNIZE_PAGE_TASK, **RETRIED)
-def recognize_page(page: dict) -> list[dict]:
-    """Rows of one page of a split document: ``page`` is its drop without ``data``, plus ``page`` and ``png``."""
+@app.task(name=RECOGNIZE_PAGE_TASK, pydantic=True, **RETRIED)
+def recognize_page(page: PageTask) -> list[dict]:
+    """The rows of one page of a document read page by page."""
     settings = get_settings()
-    layout = load_layout(page["layout"], settings.layouts) if page.get("layout") else None
-    image = decode_pages(base64.b64decode(page["png"]))
-    document = Document(
-        image, page["source"], page["job_id"], page["sha256"], layout, _pictures(page), first_page=page["page"]
-    )
-    return recognize_documents([document], models(), settings.review_threshold)[0]
+    task = page.file
+    layout = load_layout(task.layout, settings.layouts) if task.layout else None
+    image = decode_pages(base64.b64decode(page.png))
+    document = Document(image, task.source, task.job_id, page.sha256, layout, _pictures(task), first_page=page.page)
+    return [row.model_dump() for row in recognize_documents([document], models(), settings.review_threshold)[0]]
 
 
-@app.task(name=WRITE_PAGES_TASK, bind=True, **RETRIED)
-def write_pages(self, pages_rows: list[list[dict]], drop: dict) -> dict:
-    """Write the rows of every page of a split document at once (the chord's results come in page order)."""
-    return _write(drop, [row for rows in pages_rows for row in rows], self.request.id)
+@app.task(name=WRITE_PAGES_TASK, bind=True, pydantic=True, **RETRIED)
+def write_pages(self, pages_rows: list[list[dict]], task: FileTask) -> FileResult:
+    """Write the rows of every page of a document read page by page, at once (the chord gives them in page order)."""
+    rows = [Row.model_validate(row) for page_rows in pages_rows for row in page_rows]
+    return _write(task, rows, self.request.id)
 
 
-def _write(drop: dict, rows: list[dict], drop_id: str) -> dict:
-    """Append a drop's rows to its CSV once; the result the ingester and ``Job`` read."""
-    rows, path = _destination(drop, rows, drop_id)
+def _write(task: FileTask, rows: list[Row], drop_id: str) -> FileResult:
+    """Append a file's rows to its CSV once; the result the ingester and ``Job`` read."""
+    rows, path = _destination(task, rows, drop_id)
     if append_rows(path, rows, drop_id=drop_id, marks=_marks()):
         count_written(_marks())
     else:
-        log.info("rows of %s (%s) were already written; not writing them again", drop["source"], drop_id)
-    return _result(rows, path)
+        log.info("rows of %s (%s) were already written; not writing them again", task.source, drop_id)
+    return FileResult.of(rows, str(path))
 
 
-def _write_batch(items: list[tuple[SimpleRequest, dict, list[dict]]], batch: metrics.Batch) -> None:
+def _write_batch(items: list[tuple[SimpleRequest, FileTask, list[Row]]], batch: metrics.Batch) -> None:
     """Append the rows of a batch's files, one write per CSV, each file once; store each file's result.
 
     Files of a CSV that cannot be written now are handed on, to be retried one by one.
     """
-    by_path: dict[Path, list[tuple[SimpleRequest, dict, list[dict]]]] = {}
-    for request, drop, rows in items:
+    by_path: dict[Path, list[tuple[SimpleRequest, FileTask, list[Row]]]] = {}
+    for request, task, rows in items:
         try:
-            rows, path = _destination(drop, rows, request.id)
+            rows, path = _destination(task, rows, request.id)
         except RedisError as problem:
-            _hand_on(request, problem, batch)
+            _hand_on(request, task, problem, batch)
             continue
-        by_path.setdefault(path, []).append((request, drop, rows))
+        by_path.setdefault(path, []).append((request, task, rows))
     for path, same_csv in by_path.items():
         try:
             written = append_drops(path, [(request.id, rows) for request, _, rows in same_csv], _marks())
             count_written(_marks(), sum(written))
-            for request, drop, rows in same_csv:
-                _finish(request, drop, _result(rows, path), batch)
+            for request, task, rows in same_csv:
+                _finish(request, task, FileResult.of(rows, str(path)), batch)
         except (OSError, RedisError) as problem:
-            for request, *_ in same_csv:
-                _hand_on(request, problem, batch)
+            for request, task, _ in same_csv:
+                _hand_on(request, task, problem, batch)
 
 
-def _destination(drop: dict, rows: list[dict], drop_id: str) -> tuple[list[dict], Path]:
-    """A drop's rows as they are to be written (marked if a duplicate), and the CSV they go to."""
+def _destination(task: FileTask, rows: list[Row], drop_id: str) -> tuple[list[Row], Path]:
+    """A file's rows as they are to be written (marked if a duplicate), and the CSV they go to."""
     settings = get_settings()
-    if drop["kind"] == INBOX_JOB:
-        rows = _marked_if_seen(rows, drop.get("inbox", ""), drop_id)
+    if task.kind == INBOX:
+        rows = _marked_if_seen(rows, task.inbox, drop_id)
         return rows, inbox_csv(settings.results, _row_time(rows[0]))
-    return rows, job_csv(settings.results, drop["job_id"])
+    return rows, job_csv(settings.results, task.job_id)
 
 
-def _result(rows: list[dict], path: Path) -> dict:
-    """What a drop's task returns: its rows, its CSV, and its errors (empty when it was read)."""
-    errors = [row["error"] for row in rows if row["status"] == ERROR]
-    return {"rows": rows, "csv": str(path), "error": "; ".join(errors)}
-
-
-def _marked_if_seen(rows: list[dict], inbox: str, drop_id: str) -> list[dict]:
+def _marked_if_seen(rows: list[Row], inbox: str, drop_id: str) -> list[Row]:
     """The rows, with status ``duplicate`` if the same bytes came through this inbox before.
 
     A scan dropped twice (or copied under another name) would otherwise pay a
@@ -326,24 +311,24 @@ def _marked_if_seen(rows: list[dict], inbox: str, drop_id: str) -> list[dict]:
     request and is never marked.
     """
     first = rows[0]
-    if first["status"] == ERROR or not first["sha256"]:
+    if first.status == ERROR or not first.sha256:
         return rows
-    key = f"digits:seen:{hashlib.sha256(inbox.encode()).hexdigest()[:16]}:{first['sha256']}"
-    claim = json.dumps({"drop_id": drop_id, "source": first["source"], "at": first["processed_at"]})
+    key = f"digits:seen:{hashlib.sha256(inbox.encode()).hexdigest()[:16]}:{first.sha256}"
+    claim = json.dumps({"drop_id": drop_id, "source": first.source, "at": first.processed_at})
     if _marks().set(key, claim, nx=True, ex=MARK_TTL_SECONDS):
         return rows
     earlier = json.loads(_marks().get(key) or claim)
     if earlier["drop_id"] == drop_id:
         return rows  # this very drop, delivered again after a worker died
     reason = (
-        f"{first['source']}: the same file as {earlier['source']}, taken at {earlier['at']} "
+        f"{first.source}: the same file as {earlier['source']}, taken at {earlier['at']} "
         f"(drop {earlier['drop_id']}); only that one's rows count"
     )
-    return [row | {"status": DUPLICATE, "error": reason} for row in rows]
+    return [row.model_copy(update={"status": DUPLICATE, "error": reason}) for row in rows]
 
 
-def _pictures(drop: dict) -> Pictures:
-    return Pictures(_csv_folder(drop, get_settings().results), every_row=bool(drop.get("annotate")))
+def _pictures(task: FileTask) -> Pictures:
+    return Pictures(_csv_folder(task, get_settings().results), every_row=task.annotate)
 
 
 def _png(page: np.ndarray) -> str:
@@ -354,12 +339,12 @@ def _png(page: np.ndarray) -> str:
     return base64.b64encode(data.tobytes()).decode("ascii")
 
 
-def _csv_folder(drop: dict, results: Path) -> Path:
-    """The folder of the CSV a drop's rows go to (its review pictures go below it)."""
-    if drop["kind"] == INBOX_JOB:
+def _csv_folder(task: FileTask, results: Path) -> Path:
+    """The folder of the CSV a file's rows go to (its review pictures go below it)."""
+    if task.kind == INBOX:
         return inbox_csv(results, dt.datetime.now(dt.UTC)).parent
-    return job_csv(results, drop["job_id"]).parent
+    return job_csv(results, task.job_id).parent
 
 
-def _row_time(row: dict) -> dt.datetime:
-    return dt.datetime.fromisoformat(row["processed_at"].replace("Z", "+00:00"))
+def _row_time(row: Row) -> dt.datetime:
+    return dt.datetime.fromisoformat(row.processed_at.replace("Z", "+00:00"))

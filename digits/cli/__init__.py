@@ -70,8 +70,8 @@ def up(inbox: Path | None, results: Path | None, workers: int, redis_url: str | 
     """Run everything in the foreground: Redis if needed, a worker, and the ingester."""
     _use(inbox=inbox, results=results, redis_url=redis_url)
     _logging(verbose)
+    from digits.cli.up import StackError, run_up
     from digits.settings import get_settings
-    from digits.stack import StackError, run_up
 
     try:
         sys.exit(run_up(get_settings(), workers))
@@ -176,9 +176,9 @@ def recognize(
         chosen = load_layout(layout, settings.layouts) if layout else None
     except LayoutError as problem:
         raise click.ClickException(str(problem)) from None
-    from worker.annotate import Pictures
-    from worker.model import get_models
-    from worker.pipeline import recognize_files
+    from digits.recognition.annotate import Pictures
+    from digits.recognition.model import get_models
+    from digits.recognition.pipeline import recognize_files
 
     models = get_models(settings)
     drawn = Pictures(pictures, every_row=annotate) if pictures else None
@@ -210,7 +210,7 @@ def samples(out: Path) -> None:
 @click.option("--interval", default=2.0, show_default=True, help="Seconds between refreshes with --watch.")
 def status(watch: bool, interval: float) -> None:
     """Queue depth, workers alive, throughput, files in the inbox and in processing, jobs pending."""
-    from digits.status import collect_status
+    from digits.cli.status import collect_status
 
     if not watch:
         for name, value in collect_status().items():
@@ -248,7 +248,7 @@ def models_list() -> None:
 
     from digits.rollout import active
     from digits.settings import get_settings
-    from worker.model_store import list_models
+    from digits.store import list_models
 
     settings = get_settings()
     for ref in list_models(settings.model_store):
@@ -270,7 +270,7 @@ def models_rollout(model_spec: str | None, string_spec: str | None) -> None:
     from digits.celery_app import app
     from digits.rollout import Choice, active, roll_out
     from digits.settings import get_settings
-    from worker.model_store import ModelNotFound, resolve_members
+    from digits.store import ModelNotFound, resolve_members
 
     settings = get_settings()
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2)
@@ -338,8 +338,9 @@ def train(
 ) -> None:
     """Train a model and save it as the next version in the model store."""
     from digits.settings import get_settings
-    from worker.train import ORAND_DIR, STRING_EPOCHS, train_strings
-    from worker.train import train as run_training
+    from digits.training.classifier import train as run_training
+    from digits.training.data import ORAND_DIR
+    from digits.training.strings import STRING_EPOCHS, train_strings
 
     store = store or get_settings().model_store
     extra = {"seed": seed} if seed is not None else {}
@@ -375,10 +376,10 @@ def evaluate(model: str | None, data_dir: Path, out: Path, limit: int | None) ->
     from rich.console import Console
     from rich.table import Table
 
+    from digits.recognition.model import get_models
     from digits.settings import get_settings
-    from worker.evaluate import evaluate as run_evaluation
-    from worker.evaluate import load_samples
-    from worker.model import get_models
+    from digits.training.evaluate import evaluate as run_evaluation
+    from digits.training.evaluate import load_samples
 
     settings = get_settings()
     models = get_models(settings)
@@ -402,7 +403,3 @@ def _stderr_console():
     from rich.console import Console
 
     return Console(stderr=True)
-
-
-if __name__ == "__main__":
-    main()

@@ -13,81 +13,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from digits.recognition.ctc import LineReading, decode
+from digits.recognition.lines import FRAMES, LINE_HEIGHT, LINE_WIDTH
+from digits.recognition.segment import CANVAS
 from digits.settings import Settings
-from worker.ctc import LineReading, decode
-from worker.lines import FRAMES, LINE_HEIGHT, LINE_WIDTH
-from worker.model_store import ModelNotFound, ModelRef, resolve_members
-from worker.segment import CANVAS
+from digits.store import ModelNotFound, ModelRef, resolve_members
 
 log = logging.getLogger(__name__)
 
-DIGIT_ARCHITECTURES = ("cnn", "seed-mlp")
-"""Digit classifiers `build` makes; the string model comes from `build_string_model`."""
 
 _cache: dict[tuple[str, ...], Classifier | StringReader] = {}
 _cache_lock = threading.Lock()
-
-
-def build(arch: str):
-    """A fresh, compiled model of the named architecture, input (28, 28, 1) in [0, 1]."""
-    import keras
-    from keras import layers
-
-    inputs = keras.Input(shape=(CANVAS, CANVAS, 1))
-    if arch == "seed-mlp":
-        # The tutorial's network, kept as the baseline in reports.
-        x = layers.Flatten()(inputs)
-        x = layers.Dense(128, activation="relu")(x)
-        x = layers.Dense(128, activation="relu")(x)
-    elif arch == "cnn":
-        x = inputs
-        for filters, convolutions in ((32, 2), (64, 2), (128, 1)):
-            for _ in range(convolutions):
-                x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-                x = layers.BatchNormalization(momentum=0.9)(x)
-                x = layers.Activation("relu")(x)
-            x = layers.MaxPooling2D()(x)
-        x = layers.Flatten()(x)
-        x = layers.Dense(128, activation="relu")(x)
-        x = layers.Dropout(0.4)(x)
-    else:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(DIGIT_ARCHITECTURES)}")
-    outputs = layers.Dense(10, activation="softmax")(x)
-    model = keras.Model(inputs, outputs, name=arch)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
-
-
-def build_string_model():
-    """A small convolutional-recurrent network that reads a whole line (CTC, blank = class 0)."""
-    import keras
-    from keras import layers
-
-    inputs = keras.Input(shape=(LINE_HEIGHT, LINE_WIDTH, 1))
-    x = inputs
-    for filters, pool in ((32, (2, 2)), (64, (2, 2)), (96, (2, 1)), (128, (2, 1))):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization(momentum=0.9)(x)
-        x = layers.Activation("relu")(x)
-        x = layers.MaxPooling2D(pool)(x)
-    # (2, 40, 128) -> 40 time steps of 256 features, read left to right and back.
-    x = layers.Permute((2, 1, 3))(x)
-    x = layers.Reshape((FRAMES, -1))(x)
-    x = layers.Dense(128, activation="relu")(x)
-    x = layers.Dropout(0.2)(x)
-    x = layers.Bidirectional(layers.GRU(96, return_sequences=True))(x)
-    outputs = layers.Dense(11)(x)  # logits: blank, then digits 0-9
-    return keras.Model(inputs, outputs, name="crnn")
-
-
-def ctc_loss(y_true, y_pred):
-    """CTC loss; ``y_true`` holds the label length in column 0, then the labels."""
-    from keras import ops
-
-    lengths = ops.cast(y_true[:, 0], "int32")
-    labels = ops.cast(y_true[:, 1:], "int32")
-    frames = ops.full((ops.shape(y_pred)[0],), ops.shape(y_pred)[1], dtype="int32")
-    return ops.ctc_loss(labels, y_pred, lengths, frames, mask_index=0)
 
 
 SMALLEST_BATCH = 4
@@ -183,7 +119,7 @@ class StringReader:
     """Loaded string models that read prepared lines (n, 32, 160) into digit strings.
 
     With several models, each proposes a reading and all of them vote on every
-    proposal (see ``worker.ctc.decode``).
+    proposal (see ``digits.recognition.ctc.decode``).
     """
 
     def __init__(self, refs: list[ModelRef]) -> None:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from worker.borders import box_border_mask
-from worker.segment import Box
+from digits.recognition.borders import box_border_mask
+from digits.recognition.segment import Box
 
 LINE_HEIGHT = 32
 """Height of the image the string model sees."""

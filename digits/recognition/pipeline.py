@@ -22,18 +22,15 @@ from enum import IntEnum
 
 import numpy as np
 
+from digits.contracts import EMPTY, OK, REVIEW, WHOLE_PAGE, Row
 from digits.layouts import Field, Layout
-from digits.results import EMPTY, OK, REVIEW, error_row, utc_now
-from worker.align import align_page
-from worker.annotate import Pictures, field_frame
-from worker.borders import erase, find_printed_lines
-from worker.imaging import UnreadableImage, decode_pages
-from worker.lines import LINE_VIEWS, dark_on_light, prepare_views
-from worker.model import Classifier, Models
-from worker.segment import Box, find_digits
-
-WHOLE_PAGE = "all"
-"""Field name of a page read as one field (no layout)."""
+from digits.recognition.align import align_page
+from digits.recognition.annotate import Pictures, field_frame
+from digits.recognition.borders import erase, find_printed_lines
+from digits.recognition.imaging import UnreadableImage, decode_pages
+from digits.recognition.lines import LINE_VIEWS, dark_on_light, prepare_views
+from digits.recognition.model import Classifier, Models
+from digits.recognition.segment import Box, find_digits
 
 SINGLE_DIGIT_ASPECT = 1.5
 """Ink no wider than this times its height has room for one digit only (measured on
@@ -292,7 +289,7 @@ def recognize_bytes(
     review_threshold: float,
     layout: Layout | None = None,
     pictures: Pictures | None = None,
-) -> list[dict]:
+) -> list[Row]:
     """One row per page, or per page and layout field, for a file; a single error row when it cannot be read.
 
     With ``pictures``, rows to review (or all rows, if it says so) get a
@@ -308,9 +305,9 @@ def recognize_files(
     review_threshold: float,
     layout: Layout | None = None,
     pictures: Pictures | None = None,
-) -> list[list[dict]]:
+) -> list[list[Row]]:
     """``recognize_bytes`` for many ``(data, source)`` files, read together (see ``recognize_documents``)."""
-    rows: list[list[dict] | None] = []
+    rows: list[list[Row] | None] = []
     readable: list[tuple[int, Document]] = []
     for data, source in files:
         try:
@@ -318,14 +315,14 @@ def recognize_files(
             rows.append(None)
         except UnreadableImage as problem:
             sha256 = hashlib.sha256(data).hexdigest()
-            rows.append([error_row(job_id, source, sha256, models.label, f"{source}: {problem}")])
+            rows.append([Row.failed(job_id, source, sha256, models.label, f"{source}: {problem}")])
     read = recognize_documents([document for _, document in readable], models, review_threshold)
     for (index, _), document_rows in zip(readable, read, strict=True):
         rows[index] = document_rows
     return rows
 
 
-def recognize_documents(documents: list[Document], models: Models, review_threshold: float) -> list[list[dict]]:
+def recognize_documents(documents: list[Document], models: Models, review_threshold: float) -> list[list[Row]]:
     """The rows of each document, read together: every digit of all of them in one call per model.
 
     One model call costs about as much for one digit as for a few hundred, so a
@@ -354,7 +351,7 @@ def recognize_documents(documents: list[Document], models: Models, review_thresh
 
 def _rows(
     document: Document, areas: list[Area], chosen: list[tuple[Reading, Support]], review_threshold: float
-) -> list[dict]:
+) -> list[Row]:
     """A document's rows from the chosen reading of each of its areas (with a layout, its pages are aligned already)."""
     # The boxes of a comb field come one after the other: their readings join into one row.
     readings: dict[tuple[int, str], tuple[Reading, Support]] = {}
@@ -381,31 +378,28 @@ def _rows(
         expected = _as_expected(reading.digits, field)
         bar = ok_bar(support if expected else Support.NONE, review_threshold)
         row = _row(document, document.first_page + index - 1, name, reading, bar)
-        if pictures and pictures.wanted(row["status"]):
+        if pictures and pictures.wanted(row.status):
             region = region_pixels(field.region, page.shape) if field else None
-            row["annotation"] = pictures.write(row, *field_frame(page, region))
+            row = row.model_copy(update={"annotation": pictures.write(row, *field_frame(page, region))})
         rows.append(row)
     return rows
 
 
-def _row(document: Document, page: int, field: str, reading: Reading, bar: float) -> dict:
+def _row(document: Document, page: int, field: str, reading: Reading, bar: float) -> Row:
     lowest = min(reading.confidences, default=None)
-    return {
-        "job_id": document.job_id,
-        "source": document.source,
-        "page": page,
-        "field": field,
-        "digits": reading.digits,
-        "confidence": f"{lowest:.4f}" if lowest is not None else "",
-        "status": EMPTY if lowest is None else OK if lowest >= bar else REVIEW,
-        "digit_confidences": ";".join(f"{c:.4f}" for c in reading.confidences),
-        "boxes": ";".join(str(box) for box in reading.boxes),
-        "model": reading.model,
-        "sha256": document.sha256,
-        "processed_at": utc_now(),
-        "error": "",
-        "annotation": "",
-    }
+    return Row(
+        job_id=document.job_id,
+        source=document.source,
+        page=page,
+        field=field,
+        digits=reading.digits,
+        confidence=f"{lowest:.4f}" if lowest is not None else "",
+        status=EMPTY if lowest is None else OK if lowest >= bar else REVIEW,
+        digit_confidences=";".join(f"{c:.4f}" for c in reading.confidences),
+        boxes=";".join(str(box) for box in reading.boxes),
+        model=reading.model,
+        sha256=document.sha256,
+    )
 
 
 def _as_expected(digits: str, field: Field | None) -> bool:

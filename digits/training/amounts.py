@@ -1,91 +1,19 @@
-"""Training data for the string model: real cheque amounts, and amounts composed from single digits.
+"""Cheque amounts to train the string model on: real ones jittered, and ones composed from single digits.
 
-Real amounts come from ORAND-CAR-A (its held-out part never used here); their
-digits, cut by their boxes, are also training digits for the CNN (``digit_arrays``).
-Composed amounts put digits from every data set side by side, touching now
-and then, with the separators, end marks and underlines that cheques carry and
-that must never be read as digits, on paper with a drawn security pattern.
+Composed amounts put digits from every data set side by side, touching now and
+then, with the separators, end marks and underlines that cheques carry and that
+must never be read as digits, on paper with a drawn security pattern.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
-
 import cv2
 import numpy as np
 
-from worker.lines import ink_map, prepare_line
-from worker.segment import normalise_digit
-from worker.train import ORAND_DIR, split_indices
+from digits.recognition.lines import prepare_line
 
 MAX_DIGITS = 8
 """Longest amount the string model is trained on."""
-
-
-@dataclass
-class RealLines:
-    """Cheque amount images (grey, as scanned), their digit strings and each digit's box."""
-
-    images: list[np.ndarray]
-    labels: list[str]
-    boxes: list[list[tuple[int, int, int, int]]]
-    """Per line, (x, y, w, h) of each digit, left to right, in the order of its label."""
-
-
-def orand_split(data_dir: Path) -> tuple[RealLines, RealLines]:
-    """(training lines, held-out lines) of ORAND-CAR-A, with each digit's box."""
-    folder = data_dir / ORAND_DIR
-    labels = json.loads((folder / "labels.json").read_text())
-    names = sorted(labels)
-    held, train = split_indices(len(names))
-    coco = json.loads((folder / "boxes-coco.json").read_text())
-    by_name = {image["file_name"]: image["id"] for image in coco["images"]}
-    boxes: dict[int, list] = {}
-    for annotation in coco["annotations"]:
-        boxes.setdefault(annotation["image_id"], []).append(tuple(int(v) for v in annotation["bbox"]))
-
-    def lines(indices: np.ndarray) -> RealLines:
-        picked = [names[i] for i in sorted(indices)]
-        return RealLines(
-            [cv2.imread(str(folder / "images" / name), cv2.IMREAD_GRAYSCALE) for name in picked],
-            [labels[name] for name in picked],
-            [sorted(boxes.get(by_name.get(name, -1), [])) for name in picked],
-        )
-
-    return lines(train), lines(held)
-
-
-def digit_crops(lines: RealLines) -> list[tuple[np.ndarray, int]]:
-    """Each boxed digit of ``lines`` as (ink map float32, label), its neighbours' strokes cut away."""
-    digits = []
-    for gray, label, boxes in zip(lines.images, lines.labels, lines.boxes, strict=True):
-        ink = ink_map(gray)
-        for (x, y, w, h), digit in zip(boxes, label, strict=True):
-            crop = _without_neighbours(ink[y : y + h, x : x + w])
-            if crop.size and h >= 8:
-                digits.append((crop, int(digit)))
-    return digits
-
-
-def digit_arrays(lines: RealLines) -> tuple[np.ndarray, np.ndarray]:
-    """``digit_crops`` as MNIST-like (n, 28, 28) ink-high uint8 images and their labels."""
-    crops = digit_crops(lines)
-    images = [np.round(normalise_digit(np.round(crop * 255).astype(np.uint8)) * 255) for crop, _ in crops]
-    return np.array(images, np.uint8).reshape(-1, 28, 28), np.array([label for _, label in crops], np.uint8)
-
-
-def digit_pool(arrays: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, int]]:
-    """Single digits as (ink map float32, label), like ``digit_crops``, from ink-high uint8 arrays."""
-    pool = []
-    for images, labels in arrays:
-        for image, label in zip(images, labels, strict=True):
-            ys, xs = np.nonzero(image > 30)
-            if len(ys):
-                crop = image[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32) / 255
-                pool.append((crop, int(label)))
-    return pool
 
 
 def security_paper(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
@@ -211,22 +139,6 @@ def encode_labels(texts: list[str]) -> np.ndarray:
 def batch_of_lines(images: list[np.ndarray]) -> np.ndarray:
     """Model inputs (n, 32, 160, 1) for grey line images."""
     return np.stack([prepare_line(image)[0] for image in images])[..., None]
-
-
-def _without_neighbours(crop: np.ndarray) -> np.ndarray:
-    """A digit's box without the strokes of its neighbours that reach in at the sides."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats((crop > 0.3).astype(np.uint8), connectivity=8)
-    if count <= 2:
-        return crop
-    largest = stats[1:, cv2.CC_STAT_AREA].max()
-    keep = np.zeros(count, bool)
-    for i in range(1, count):
-        left, width, area = stats[i, cv2.CC_STAT_LEFT], stats[i, cv2.CC_STAT_WIDTH], stats[i, cv2.CC_STAT_AREA]
-        at_side = left == 0 or left + width == crop.shape[1]
-        keep[i] = area == largest or not (at_side and area < 0.4 * largest)
-    # Faint pixels (below the component threshold) stay only next to kept strokes.
-    near = cv2.dilate(keep[labels].astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    return np.where(near, crop, 0).astype(np.float32)
 
 
 def _dot(height: int, rng: np.random.Generator) -> np.ndarray:

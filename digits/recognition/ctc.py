@@ -1,6 +1,6 @@
 """Turn the string model's per-frame outputs into digit strings, with one model or several.
 
-The string model (``worker.model``) outputs, for each of its time steps
+The string model (``digits.recognition.model``) outputs, for each of its time steps
 ("frames"), a score for the blank (class 0) and for each digit (class d + 1).
 One model's best reading is its greedy path. Several models are combined the
 way speech recognisers combine theirs: each model proposes its reading, every

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from worker.borders import box_border_mask
+from digits.recognition.borders import box_border_mask
 
 PREPROCESSING_VERSION = "1"
 """Bumped whenever what a model is fed changes (``ink_image``, ``normalise_digit``,
-``worker.lines.prepare_line``); stored with each model, checked by the tests."""
+``digits.recognition.lines.prepare_line``); stored with each model, checked by the tests."""
 
 CANVAS = 28
 """Side of the square image the model sees, as in MNIST."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from digits.results import OK, REVIEW
+from digits.contracts import OK, REVIEW, Row
 
 FOLDER_NAME = "annotations"
 """Folder, beside the CSV, that the pictures go into."""
@@ -47,28 +47,27 @@ class Pictures:
     def wanted(self, status: str) -> bool:
         return self.every_row or status == REVIEW
 
-    def write(self, row: dict, image: np.ndarray, left: int, top: int) -> str:
+    def write(self, row: Row, image: np.ndarray, left: int, top: int) -> str:
         """Draw ``row`` on ``image`` (whose corner lies at ``left, top`` on the page); return the relative path."""
         folder = self.csv_folder / FOLDER_NAME
         folder.mkdir(parents=True, exist_ok=True)
-        name = f"{_plain(row['source'])}-{row['sha256'][:10]}-p{row['page']}-{_plain(row['field'])}.png"
+        name = f"{_plain(row.source)}-{row.sha256[:10]}-p{row.page}-{_plain(row.field)}.png"
         picture = draw(row, image, left, top)
         if not cv2.imwrite(str(folder / name), picture):
             raise OSError(f"could not write the review picture {folder / name}; is the results folder writable?")
         return f"{FOLDER_NAME}/{name}"
 
 
-def draw(row: dict, image: np.ndarray, left: int = 0, top: int = 0) -> np.ndarray:
+def draw(row: Row, image: np.ndarray, left: int = 0, top: int = 0) -> np.ndarray:
     """A colour picture of ``image`` with the row's digit boxes, digits and confidences, and a title band."""
     height, width = image.shape
     scale = min(MIN_HEIGHT / height if height < MIN_HEIGHT else 1.0, MAX_WIDTH / width)
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
     resized = cv2.resize(image, None, fx=scale, fy=scale, interpolation=interpolation)
     picture = cv2.cvtColor(resized, cv2.COLOR_GRAY2BGR)
-    colour = COLOURS.get(row["status"], (0, 0, 220))
-    boxes = [tuple(int(v) for v in box.split(",")) for box in row["boxes"].split(";") if box]
-    confidences = [c for c in row["digit_confidences"].split(";") if c]
-    for digit, box, confidence in zip(row["digits"], boxes, confidences, strict=False):
+    colour = COLOURS.get(row.status, (0, 0, 220))
+    confidences = [c for c in row.digit_confidences.split(";") if c]
+    for digit, box, confidence in zip(row.digits, row.box_list(), confidences, strict=False):
         x, y, w, h = box
         corner = (round((x - left) * scale), round((y - top) * scale))
         far = (round((x - left + w) * scale), round((y - top + h) * scale))
@@ -76,9 +75,9 @@ def draw(row: dict, image: np.ndarray, left: int = 0, top: int = 0) -> np.ndarra
         label_at = (corner[0], max(14, corner[1] - 4))
         _text(picture, f"{digit} {float(confidence):.2f}", label_at, 0.5, colour)
     band = np.full((TITLE_HEIGHT, picture.shape[1], 3), 255, np.uint8)
-    title = f"{row['source']} p{row['page']} {row['field']}: {row['digits'] or '-'}  {row['status']}"
-    if row["confidence"]:
-        title += f" ({float(row['confidence']):.2f})"
+    title = f"{row.source} p{row.page} {row.field}: {row.digits or '-'}  {row.status}"
+    if row.confidence:
+        title += f" ({float(row.confidence):.2f})"
     _text(band, title, (6, 23), 0.6, colour)
     return np.vstack([band, picture])
 

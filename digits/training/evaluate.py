@@ -18,11 +18,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from digits.results import OK
-from worker.model import Models
-from worker.pipeline import recognize_files
-from worker.strings import orand_split
-from worker.train import ORAND_DIR, SPLIT_SEED, load_optdigits, semeion_bitmap, split_indices
+from digits.contracts import OK, Row
+from digits.recognition.model import Models
+from digits.recognition.pipeline import recognize_files
+from digits.training.augment import semeion_bitmap
+from digits.training.data import ORAND_DIR, SPLIT_SEED, load_optdigits, orand_split, split_indices
 
 FORMATS = (".png", ".jpg", ".bmp", ".tif")
 """File formats the single-digit samples are written in, in turn."""
@@ -165,20 +165,20 @@ def evaluate(
         for source, samples in sets.items():
             report = SourceReport(source)
             for sample, row in zip(samples, _first_rows(samples, source, models, review_threshold), strict=True):
-                right = row["digits"] == sample.truth
+                right = row.digits == sample.truth
                 report.files += 1
                 report.right += right
-                if row["status"] == OK:
+                if row.status == OK:
                     report.ok_rows += 1
                     report.ok_wrong += not right
                 if len(sample.truth) == 1:
-                    read = int(row["digits"]) if len(row["digits"]) == 1 else 10
+                    read = int(row.digits) if len(row.digits) == 1 else 10
                     confusion[int(sample.truth), read] += 1
                 if not right:
                     image = out_dir / "mistakes" / sample.name
                     image.write_bytes(sample.data)
                     mistakes.writerow(
-                        [source, sample.name, sample.truth, row["digits"], row["confidence"], row["status"],
+                        [source, sample.name, sample.truth, row.digits, row.confidence, row.status,
                          image.relative_to(out_dir).as_posix()]
                     )  # fmt: skip
             reports.append(report)
@@ -189,7 +189,7 @@ def evaluate(
     return reports
 
 
-def _first_rows(samples: list[Sample], source: str, models: Models, review_threshold: float) -> Iterator[dict]:
+def _first_rows(samples: list[Sample], source: str, models: Models, review_threshold: float) -> Iterator[Row]:
     """The first row of each sample, read a batch at a time as a worker reads them."""
     for start in range(0, len(samples), EVALUATION_BATCH):
         files = [(sample.data, sample.name) for sample in samples[start : start + EVALUATION_BATCH]]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 from redis import Redis
 
 from digits.celery_app import QUEUE, app
 from digits.settings import get_settings, redacted
+from digits.throughput import WRITTEN_TTL_SECONDS, files_written
+from ingest.client import JOBS_KEY, Job
 
 RECENT_JOBS = 50
 """How many of the newest jobs are checked for pending files."""
@@ -17,27 +18,8 @@ RECENT_JOBS = 50
 PRIORITY_SEPARATOR = "\x06\x16"
 """How kombu's Redis transport names the extra lists of a queue's priority levels."""
 
-WRITTEN_KEY = "digits:files-written:{second}"
-"""Files whose rows were written in one second (Unix time), by all workers together."""
-
-WRITTEN_TTL_SECONDS = 3600
-"""How long each second's count is kept."""
-
 RATE_WINDOW_SECONDS = 10
 """Throughput is files written over this many whole seconds, divided by them."""
-
-
-def count_written(redis: Redis, files: int = 1) -> None:
-    """Count files written now (workers call this after each write)."""
-    key = WRITTEN_KEY.format(second=int(time.time()))
-    redis.pipeline().incrby(key, files).expire(key, WRITTEN_TTL_SECONDS).execute()
-
-
-def files_written(redis: Redis, seconds: int) -> int:
-    """Files written over the last ``seconds`` whole seconds (the current one left out, as it is not over)."""
-    now = int(time.time())
-    counts = redis.mget([WRITTEN_KEY.format(second=now - back) for back in range(1, seconds + 1)])
-    return sum(int(count) for count in counts if count is not None)
 
 
 def count_files(folder: Path) -> int:
@@ -47,8 +29,6 @@ def count_files(folder: Path) -> int:
 
 def collect_status() -> dict[str, object]:
     """A snapshot of the service, as ``{label: value}``."""
-    from ingest.client import JOBS_KEY, Job
-
     settings = get_settings()
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2)
     queue_keys = [QUEUE, *(f"{QUEUE}{PRIORITY_SEPARATOR}{p}" for p in (3, 6, 9))]

@@ -1,0 +1,149 @@
+"""The contracts every part of the service shares: the message that carries a file, and a result row.
+
+Each is defined once, here. The ingester and ``submit`` build a ``FileTask``;
+a worker reads it back (checked, as it comes from Redis), reads the file, and
+answers with a ``FileResult`` of ``Row``s, which the CSV writer writes
+(``digits.results``) and the ingester and ``Job`` read. Messages are plain JSON
+data on the wire: nothing from the queue is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+OK, REVIEW, EMPTY, ERROR, DUPLICATE = "ok", "review", "empty", "error", "duplicate"
+"""Row statuses: read fine; a person should look; no digits found; the file could not be read;
+the same bytes already came through the inbox (``error`` names the first)."""
+
+Status = Literal["ok", "review", "empty", "error", "duplicate"]
+"""What the ``status`` column may hold."""
+
+WHOLE_PAGE = "all"
+"""``field`` of a row that covers a whole page (no layout), and of an error row."""
+
+INBOX, JOB = "inbox", "job"
+"""Where a file came from: dropped into the inbox, or submitted as part of a job."""
+
+
+def utc_now() -> str:
+    """The current time as ISO 8601 UTC, as in ``processed_at``."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Row(BaseModel):
+    """One CSV row: a page of a file, or a field of a page. The fields are the CSV's columns, in order.
+
+    Values are as the CSV holds them (confidences formatted to four places,
+    boxes as ``x,y,w,h;…``), so that a row reads the same from the CSV, from
+    ``Job.rows()`` and from ``digits recognize``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    source: str
+    page: int = 1
+    field: str = WHOLE_PAGE
+    digits: str = ""
+    """The digits read, left to right, 0-9 only."""
+    confidence: str = ""
+    """The lowest digit confidence; empty when no digit was read."""
+    status: Status
+    digit_confidences: str = ""
+    """Each digit's confidence, ``;``-separated."""
+    boxes: str = ""
+    """Each digit's box on the page, ``x,y,w,h``, ``;``-separated."""
+    model: str = ""
+    """The models that read the row, ``name@version`` (joined with ``+`` for an ensemble)."""
+    sha256: str = ""
+    processed_at: str = Field(default_factory=utc_now)
+    error: str = ""
+    """What went wrong, with which file, and what to do (error rows); why a row needs a look (some others)."""
+    annotation: str = ""
+    """The review picture's path, relative to the CSV's folder."""
+
+    @classmethod
+    def failed(cls, job_id: str, source: str, sha256: str, model: str, message: str) -> Row:
+        """The one row a file that could not be read gets."""
+        return cls(job_id=job_id, source=source, status=ERROR, model=model, sha256=sha256, error=message)
+
+    def box_list(self) -> list[tuple[int, int, int, int]]:
+        """``boxes`` as ``(x, y, w, h)`` tuples."""
+        return [tuple(int(v) for v in box.split(",")) for box in self.boxes.split(";") if box]
+
+
+COLUMNS = tuple(Row.model_fields)
+"""The CSV header, in order. Later columns may be added after these, never between."""
+
+
+class FileTask(BaseModel):
+    """The message of ``digits.recognize``: one file, carried whole, and where its rows go.
+
+    The file travels inside the message, so a worker on another machine needs
+    no access to the inbox.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["inbox", "job"]
+    job_id: str
+    """The job's id; for an inbox file, its drop id (also the task's id)."""
+    source: str
+    """The name rows carry: the path relative to the inbox, or the name given at submit."""
+    layout: str | None = None
+    """The layout whose fields are read; None: each page is one field."""
+    annotate: bool = False
+    """A review picture for every row, not only for rows sent to review."""
+    inbox: str = ""
+    """For an inbox file, the inbox folder: the same bytes dropped again into it are duplicates."""
+    queued_at: float | None = None
+    """When the message was sent (Unix time), for the latency metric."""
+    data: str = ""
+    """The file's bytes, base64."""
+
+    @classmethod
+    def carrying(cls, content: bytes, **fields: object) -> FileTask:
+        """A message carrying ``content``, stamped with the time it is made."""
+        return cls(data=base64.b64encode(content).decode("ascii"), queued_at=time.time(), **fields)
+
+    def content(self) -> bytes:
+        """The file's bytes."""
+        return base64.b64decode(self.data)
+
+
+class PageTask(BaseModel):
+    """The message of ``digits.recognize_page``: one page of a long document that is read page by page."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    file: FileTask
+    """The document's own message, without its data."""
+    sha256: str
+    """Hash of the whole document's bytes, as its rows carry it."""
+    page: int
+    """The page's number in the document, from 1."""
+    png: str
+    """The page, decoded and encoded again as PNG, base64."""
+
+
+class FileResult(BaseModel):
+    """What a file's task returns (kept in Redis): its rows, the CSV they went to, and its errors."""
+
+    rows: list[Row]
+    csv: str
+    error: str = ""
+    """The ``error`` of its error rows, ``;``-joined; empty when the file was read."""
+
+    @classmethod
+    def of(cls, rows: list[Row], csv: str) -> FileResult:
+        return cls(rows=rows, csv=csv, error="; ".join(row.error for row in rows if row.status == ERROR))
+
+    @property
+    def failed(self) -> bool:
+        """Whether the file could not be read (it goes to ``failed/``)."""
+        return bool(self.error)

@@ -1,0 +1,213 @@
+"""The training data: which sets are read from the data folder, and which part of each is held out.
+
+The held-out part of every set is chosen by a fixed seed (``split_indices``), so
+that training and ``digits evaluate`` always agree on it. The data folder's
+layout is described in the README ("Training data").
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from digits.recognition.lines import ink_map
+from digits.recognition.segment import normalise_digit
+
+HELD_OUT_FRACTION = 0.2
+"""Share of each extra data set (USPS, ARDIS) kept aside for evaluation."""
+
+
+SPLIT_SEED = 20261129
+"""Fixed seed so the held-out split is the same in training and evaluation."""
+
+
+EXTRA_SETS = {"usps": "usps-train.npz", "ardis": "ardis4-train.npz"}
+"""Optional data sets read from the data folder when present (``x``, ``y``; ink high)."""
+
+
+ORAND_DIR = "orand-car-a-train"
+"""Folder of the real cheque amounts in the data folder."""
+
+
+OPTDIGITS_REPEATS = 4
+"""Copies of each optdigits training digit per epoch (each distorted anew): scikit-learn
+ships only 1,797 of them, and their writers' 9s and 1s look like no one else's."""
+
+
+ORAND_DIGIT_REPEATS = 4
+"""Copies of each cheque digit (cut from the ORAND training amounts by its box) per epoch.
+There are about 3,900 of them, and the CNNs that never saw one read 90% of the held-out ones."""
+
+
+@dataclass
+class DataSplit:
+    """Raw (ink-high uint8) training digits and held-out sets, by source."""
+
+    train_x: list[np.ndarray] = field(default_factory=list)
+    train_y: list[np.ndarray] = field(default_factory=list)
+    held_out: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    seen: list[str] = field(default_factory=list)
+
+    def add_extra(self, source: str, x: np.ndarray, y: np.ndarray, repeats: int = 1) -> None:
+        """Learn from 80% of a set (each digit ``repeats`` times a pass); hold the rest out as ``<source>-held-out``."""
+        held, train = split_indices(len(x))
+        self.train_x.append(_pad_to_mnist(np.repeat(x[train], repeats, axis=0)))
+        self.train_y.append(np.repeat(y[train], repeats))
+        self.held_out[f"{source}-held-out"] = (x[held], y[held])
+        self.seen.append(source)
+
+
+def load_data(
+    data_dir: Path | None, extra: bool = True, with_optdigits: bool = True, with_cheque_digits: bool = True
+) -> DataSplit:
+    """MNIST plus (if ``extra``) whichever extra sets are in ``data_dir``, and optdigits with scikit-learn.
+
+    The cheque digits are those of the ORAND amounts, cut by their boxes; the
+    digits of the held-out amounts are held out (``orand-digits-held-out``).
+
+    Without a data folder, MNIST comes from keras' own downloader (needs network).
+    """
+    split = DataSplit()
+    mnist_file = data_dir / "mnist.npz" if data_dir else None
+    if mnist_file and mnist_file.exists():
+        with np.load(mnist_file) as mnist:
+            x_train, y_train = mnist["x_train"], mnist["y_train"]
+            x_test, y_test = mnist["x_test"], mnist["y_test"]
+    else:
+        import keras
+
+        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    split.train_x.append(x_train)
+    split.train_y.append(y_train)
+    split.held_out["mnist-test"] = (x_test, y_test)
+    split.seen.append("mnist")
+
+    for source, file_name in EXTRA_SETS.items():
+        path = data_dir / file_name if data_dir and extra else None
+        if not path or not path.exists():
+            continue
+        with np.load(path) as data:
+            split.add_extra(source, data["x"], data["y"])
+    optdigits = load_optdigits() if extra and with_optdigits else None
+    if optdigits is not None:
+        split.add_extra("optdigits", *optdigits, repeats=OPTDIGITS_REPEATS)
+    if extra and with_cheque_digits and data_dir and (data_dir / ORAND_DIR / "labels.json").exists():
+        lines, held_lines = orand_split(data_dir)
+        x, y = digit_arrays(lines)
+        split.train_x.append(np.repeat(x, ORAND_DIGIT_REPEATS, axis=0))
+        split.train_y.append(np.repeat(y, ORAND_DIGIT_REPEATS))
+        split.held_out["orand-digits-held-out"] = digit_arrays(held_lines)
+        split.seen.append("orand-car-a-digits")
+    return split
+
+
+def load_optdigits() -> tuple[np.ndarray, np.ndarray] | None:
+    """UCI optdigits as scikit-learn ships it (1,797 digits, 8x8 ink counts made 0-255); None without it."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        return None
+    digits = load_digits()
+    return np.round(digits.images * 255 / 16).astype(np.uint8), digits.target.astype(np.uint8)
+
+
+def split_indices(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out, training) indices of an extra data set; the same in every run."""
+    order = np.random.default_rng(SPLIT_SEED).permutation(count)
+    n_held = int(count * HELD_OUT_FRACTION)
+    return order[:n_held], order[n_held:]
+
+
+def _pad_to_mnist(x: np.ndarray) -> np.ndarray:
+    """Bring smaller digit images (USPS is 16x16) onto a 28x28 canvas."""
+    if x.shape[1:] == (28, 28):
+        return x
+    out = np.zeros((len(x), 28, 28), np.uint8)
+    h, w = x.shape[1:]
+    top, left = (28 - h) // 2, (28 - w) // 2
+    out[:, top : top + h, left : left + w] = x
+    return out
+
+
+@dataclass
+class RealLines:
+    """Cheque amount images (grey, as scanned), their digit strings and each digit's box."""
+
+    images: list[np.ndarray]
+    labels: list[str]
+    boxes: list[list[tuple[int, int, int, int]]]
+    """Per line, (x, y, w, h) of each digit, left to right, in the order of its label."""
+
+
+def orand_split(data_dir: Path) -> tuple[RealLines, RealLines]:
+    """(training lines, held-out lines) of ORAND-CAR-A, with each digit's box."""
+    folder = data_dir / ORAND_DIR
+    labels = json.loads((folder / "labels.json").read_text())
+    names = sorted(labels)
+    held, train = split_indices(len(names))
+    coco = json.loads((folder / "boxes-coco.json").read_text())
+    by_name = {image["file_name"]: image["id"] for image in coco["images"]}
+    boxes: dict[int, list] = {}
+    for annotation in coco["annotations"]:
+        boxes.setdefault(annotation["image_id"], []).append(tuple(int(v) for v in annotation["bbox"]))
+
+    def lines(indices: np.ndarray) -> RealLines:
+        picked = [names[i] for i in sorted(indices)]
+        return RealLines(
+            [cv2.imread(str(folder / "images" / name), cv2.IMREAD_GRAYSCALE) for name in picked],
+            [labels[name] for name in picked],
+            [sorted(boxes.get(by_name.get(name, -1), [])) for name in picked],
+        )
+
+    return lines(train), lines(held)
+
+
+def digit_crops(lines: RealLines) -> list[tuple[np.ndarray, int]]:
+    """Each boxed digit of ``lines`` as (ink map float32, label), its neighbours' strokes cut away."""
+    digits = []
+    for gray, label, boxes in zip(lines.images, lines.labels, lines.boxes, strict=True):
+        ink = ink_map(gray)
+        for (x, y, w, h), digit in zip(boxes, label, strict=True):
+            crop = _without_neighbours(ink[y : y + h, x : x + w])
+            if crop.size and h >= 8:
+                digits.append((crop, int(digit)))
+    return digits
+
+
+def digit_arrays(lines: RealLines) -> tuple[np.ndarray, np.ndarray]:
+    """``digit_crops`` as MNIST-like (n, 28, 28) ink-high uint8 images and their labels."""
+    crops = digit_crops(lines)
+    images = [np.round(normalise_digit(np.round(crop * 255).astype(np.uint8)) * 255) for crop, _ in crops]
+    return np.array(images, np.uint8).reshape(-1, 28, 28), np.array([label for _, label in crops], np.uint8)
+
+
+def digit_pool(arrays: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, int]]:
+    """Single digits as (ink map float32, label), like ``digit_crops``, from ink-high uint8 arrays."""
+    pool = []
+    for images, labels in arrays:
+        for image, label in zip(images, labels, strict=True):
+            ys, xs = np.nonzero(image > 30)
+            if len(ys):
+                crop = image[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.float32) / 255
+                pool.append((crop, int(label)))
+    return pool
+
+
+def _without_neighbours(crop: np.ndarray) -> np.ndarray:
+    """A digit's box without the strokes of its neighbours that reach in at the sides."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((crop > 0.3).astype(np.uint8), connectivity=8)
+    if count <= 2:
+        return crop
+    largest = stats[1:, cv2.CC_STAT_AREA].max()
+    keep = np.zeros(count, bool)
+    for i in range(1, count):
+        left, width, area = stats[i, cv2.CC_STAT_LEFT], stats[i, cv2.CC_STAT_WIDTH], stats[i, cv2.CC_STAT_AREA]
+        at_side = left == 0 or left + width == crop.shape[1]
+        keep[i] = area == largest or not (at_side and area < 0.4 * largest)
+    # Faint pixels (below the component threshold) stay only next to kept strokes.
+    near = cv2.dilate(keep[labels].astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    return np.where(near, crop, 0).astype(np.float32)
