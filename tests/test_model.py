@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.seed import SEED_MODEL
 from digits.recognition.model import LARGEST_BATCH, SHIFTS, SURE, Classifier, Models, get_models, padded, padded_sizes
 from digits.recognition.pipeline import (
     choose,
@@ -21,7 +22,7 @@ from digits.recognition.pipeline import (
 from digits.recognition.segment import PREPROCESSING_VERSION, find_digits
 from digits.results import file_sha256
 from digits.settings import Settings
-from digits.store import DEFAULT_MODEL_NAME, resolve_members
+from digits.store import DEFAULT_MODEL_NAME, list_models, resolve_members
 from digits.training.data import split_indices
 from digits.training.evaluate import cheque_digit_files, load_samples, optdigits_samples
 from tests.synth import FONTS, draw_digits, encode
@@ -59,6 +60,12 @@ def test_shipped_models_are_described_by_their_metadata(spec):
         assert meta["preprocessing_version"] == PREPROCESSING_VERSION, "preprocessing changed: retrain the model"
         assert "mnist" in meta["data_seen"]
         assert min(meta["held_out_accuracy"].values()) >= MEMBER_FLOOR
+
+
+def test_the_store_ships_the_default_models_and_the_seed_baseline_only():
+    # Superseded versions stay in git's history, and `digits train --seed N` makes them again.
+    defaults = {spec.strip() for spec in f"{Settings().model},{Settings().string_model}".split(",")}
+    assert {ref.label for ref in list_models(Settings().model_store)} == defaults | {SEED_MODEL}
 
 
 def test_an_ensemble_averages_its_members():

@@ -11,8 +11,8 @@ from digits.settings import Settings
 from tests.conftest import wait_until
 from tests.synth import FONTS, draw_digits, encode
 
-ROLLED_OUT = "digits-cnn@1"
-"""An older shipped version, so that rows read after the roll-out are told apart by their ``model``."""
+ROLLED_OUT = "digits-seed-mlp@1"
+"""Another shipped model (the seed baseline), so that rows read after the roll-out are told apart by their ``model``."""
 
 
 def models_command(stack, *args: str) -> str:
