@@ -22,10 +22,11 @@ from digits.recognition.pipeline import (
 from digits.recognition.segment import PREPROCESSING_VERSION, find_digits
 from digits.results import file_sha256
 from digits.settings import Settings
-from digits.store import DEFAULT_MODEL_NAME, list_models, resolve_members
+from digits.store import list_models, resolve_members
 from digits.training.data import split_indices
 from digits.training.evaluate import cheque_digit_files, load_samples, optdigits_samples
 from tests.synth import FONTS, draw_digits, encode
+from tests.test_reading import overlap
 
 ORAND_FLOOR = 0.80
 """Whole cheque amounts read exactly (the default reads 91.7% of the 216 held out)."""
@@ -62,6 +63,15 @@ def test_shipped_models_are_described_by_their_metadata(spec):
         assert min(meta["held_out_accuracy"].values()) >= MEMBER_FLOOR
 
 
+@pytest.mark.parametrize("font", range(len(FONTS)))
+def test_the_string_models_boxes_cover_the_digits_they_read(models, font):
+    page = draw_digits("40721", font=FONTS[font])
+    [line] = read_as_lines([page], models)
+    digits = [digit.box for digit in find_digits(page)]
+    assert line.digits == "40721"
+    assert all(overlap(a, b) >= 0.8 for a, b in zip(line.boxes, digits, strict=True)), (line.boxes, digits)
+
+
 def test_the_store_ships_the_default_models_and_the_seed_baseline_only():
     # Superseded versions stay in git's history, and `digits train --seed N` makes them again.
     defaults = {spec.strip() for spec in f"{Settings().model},{Settings().string_model}".split(",")}
@@ -70,7 +80,7 @@ def test_the_store_ships_the_default_models_and_the_seed_baseline_only():
 
 def test_an_ensemble_averages_its_members():
     store = Settings().model_store
-    first, second = (f"{DEFAULT_MODEL_NAME}@{v}" for v in (1, 2))
+    first, second = Settings().model.split(",")  # the default is an ensemble of two
     digits = np.stack([find_digits(draw_digits(str(d)))[0].image for d in range(10)]).reshape(-1, 28, 28, 1)
     # The members' average, before doubtful digits are read again (that is the next test's).
     one, two, both = (

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from digits.recognition.ctc import decode
-from digits.recognition.lines import FRAMES, LINE_HEIGHT, LINE_WIDTH, prepare_line
+from digits.recognition.lines import FRAME_PIXELS, FRAMES, LINE_HEIGHT, LINE_WIDTH, prepare_line
 from digits.recognition.pipeline import Reading, Support, choose, ok_bar, sure_alone
-from digits.recognition.segment import Box
+from digits.recognition.segment import Box, find_digits
 from tests.synth import draw_digits
 
 
@@ -122,3 +122,26 @@ def test_a_huge_scan_is_read_at_normal_stroke_width_and_boxed_on_the_page():
     whole = placement.box(0, placement.width // 4)
     assert abs(whole.x - xs.min()) <= 8 * 3 and abs(whole.x + whole.w - xs.max()) <= 8 * 6
     assert abs(whole.y - ys.min()) <= 8 * 3
+
+
+def overlap(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes."""
+    w = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
+    h = min(a.y + a.h, b.y + b.h) - max(a.y, b.y)
+    inter = max(0, w) * max(0, h)
+    return inter / (a.w * a.h + b.w * b.h - inter)
+
+
+@pytest.mark.parametrize("enlarged", [1, 6])
+def test_a_digit_the_string_model_marks_at_one_frame_is_boxed_where_its_ink_is(enlarged):
+    page = cv2.resize(draw_digits("40721", margin=30), None, fx=enlarged, fy=enlarged, interpolation=cv2.INTER_CUBIC)
+    _, placement = prepare_line(page)
+    digits = [digit.box for digit in find_digits(page)]
+    # The frame at each digit's centre, as narrow a span as CTC gives.
+    per_frame = placement.w / placement.width * FRAME_PIXELS / placement.shrink
+    first = placement.x / placement.shrink
+    spans = [(f, f + 1) for f in (int((box.x + box.w / 2 - first) / per_frame) for box in digits)]
+    boxes = placement.digit_boxes(spans)
+    assert all(overlap(a, b) >= 0.9 for a, b in zip(boxes, digits, strict=True)), (boxes, digits)
+    strips = [overlap(placement.box(*span), digit) for span, digit in zip(spans, digits, strict=True)]
+    assert np.mean(strips) < 0.5, "the frames alone make strips narrower than the digits"

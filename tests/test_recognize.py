@@ -8,9 +8,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from digits.contracts import COLUMNS
 from tests.synth import draw_digits, encode
+
+pytestmark = pytest.mark.processes
 
 
 def test_recognize_writes_csv_rows_to_stdout_without_redis(tmp_path):
@@ -20,7 +23,7 @@ def test_recognize_writes_csv_rows_to_stdout_without_redis(tmp_path):
         files[-1].write_bytes(encode(draw_digits(digits), ext))
     blank = tmp_path / "blank.png"
     blank.write_bytes(encode(np.full((120, 300), 235, np.uint8)))
-    env = {"DIGITS_REDIS_URL": "redis://127.0.0.1:1/0", "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {"DIGITS_REDIS_URL": "redis://127.0.0.1:1/0", "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
         [sys.executable, "-m", "digits.cli", "recognize", *map(str, files), str(blank)],
         capture_output=True, text=True, env=env, timeout=120,
@@ -31,4 +34,6 @@ def test_recognize_writes_csv_rows_to_stdout_without_redis(tmp_path):
     rows = list(reader)
     assert [r["digits"] for r in rows] == ["3", "2019", "75", ""]
     assert [r["status"] for r in rows][-1] == "empty"
+    assert "read it with its layout" in rows[-1]["error"], "an empty page says a layout may be wanted"
+    assert done.stderr == "", "only real warnings on stderr, and there are none here"
     assert len({r["job_id"] for r in rows}) == 1

@@ -7,7 +7,7 @@ line brought into a fixed form, ink high, paper flattened to black.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -73,7 +73,7 @@ def stroke_width(gray: np.ndarray) -> int:
     return round(2 * float(np.percentile(inside[ink > 0], 95)))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Placement:
     """Where the model's input came from on the page, to map frames back to page pixels."""
 
@@ -84,14 +84,56 @@ class Placement:
     width: int
     shrink: float = 1.0
     """Factor the page was shrunk by before ``x``, ``y``, ``w`` and ``h`` were measured."""
+    ink: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
+    """Which pixels of the ``w`` x ``h`` crop are ink, to fit each digit's box to its strokes."""
 
     def box(self, first_frame: int, end_frame: int) -> Box:
         """The page rectangle under frames ``[first_frame, end_frame)``."""
         scale = self.w / self.width * FRAME_PIXELS
-        left = self.x + first_frame * scale
-        right = self.x + min(self.w, end_frame * scale)
-        page = [round(v / self.shrink) for v in (left, self.y, right - left, self.h)]
-        return Box(page[0], page[1], max(1, page[2]), page[3])
+        return self._page_box(first_frame * scale, 0, min(self.w, end_frame * scale), self.h)
+
+    def digit_boxes(self, spans: list[tuple[int, int]]) -> list[Box]:
+        """Page boxes of the digits read at frame ``spans``, each fitted to the strokes of its digit.
+
+        The string model marks a digit at one or two frames, a strip narrower
+        than the digit. Each digit's share of the line reaches halfway to its
+        neighbours' (as far out at the ends). A piece of ink belongs whole to
+        the digit whose share holds its middle; a piece that spans several
+        digits' marks (touching digits) is split between their shares.
+        """
+        if not spans:
+            return []
+        scale = self.w / self.width * FRAME_PIXELS
+        centres = np.array([(first + end) / 2 * scale for first, end in spans])
+        halves = np.diff(centres) / 2
+        reach = float(np.median(halves)) if len(halves) else self.w
+        edges = np.concatenate([[centres[0] - reach], centres[:-1] + halves, [centres[-1] + reach]])
+        owner = self._owners(centres, edges)
+        boxes = []
+        for k, span in enumerate(spans):
+            ys, xs = np.nonzero(owner == k)
+            boxes.append(self._page_box(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) if len(xs) else self.box(*span))
+        return boxes
+
+    def _owners(self, centres: np.ndarray, edges: np.ndarray) -> np.ndarray:
+        """For each ink pixel of the crop, the index of the digit it belongs to (-1: none, or paper)."""
+        share = np.searchsorted(edges, np.arange(self.w) + 0.5) - 1  # each column's digit
+        share[(share < 0) | (share >= len(centres))] = -1
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(self.ink.astype(np.uint8), connectivity=8)
+        owner = np.full(self.ink.shape, -1)
+        for piece in range(1, count):
+            left, width = stats[piece, cv2.CC_STAT_LEFT], stats[piece, cv2.CC_STAT_WIDTH]
+            mine = labels == piece
+            if np.count_nonzero((centres >= left) & (centres < left + width)) > 1:
+                owner[mine] = np.broadcast_to(share, owner.shape)[mine]  # touching digits: split by shares
+            else:
+                owner[mine] = share[min(self.w - 1, left + width // 2)]
+        return owner
+
+    def _page_box(self, left: float, top: float, right: float, bottom: float) -> Box:
+        """A box given in crop pixels, in page pixels."""
+        page = [round(v / self.shrink) for v in (self.x + left, self.y + top, right - left, bottom - top)]
+        return Box(page[0], page[1], max(1, page[2]), max(1, page[3]))
 
 
 def prepare_line(gray: np.ndarray, stretch: float = 1.0) -> tuple[np.ndarray, Placement]:
@@ -128,5 +170,5 @@ def prepare_views(gray: np.ndarray, stretches: tuple[float, ...]) -> list[tuple[
         width = min(LINE_WIDTH, max(1, round(w * LINE_HEIGHT / h * stretch)))
         line = np.zeros((LINE_HEIGHT, LINE_WIDTH), np.float32)
         line[:, :width] = np.clip(cv2.resize(ink, (width, LINE_HEIGHT), interpolation=cv2.INTER_AREA), 0, 1)
-        views.append((line, Placement(int(x0), int(y0), w, h, width, shrink)))
+        views.append((line, Placement(int(x0), int(y0), w, h, width, shrink, ink > INK_LEVEL)))
     return views

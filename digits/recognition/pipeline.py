@@ -32,6 +32,12 @@ from digits.recognition.lines import LINE_VIEWS, dark_on_light, prepare_views
 from digits.recognition.model import Classifier, Models
 from digits.recognition.segment import Box, find_digits
 
+NOTHING_ON_THE_PAGE = (
+    "no handwritten digits found on the whole page; if it is a form or a cheque, read it with its layout: "
+    "drop it into the inbox folder named like the layout (inbox/cheque/), or pass --layout NAME"
+)
+"""The ``error`` of an ``empty`` row of a page read whole: a form's fields are read through a layout."""
+
 SINGLE_DIGIT_ASPECT = 1.5
 """Ink no wider than this times its height has room for one digit only (measured on
 held-out sets: single digits stay under 1.35 in 99% of files, amounts over 1.5)."""
@@ -109,7 +115,7 @@ def read_as_lines(pages: list[np.ndarray], models: Models) -> list[Reading | Non
     readings = []
     for line, page_views in zip(lines, views, strict=True):
         placement = page_views[0][1]  # spans are frames of the first view, the line as it is
-        boxes = [placement.box(*span) for span in line.spans]
+        boxes = placement.digit_boxes(line.spans)
         readings.append(Reading(line.digits, line.confidences, boxes, models.reader.label, line.unanimous))
     return readings
 
@@ -378,6 +384,8 @@ def _rows(
         expected = _as_expected(reading.digits, field)
         bar = ok_bar(support if expected else Support.NONE, review_threshold)
         row = _row(document, document.first_page + index - 1, name, reading, bar)
+        if row.status == EMPTY and layout is None:
+            row = row.model_copy(update={"error": NOTHING_ON_THE_PAGE})
         if pictures and pictures.wanted(row.status):
             region = region_pixels(field.region, page.shape) if field else None
             row = row.model_copy(update={"annotation": pictures.write(row, *field_frame(page, region))})
