@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import pytest
 
 from digits.results import read_rows
 from ingest import Job, submit
+from tests.conftest import free_port
 from tests.synth import draw_digits, encode
 
 
@@ -57,6 +59,36 @@ def test_cli_submit_waits_with_progress_and_prints_the_csv_path(served, tmp_path
     assert csv_path.startswith(str(served.results / "jobs"))
     assert sorted(r["digits"] for r in read_rows(csv_path)) == ["64", "905"]
     assert "2 done, 0 failed" in done.stderr
+
+
+def submit_command(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "digits.cli", "submit", *args], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+
+
+def test_cli_submit_exits_non_zero_when_a_file_failed_and_says_why(served, tmp_path):
+    good, bad = tmp_path / "fine-3.png", tmp_path / "memo.png"
+    good.write_bytes(encode(draw_digits("3")))
+    bad.write_bytes(b"not a scan at all")
+    done = submit_command(served.env(), str(good), str(bad), "--wait", "--timeout", "60")
+    assert done.returncode == 3, done.stderr
+    assert "1 done, 1 failed" in done.stderr and "memo.png: not an image" in done.stderr
+    assert done.stdout.strip().endswith(".csv"), "the CSV is named all the same"
+
+
+def test_cli_submit_says_when_redis_is_away_and_queues_nothing(tmp_path):
+    scan = tmp_path / "away-1.png"
+    scan.write_bytes(encode(draw_digits("1")))
+    done = submit_command(dict(os.environ, DIGITS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"), str(scan))
+    assert done.returncode == 1
+    assert "cannot reach Redis at redis://127.0.0.1:" in done.stderr and "digits up" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_cli_submit_documents_its_exit_status():
+    done = submit_command(dict(os.environ), "--help")
+    assert done.returncode == 0 and "Exit status:" in done.stdout
+    assert all(f"  {code}  " in done.stdout for code in range(5))
 
 
 def test_queueing_never_imports_tensorflow(served):

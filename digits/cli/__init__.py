@@ -65,17 +65,24 @@ def main() -> None:
     help="Worker pool processes (each holds the models, about 0.9 GB).",
 )  # fmt: skip
 @click.option("--redis-url", help="Redis URL [DIGITS_REDIS_URL]; started privately if local and down.")
-@click.option("-v", "--verbose", is_flag=True)
+@click.option("-v", "--verbose", is_flag=True, help="Show everything: the worker's banner and logs, TensorFlow's own.")
 def up(inbox: Path | None, results: Path | None, workers: int, redis_url: str | None, verbose: bool) -> None:
-    """Run everything in the foreground: Redis if needed, a worker, and the ingester."""
+    """Run everything in the foreground: Redis if needed, a worker, and the ingester.
+
+    Where no Redis answers at a local DIGITS_REDIS_URL, a private one is started
+    with its data in ./.digits/redis: redis-server if it is on PATH, else the
+    Valkey server that comes with the Python dependencies. Ctrl-C stops
+    everything in order; queued files wait on Redis for the next start.
+    """
     _use(inbox=inbox, results=results, redis_url=redis_url)
     _logging(verbose)
-    from digits.cli.up import StackError, run_up
+    from digits.cli.redis_server import RedisUnavailable
+    from digits.cli.up import run_up
     from digits.settings import get_settings
 
     try:
-        sys.exit(run_up(get_settings(), workers))
-    except StackError as problem:
+        sys.exit(run_up(get_settings(), workers, verbose))
+    except RedisUnavailable as problem:
         raise click.ClickException(str(problem)) from None
 
 
@@ -86,15 +93,16 @@ def up(inbox: Path | None, results: Path | None, workers: int, redis_url: str | 
 )  # fmt: skip
 @click.option("--results", type=click.Path(path_type=Path), help="Folder for CSVs [DIGITS_RESULTS].")
 @click.option("--loglevel", default="INFO", show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="No start-up banner.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-def worker(concurrency: int, results: Path | None, loglevel: str, celery_args: tuple[str, ...]) -> None:
+def worker(concurrency: int, results: Path | None, loglevel: str, quiet: bool, celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker that recognises files (extra arguments go to Celery)."""
     _use(results=results, worker_processes=concurrency)
     from digits.celery_app import QUEUE, app
 
     app.worker_main(
-        ["worker", "--queues", QUEUE, "--concurrency", str(concurrency), "--loglevel", loglevel,
-         "--hostname", "digits@%h", *celery_args]
+        [*(["--quiet"] if quiet else []), "worker", "--queues", QUEUE, "--concurrency", str(concurrency),
+         "--loglevel", loglevel, "--hostname", "digits@%h", *celery_args]
     )  # fmt: skip
 
 
@@ -119,7 +127,25 @@ def ingest(inbox: Path | None, results: Path | None, verbose: bool) -> None:
     Ingester(get_settings(), app).run(stopping)
 
 
-@main.command()
+SUBMIT_FAILED_FILES = 3
+"""Exit status of ``digits submit --wait`` when some files could not be read."""
+
+SUBMIT_TIMED_OUT = 4
+"""Exit status of ``digits submit --wait --timeout`` when time ran out."""
+
+FAILED_FILES_SHOWN = 10
+"""Failed files ``digits submit --wait`` names with their reasons (the CSV has them all)."""
+
+
+@main.command(
+    epilog=f"""\b
+Exit status:
+  0  queued; with --wait, every file was read (rows may still say review)
+  1  nothing was queued: a file too large, an unknown layout, Redis unreachable
+  2  wrong usage
+  {SUBMIT_FAILED_FILES}  with --wait, some files could not be read (their error rows say why)
+  {SUBMIT_TIMED_OUT}  with --wait --timeout, time ran out (the job goes on)"""
+)
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the results, with a progress bar.")
 @click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
@@ -127,27 +153,44 @@ def ingest(inbox: Path | None, results: Path | None, verbose: bool) -> None:
 @click.option("--annotate", is_flag=True, help="A review picture for every row, not only for rows to review.")
 def submit(files: tuple[Path, ...], wait_: bool, timeout: float | None, layout: str | None, annotate: bool) -> None:
     """Queue files as one job and print the CSV its rows go to."""
-    from digits.layouts import LayoutError
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import RedisError
+
+    from digits.contracts import ERROR
+    from digits.settings import get_settings, redacted
     from ingest.client import JobTimeout
     from ingest.client import submit as submit_job
 
     try:
         job = submit_job(files, layout=layout, annotate=annotate)
-    except LayoutError as problem:
+    except ValueError as problem:  # a layout that does not exist, a file over the size limit
         raise click.ClickException(str(problem)) from None
+    except (RedisError, OperationalError) as problem:
+        url = redacted(get_settings().redis_url)
+        raise click.ClickException(
+            f"cannot reach Redis at {url} ({problem}); start the service (`digits up`) or set DIGITS_REDIS_URL"
+        ) from None
     click.echo(f"job {job.id}: {len(files)} file(s) queued", err=True)
-    if wait_:
-        from rich.progress import Progress
+    if not wait_:
+        click.echo(job.csv_path)
+        return
+    from rich.progress import Progress
 
-        with Progress(transient=False, console=_stderr_console()) as progress:
-            bar = progress.add_task("recognising", total=len(files))
-            try:
-                job.wait(timeout, progress=lambda s: progress.update(bar, completed=s.done + s.failed))
-            except JobTimeout as problem:
-                raise click.ClickException(f"{problem}; run `digits status` to see the queue") from None
-        status = job.status()
-        click.echo(f"{status.done} done, {status.failed} failed", err=True)
+    with Progress(transient=False, console=_stderr_console()) as progress:
+        bar = progress.add_task("recognising", total=len(files))
+        try:
+            job.wait(timeout, progress=lambda s: progress.update(bar, completed=s.done + s.failed))
+        except JobTimeout as problem:
+            click.echo(f"{problem}; run `digits status` to see the queue", err=True)
+            click.echo(job.csv_path)
+            sys.exit(SUBMIT_TIMED_OUT)
+    status = job.status()
+    click.echo(f"{status.done} done, {status.failed} failed", err=True)
+    for row in [row for row in job.rows() if row["status"] == ERROR][:FAILED_FILES_SHOWN]:
+        click.echo(f"  {row['error']}", err=True)
     click.echo(job.csv_path)
+    if status.failed:
+        sys.exit(SUBMIT_FAILED_FILES)
 
 
 @main.command()
