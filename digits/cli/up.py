@@ -1,93 +1,54 @@
-"""``digits up``: Redis (when none is reachable), one Celery worker and the ingester, stopped in order.
+"""``digits up``: Redis (when none answers), one Celery worker and the ingester, stopped in order.
 
 Children run in their own sessions so that Ctrl-C reaches only this process,
 which then stops them in the order that loses nothing: first the ingester
 (no new files taken), then the worker (warm shutdown: tasks in progress
 finish, queued ones stay on Redis), and last the private Redis it started
 (append-only file on, so the queue survives until the next ``digits up``).
+
+It says in a line which Redis it uses, and ends its start-up with one line
+once every pool process has its models warm. The worker's banner and
+informational logs, and TensorFlow's own, are shown with ``-v`` only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import threading
-import time
+import uuid
 from pathlib import Path
-from urllib.parse import urlparse
 
 from redis import Redis
 from redis.exceptions import RedisError
 
+from digits.celery_app import app
+from digits.cli.redis_server import answers, start_server
+from digits.readiness import READY_KEY_ENV, warm_processes
 from digits.settings import Settings, redacted
+from ingest.watcher import Ingester
 
 log = logging.getLogger(__name__)
-
-LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
-"""Redis hosts for which ``digits up`` may start a private ``redis-server``."""
-
-REDIS_START_SECONDS = 10
-"""How long a freshly started ``redis-server`` gets to answer PING."""
 
 WORKER_STOP_SECONDS = 150
 """How long the worker gets to finish its tasks on shutdown before it is killed."""
 
 STATE_DIR = Path(".digits")
-"""Working folder for the private Redis's data and append-only file."""
+"""Working folder of ``digits up``: the private Redis's data and append-only file are in ``redis/``."""
+
+READY_POLL_SECONDS = 0.2
+"""How often ``digits up`` asks Redis whether the pool processes are warm."""
 
 
-class StackError(RuntimeError):
-    """``digits up`` cannot start; the message says what to do."""
-
-
-def redis_reachable(url: str) -> bool:
-    """Whether a Redis answers at ``url``."""
-    try:
-        return bool(Redis.from_url(url, socket_connect_timeout=1).ping())
-    except RedisError:
-        return False
-
-
-def start_private_redis(url: str, state_dir: Path) -> subprocess.Popen:
-    """Start ``redis-server`` for ``url`` with its data in ``state_dir``, persistent (AOF)."""
-    parsed = urlparse(url)
-    binary = shutil.which("redis-server")
-    if parsed.hostname not in LOCAL_HOSTS or binary is None:
-        raise StackError(
-            f"no Redis answers at {redacted(url)}, and "
-            + ("it is not on this machine" if binary else "no redis-server is on PATH")
-            + ": install one (apt-get install redis-server) or set DIGITS_REDIS_URL to a running Redis"
-        )
-    data_dir = state_dir / "redis"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    command = [
-        binary,
-        "--port", str(parsed.port or 6379),
-        "--bind", "127.0.0.1",
-        "--dir", str(data_dir.resolve()),
-        "--appendonly", "yes",
-        "--save", "",
-    ]  # fmt: skip
-    if parsed.password:
-        command += ["--requirepass", parsed.password]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + REDIS_START_SECONDS
-    while not redis_reachable(url):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise StackError(f"redis-server for {redacted(url)} did not start; is port {parsed.port} taken?")
-        time.sleep(0.1)
-    log.info("started a private Redis at %s (data in %s)", redacted(url), data_dir)
-    return process
-
-
-def start_worker(workers: int, env: dict[str, str]) -> subprocess.Popen:
-    """Start ``digits worker`` as a child process."""
+def start_worker(workers: int, env: dict[str, str], verbose: bool) -> subprocess.Popen:
+    """Start ``digits worker`` as a child process; without ``verbose``, it says only warnings and errors."""
     command = [sys.executable, "-m", "digits.cli", "worker", "--concurrency", str(workers)]
+    if not verbose:
+        command += ["--quiet", "--loglevel", "WARNING"]
     return subprocess.Popen(command, env=env, start_new_session=True)
 
 
@@ -112,17 +73,37 @@ def _stop_when_gone(worker: subprocess.Popen, stopping: threading.Event) -> None
         stopping.set()
 
 
-def run_up(settings: Settings, workers: int) -> int:
+def _say_when_ready(redis: Redis, key: str, workers: int, settings: Settings, stopping: threading.Event) -> None:
+    try:
+        while not stopping.is_set() and warm_processes(redis, key) < workers:
+            stopping.wait(READY_POLL_SECONDS)
+    except RedisError as problem:
+        log.warning("cannot tell when the worker is ready (%s); it starts all the same", problem)
+        return
+    if not stopping.is_set():
+        log.info("ready: drop scans into %s; rows in %s", _shown(settings.inbox), _shown(settings.results))
+
+
+def _shown(folder: Path) -> str:
+    """``folder`` as a person would type it here: ``./inbox`` below the working folder, else in full."""
+    folder = folder.resolve()
+    return f"./{folder.relative_to(Path.cwd())}" if folder.is_relative_to(Path.cwd()) else str(folder)
+
+
+def run_up(settings: Settings, workers: int, verbose: bool = False) -> int:
     """Run the whole service in the foreground until SIGINT or SIGTERM.
 
     Returns the exit status: 0 when stopped by a signal, 1 when the worker died.
+    Raises ``RedisUnavailable`` when no Redis answers and none can be started.
     """
-    from digits.celery_app import app
-    from ingest.watcher import Ingester
-
+    url = settings.redis_url
     redis = None
-    if not redis_reachable(settings.redis_url):
-        redis = start_private_redis(settings.redis_url, STATE_DIR)
+    if answers(url):
+        log.info("Redis: the one answering at %s", redacted(url))
+    else:
+        data_dir = STATE_DIR / "redis"
+        redis, server = start_server(url, data_dir)
+        log.info("Redis: %s at %s (data in %s)", server.described, redacted(url), data_dir)
     stopping, asked_to_stop = threading.Event(), threading.Event()
 
     def on_signal(*_: object) -> None:
@@ -131,13 +112,21 @@ def run_up(settings: Settings, workers: int) -> int:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
-    worker = start_worker(workers, dict(os.environ))
+    ready_key = f"digits:up:{uuid.uuid4()}:ready"
+    env = dict(os.environ, **{READY_KEY_ENV: ready_key})
+    if verbose:
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")  # TensorFlow's own logs too
+    log.info("starting a worker with %d pool process(es), each loading the models", workers)
+    worker = start_worker(workers, env, verbose)
+    marks = Redis.from_url(url)
     threading.Thread(target=_stop_when_gone, args=(worker, stopping), daemon=True).start()
+    threading.Thread(target=_say_when_ready, args=(marks, ready_key, workers, settings, stopping), daemon=True).start()
     try:
-        log.info("inbox %s -> results %s", settings.inbox.resolve(), settings.results.resolve())
         Ingester(settings, app).run(stopping)
     finally:
-        log.info("stopping: worker finishes its tasks in progress")
+        log.info("stopping: the worker finishes its tasks in progress")
         stop(worker, WORKER_STOP_SECONDS)
+        with contextlib.suppress(RedisError):  # else it expires
+            marks.delete(ready_key)
         stop(redis, 30)
     return 0 if asked_to_stop.is_set() else 1

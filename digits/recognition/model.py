@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 
@@ -24,6 +27,50 @@ log = logging.getLogger(__name__)
 
 _cache: dict[tuple[str, ...], Classifier | StringReader] = {}
 _cache_lock = threading.Lock()
+
+
+TENSORFLOW_NOTES = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|[IW]\d{4} \S+ +\d+ [\w.]+:\d+\] .*"
+    r"|To enable the following instructions: .*"
+)
+"""What TensorFlow's C++ side prints as it loads (informational notes and warnings, in absl's format)."""
+
+_importing = threading.Lock()
+
+
+def import_keras():
+    """Keras (and so TensorFlow), imported without TensorFlow's start-up chatter on stderr.
+
+    As it loads, TensorFlow's C++ side prints notes (oneDNN, no CUDA drivers)
+    before any of its log settings apply, and, once running, an error for the
+    GPU it does not find, which reads like a failure. Unless the environment
+    sets ``TF_CPP_MIN_LOG_LEVEL`` (``digits up -v`` sets it to 0), only fatal
+    C++ messages are kept, and the notes printed while loading are dropped;
+    whatever else was written to stderr meanwhile is written again.
+    """
+    with _importing:
+        if "keras" in sys.modules or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+            import keras
+
+            return keras
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as captured:
+            os.dup2(captured.fileno(), 2)  # C++ writes to the file descriptor, not to sys.stderr
+            try:
+                import keras
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                captured.seek(0)
+                said = captured.read().decode(errors="replace").splitlines()
+        kept = [line for line in said if not TENSORFLOW_NOTES.fullmatch(line)]
+        if kept:
+            print("\n".join(kept), file=sys.stderr)
+        return keras
 
 
 SMALLEST_BATCH = 4
@@ -83,8 +130,7 @@ class Classifier:
     """
 
     def __init__(self, refs: list[ModelRef]) -> None:
-        import keras
-
+        keras = import_keras()
         self.refs = refs
         self.label = "+".join(ref.label for ref in refs)
         self._members = [keras.models.load_model(ref.path, compile=False) for ref in refs]
@@ -123,8 +169,7 @@ class StringReader:
     """
 
     def __init__(self, refs: list[ModelRef]) -> None:
-        import keras
-
+        keras = import_keras()
         self.refs = refs
         self.label = "+".join(ref.label for ref in refs)
         self._members = [keras.models.load_model(ref.path, compile=False) for ref in refs]
