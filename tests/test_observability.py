@@ -49,8 +49,12 @@ def test_a_worker_counts_files_rows_digits_batches_and_latency_and_logs_json(sta
     worker_log = json_lines(next(stack.root.glob("worker-*.log")))
     assert {"time", "level", "logger", "message"} <= set(worker_log[0])
     assert any(line["logger"] == "worker.tasks" and "read a batch" in line["message"] for line in worker_log)
-    ingester_log = json_lines(next(stack.root.glob("ingest-*.log")))
-    assert any(line["logger"] == "ingest.watcher" and "seen-1.png" in line["message"] for line in ingester_log)
+    ingester_log = next(stack.root.glob("ingest-*.log"))
+    wait_until(  # the line it logs when it files seen-1.png away, just after its rows are written
+        lambda: any(line["logger"] == "ingest.watcher" and "seen-1.png" in line["message"]
+                    for line in json_lines(ingester_log)),
+        10, "the ingester's JSON line about seen-1.png",
+    )  # fmt: skip
 
 
 def test_the_ingester_touches_its_heartbeat_while_it_runs(stack):
