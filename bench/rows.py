@@ -11,8 +11,8 @@ from digits.contracts import COLUMNS
 class RowTail:
     """The rows appended to the ``*.csv`` files of one folder, a look at a time.
 
-    Waiting for rows must cost the service no CPU: parsing whole CSVs every
-    10 ms took a core from it once they held a few thousand rows.
+    Waiting for rows must cost the service no CPU: parsing whole CSVs at every
+    look would take more and more of it from the service as they grow.
     """
 
     def __init__(self, folder: Path) -> None:

@@ -66,7 +66,8 @@ LATENCY_DROPS = 20
 """Single files dropped one at a time to measure latency."""
 
 SEED_FILES = 200
-"""Single digits read the seed's way (about 40 ms each)."""
+"""Single digits read the seed's way: fewer than the other ways read, as it is slow (one
+``model.predict`` per image)."""
 
 POLL_SECONDS = 0.01
 """How often the CSV is looked at while waiting for a row."""

@@ -33,8 +33,8 @@ QUEUE = "digits"
 
 PUBLISH_CHUNK = 64
 """Messages sent in one Redis round trip (kombu's ``Producer.batch``) by the ingester and
-``submit``. Sent one by one, each cost a round trip and a new Redis client, about half of
-the ingester's time; in chunks, a burst of files still reaches the workers as it is sent."""
+``submit``. Sent one by one, each would cost a round trip and a new Redis client; in
+chunks, a burst of files still reaches the workers as it is sent."""
 
 RESULT_TTL_SECONDS = 7 * 24 * 3600
 """How long task results (and so ``Job.rows()``) stay in Redis."""
@@ -48,10 +48,11 @@ class PolledRedisBackend(RedisBackend):
     """Celery's Redis result backend without a result subscription for every task sent.
 
     Celery subscribes to a pub/sub channel for each task it sends, to hear of its
-    result. We read results by polling (``task_states``), so nobody read those
-    channels: each file left about 200 bytes behind in the ingester (12% growth
-    over a 20,000-file soak) and its unread confirmations piled up in Redis's
-    output buffer for the ingester. ``AsyncResult.get()`` still subscribes when called.
+    result. We read results by polling (``task_states``), so nobody would read
+    those channels: each file would leave its subscription behind in the
+    ingester, whose memory would grow with every file, and its unread
+    confirmations would pile up in Redis's output buffer for the ingester.
+    ``AsyncResult.get()`` still subscribes when called.
     """
 
     def on_task_call(self, producer: object, task_id: str) -> None:
@@ -73,7 +74,8 @@ def make_app(redis_url: str, time_limit: int | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         # Each pool process reads a batch of files (worker.tasks.FileBatches) while the
-        # next batch gathers: with room for only one, batches came out a third empty.
+        # next batch gathers: with room for only one, the next could gather only once a
+        # process was free, and would be handed over short.
         # The batches' own callbacks put messages back when a process dies.
         worker_prefetch_multiplier=PREFETCHED_BATCHES * settings.batch_size,
         task_default_queue=QUEUE,

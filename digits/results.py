@@ -63,8 +63,8 @@ def append_drops(path: Path, drops: list[tuple[str, list[Row]]], marks: Redis) -
     writing, each drop's offset in the file is noted there; a later attempt
     that finds such a note (the writer died before marking the drop done)
     looks at what stands at that offset instead of writing again. One write
-    and one fsync for a whole batch of files: per file, they cost a worker more
-    than a millisecond.
+    and one fsync for a whole batch of files: one of each per file would make
+    every file wait for the disk.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

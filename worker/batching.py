@@ -53,7 +53,7 @@ class FileBatches(Batches):
         (``celery.worker.loops.asynloop``), then calls this again once it is back.
         celery-batches believes its flush timer is still set and starts it only
         for the first file into an empty buffer, so a file buffered when Redis went
-        away, and every file after it, waited for a full batch (seen on CI).
+        away, and every file after it, would wait for a full batch.
         """
         if self._tref is not None:
             self._tref.cancel()  # a no-op on a cleared timer; on a live one (a reload), no second timer

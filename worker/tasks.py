@@ -71,7 +71,7 @@ def _prepare_process(**_: object) -> None:
     limit_threads(settings.tf_threads or max(1, (os.cpu_count() or 1) // processes))
     # Load the models now, beside the pool's start-up rather than inside it (Celery allows a
     # pool process 4 s to start), so that no process is still cold when work arrives: a
-    # batch that waited for its process to load them took 4 s instead of 0.3 s.
+    # batch that has to wait for its process to load them takes many times longer.
     threading.Thread(target=_load_and_warm_up, name="load-models", daemon=True).start()
 
 

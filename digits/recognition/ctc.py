@@ -73,8 +73,9 @@ def align_voters(log_probs: np.ndarray, digits: str) -> tuple[list[list[float]],
     """``align`` for many voters at once, ``log_probs`` being (voters, frames, classes).
 
     Returns each voter's digit confidences, and the digit spans of the first
-    voter. One Viterbi pass over all voters: run voter by voter, this loop was
-    half the time a worker spent on a single-digit scan.
+    voter. One Viterbi pass over all voters at once: the loop over frames runs
+    in Python, so running it once per voter would multiply its cost by the
+    number of voters.
     """
     if not digits:
         return [[] for _ in log_probs], []

@@ -78,16 +78,17 @@ SMALLEST_BATCH = 4
 
 LARGEST_BATCH = 64
 """...and at most this big: larger ones are read in parts of it. The models' working
-memory grows with the batch and TensorFlow keeps what it once took: a worker process
-held 920 MB with parts of 64 and 1,270 MB with parts of 256, reading as fast."""
+memory grows with the batch and TensorFlow keeps what it once took, so larger parts
+would make each worker process hold more memory for good, without reading faster."""
 
 
 def padded(batch: np.ndarray) -> np.ndarray:
     """``batch`` with blank images added up to the next power of two (at least ``SMALLEST_BATCH``).
 
-    Keras traces a new graph for each batch size it meets (about 0.1 s, and a
-    warning past five), and a worker reading batches of files meets dozens of
-    sizes; padded, it meets a handful, each traced once per process.
+    Keras traces a new graph for each batch size it meets (each trace takes
+    time, and TensorFlow warns past five), and a worker reading batches of
+    files meets dozens of sizes; padded, it meets a handful, each traced once
+    per process.
     """
     size = max(SMALLEST_BATCH, 1 << (len(batch) - 1).bit_length())
     if size == len(batch):
@@ -103,9 +104,9 @@ def padded_sizes() -> list[int]:
 def predict(model, batch: np.ndarray) -> np.ndarray:
     """``model``'s outputs for ``batch``, in calls of at most ``LARGEST_BATCH`` padded inputs.
 
-    ``predict_on_batch`` runs the compiled graph (~0.3-3 ms a call here); an
-    eager call costs ~20 ms (~350 ms for a recurrent layer) and ``model.predict``
-    sets up a whole loop (~35 ms).
+    ``predict_on_batch`` runs the compiled graph: far cheaper a call than an
+    eager call (above all through a recurrent layer) or ``model.predict``,
+    which sets up a whole loop each time.
     """
     parts = [
         np.asarray(model.predict_on_batch(padded(part)))[: len(part)]
@@ -118,9 +119,9 @@ SHIFTS = ((1, 0), (-1, 0), (0, 1), (0, -1))
 """Pixel shifts (down, up, right, left) at which a doubtful digit is classified again."""
 
 SURE = 0.99
-"""Digits the classifier gives less than this are read again at the ``SHIFTS``. On the held-out
-MNIST files this took the default from 99.58% to 99.60% (the same with every digit read five
-times); USPS, ARDIS and ORAND did not change."""
+"""Digits the classifier gives less than this are read again at the ``SHIFTS``: the extra
+readings are spent on the doubtful digits, where they can change the reading, and not on
+the sure ones, where they do not."""
 
 
 class Classifier:
@@ -202,7 +203,7 @@ class _PaddedSizesRetracing(logging.Filter):
 
     ``padded`` keeps the sizes to a handful, each traced once per process; yet
     TensorFlow warns from the fifth, which ``digits recognize`` and ``digits
-    evaluate`` (they trace as sizes come) printed among their output.
+    evaluate`` (they trace as sizes come) would print among their output.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -216,7 +217,7 @@ def limit_threads(threads: int) -> None:
     """Cap TensorFlow's thread pools in this process, before it loads a model.
 
     Only environment variables are set here, which TensorFlow reads when it
-    starts: importing TensorFlow itself takes ~4 s, too long for Celery's
+    starts: importing TensorFlow itself takes seconds, too long for Celery's
     ``worker_process_init``.
     """
     os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
@@ -237,9 +238,8 @@ class Models:
     def warm_up(self, sizes: list[int]) -> None:
         """Trace every model's graph for each of the padded batch ``sizes`` now, before work needs them.
 
-        About 1.6 s a process for all of them on a fast machine, 3.8 s on a slow
-        one. Without it, a busy worker met new batch sizes while files waited,
-        and spent seconds tracing them.
+        Without it, a busy worker would meet new batch sizes while files wait,
+        and spend seconds tracing them.
         """
         self.classifier.warm_up(sizes)
         if self.reader is not None:

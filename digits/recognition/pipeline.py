@@ -39,8 +39,8 @@ NOTHING_ON_THE_PAGE = (
 """The ``error`` of an ``empty`` row of a page read whole: a form's fields are read through a layout."""
 
 SINGLE_DIGIT_ASPECT = 1.5
-"""Ink no wider than this times its height has room for one digit only (measured on
-held-out sets: single digits stay under 1.35 in 99% of files, amounts over 1.5)."""
+"""Ink no wider than this times its height has room for one digit only: the bar lies
+between the widths of single digits and of amounts, with room to spare for wide single digits."""
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,8 @@ def _classify_distinct(images: list[np.ndarray], classifier: Classifier) -> np.n
     """Class probabilities of each image, shape (n, 10), classifying each distinct image once.
 
     A single digit cut from its page and all the ink of that page read as one
-    digit are nearly always the same image (597 of 597 MNIST digits on paper):
-    classifying both doubled the classifier's work on single digits.
+    digit are nearly always the same image: classifying both would double the
+    classifier's work on single digits.
     """
     slots: dict[bytes, int] = {}
     distinct: list[np.ndarray] = []
@@ -134,16 +134,17 @@ class Support(IntEnum):
 
 STRING_ONLY_DOUBT = 0.5
 """A reading only the string models vouch for may keep this share of the doubt the review
-threshold allows (0.95 for a threshold of 0.9). On held-out cheque amounts the one reading
-marked ok yet wrong (an end mark read as a 4) had 0.91."""
+threshold allows (0.95 for a threshold of 0.9). With no second reader to disagree, the string
+models can be unanimous and fairly sure about a misreading (an end mark read as a digit),
+so their bar is stricter than the one for readings that cutting confirms."""
 
 
 CLASSIFIER_ALONE_DOUBT = 0.01
 """A single digit the classifier is sure of, keeping only this share of the doubt the review
-threshold allows (0.999 for a threshold of 0.9), is not read by the string models too. On
-the held-out sets the readings stay the same and the error rate among ok rows stays or falls,
-but on cheque digits (0.27% -> 0.38%), while fewer single digits go to review (semeion-style
-34.6% -> 16.1%); 0.99 would let 0.61% of cheque digits through."""
+threshold allows (0.999 for a threshold of 0.9), is not read by the string models too: their
+reading could not change it, and their disagreements would only send good digits to review.
+The bar is the lowest that keeps wrong digits among ok rows rare on every held-out set; a
+lower one lets too many wrong cheque digits through (docs/recognition.md, "Sure single digits")."""
 
 
 def _keeping_doubt(threshold: float, share: float) -> float:
@@ -154,8 +155,8 @@ def _keeping_doubt(threshold: float, share: float) -> float:
 def sure_alone(cutting: Reading, threshold: float) -> bool:
     """Whether ``cutting`` is one digit, in ink with room for one, that the classifier is sure enough of alone.
 
-    Such a page needs no string models, which cost three quarters of reading a
-    single digit: the classifier's whole reading stands there whatever they read
+    Such a page needs no string models, the costliest part of reading a single
+    digit: the classifier's whole reading stands there whatever they read
     (see ``choose``), and they would only send it to review by disagreeing.
     """
     whole = cutting.whole
@@ -184,8 +185,8 @@ def choose(cutting: Reading, line: Reading | None) -> tuple[Reading, Support]:
     room_for_one = cutting.whole is not None
     if cutting.whole and (len(cutting.digits) == 1 or (line and len(line.digits) == 1)):
         # Ink with room for one digit, and one digit read: the classifier reads
-        # single digits better than the string model (99.6% against 98.7% on
-        # MNIST files), and reads them best whole, as it learnt them.
+        # single digits better than the string model, and reads them best whole,
+        # as it learnt them.
         cutting = cutting.whole
     if line is None:
         return cutting, Support.AGREED

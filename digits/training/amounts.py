@@ -157,8 +157,8 @@ END_MARK_SHARE = 0.4
 def end_mark(height: int, rng: np.random.Generator) -> np.ndarray:
     """A mark that closes an amount so that nothing can be added: - = / # or .- (ink high, float32).
 
-    On held-out cheques a closing "/" was read as a 1 and a "#" as a 4 while
-    the composed amounts only ever ended in a dash.
+    Writers close amounts with any of these, and each must be learnt as no
+    digit: a closing "/" looks like a 1, and a "#" like a 4.
     """
     kind = rng.choice(["dash", "double dash", "slash", "hash", "dot and dash"], p=[0.35, 0.15, 0.2, 0.15, 0.15])
     if kind == "dash":

@@ -86,8 +86,8 @@ def small_bitmap(raw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A random `semeion_bitmap` or `optdigits_bitmap` of ``raw`` (unchanged if it has no ink).
 
     A "1" stretched to fill its box, or a digit 8 pixels high, looks like
-    nothing in MNIST: before models saw such bitmaps, the default read 92.9%
-    of Semeion-style digits (nearly every mistake a "1") and 97.1% of optdigits.
+    nothing in MNIST: a model that never saw such bitmaps misreads them, above
+    all a stretched "1".
     """
     if not (raw > SMALL_BITMAP_INK).any():
         return raw

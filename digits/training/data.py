@@ -40,7 +40,7 @@ ships only 1,797 of them, and their writers' 9s and 1s look like no one else's."
 
 ORAND_DIGIT_REPEATS = 4
 """Copies of each cheque digit (cut from the ORAND training amounts by its box) per epoch.
-There are about 3,900 of them, and the CNNs that never saw one read 90% of the held-out ones."""
+There are about 3,900 of them, and a CNN that never saw one reads them far worse than other sets' digits."""
 
 
 @dataclass

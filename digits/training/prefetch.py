@@ -2,8 +2,8 @@
 
 Training alternates two kinds of work: preparing a pass's digits or lines
 (distorting, composing, normalising: Python and OpenCV, one core) and fitting
-the model to them (TensorFlow, every core). Done in turn, one core idled while
-the data was prepared: a third of every pass. Here the next pass is prepared by
+the model to them (TensorFlow, every core). Done in turn, only one core works
+while the data is prepared, and the model waits. Here the next pass is prepared by
 low-priority processes while TensorFlow fits the current one, so they take
 only the CPU it leaves, and whatever is left of the preparation then runs on
 every core.
