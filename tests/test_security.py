@@ -92,3 +92,15 @@ def test_the_queue_runs_no_pickle_and_no_task_it_does_not_know(client, served):
     assert "untrusted content" in log or "ContentDisallowed" in log, "the pickled message was not refused"
     assert "unregistered task" in log.lower() and "os.system" in log
     assert not Path("/tmp/owned").exists()
+
+
+def test_a_message_that_is_no_file_to_read_fails_alone_and_the_batch_goes_on(client, served):
+    from digits.celery_app import task_states
+
+    good = submit([("beside-bad-message-6.png", encode(draw_digits("6")))], celery=client)
+    # Sent by name like any file, but not a FileTask: no source, no bytes, a field nobody knows.
+    client.send_task(RECOGNIZE_TASK, args=[{"kind": "inbox", "command": "rm -rf /"}], task_id="not-a-file-1")
+    good.wait(timeout=60)
+    assert good.rows()[0]["digits"] == "6"
+    state = wait_until(lambda: task_states(client, ["not-a-file-1"]).get("not-a-file-1"), 30, "the refusal")
+    assert state["status"] == "FAILURE" and "not a file to read" in str(state["result"])
