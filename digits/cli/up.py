@@ -97,12 +97,12 @@ def run_up(settings: Settings, workers: int, verbose: bool = False) -> int:
     Raises ``RedisUnavailable`` when no Redis answers and none can be started.
     """
     url = settings.redis_url
-    redis = None
+    private_server = None
     if answers(url):
         log.info("Redis: the one answering at %s", redacted(url))
     else:
         data_dir = STATE_DIR / "redis"
-        redis, server = start_server(url, data_dir)
+        private_server, server = start_server(url, data_dir)
         log.info("Redis: %s at %s (data in %s)", server.described, redacted(url), data_dir)
     stopping, asked_to_stop = threading.Event(), threading.Event()
 
@@ -128,5 +128,5 @@ def run_up(settings: Settings, workers: int, verbose: bool = False) -> int:
         stop(worker, WORKER_STOP_SECONDS)
         with contextlib.suppress(RedisError):  # else it expires
             marks.delete(ready_key)
-        stop(redis, 30)
+        stop(private_server, 30)
     return 0 if asked_to_stop.is_set() else 1
