@@ -10,6 +10,7 @@ COPY pyproject.toml README.md ./
 COPY digits ./digits
 COPY worker ./worker
 COPY ingest ./ingest
+COPY review ./review
 COPY model_store ./model_store
 COPY layouts ./layouts
 RUN pip install . && useradd --create-home --uid 1000 digits && mkdir -p /data && chown digits /data

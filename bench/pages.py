@@ -34,6 +34,7 @@ def run(split_above: int, pdf: bytes, warm_up: bytes, expected: list[tuple[str, 
     env = dict(
         os.environ,
         DIGITS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        DIGITS_REVIEW_PORT="0",
         DIGITS_SPLIT_ABOVE_PAGES=str(split_above),
         TF_CPP_MIN_LOG_LEVEL="2",
     )

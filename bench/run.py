@@ -99,7 +99,7 @@ class Service:
     def __init__(self, workers: int) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="digits-bench-"))
         self.workers = workers
-        self.env = dict(os.environ, DIGITS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", TF_CPP_MIN_LOG_LEVEL="2")
+        self.env = dict(os.environ, DIGITS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", DIGITS_REVIEW_PORT="0")
         self.up: subprocess.Popen | None = None
         self.rows = RowTail(self.root / "results" / "inbox")
         (self.root / "inbox" / "cheque").mkdir(parents=True)

@@ -69,7 +69,7 @@ def rss_mb(pid: int) -> float | None:
 def run(files: int, workers: int, timeout: float) -> dict:
     """Soak a fresh stack with ``files`` scans; return the report."""
     root = Path(tempfile.mkdtemp(prefix="digits-soak-"))
-    env = dict(os.environ, DIGITS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(os.environ, DIGITS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", DIGITS_REVIEW_PORT="0")
     with open(root / "up.log", "wb") as log:
         up = subprocess.Popen(
             [sys.executable, "-m", "digits.cli", "up", "--workers", str(workers)],

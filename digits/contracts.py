@@ -147,3 +147,61 @@ class FileResult(BaseModel):
     def failed(self) -> bool:
         """Whether the file could not be read (it goes to ``failed/``)."""
         return bool(self.error)
+
+
+REVIEW_KIND, AUDIT_KIND = "review", "audit"
+"""Why a row is before a person: the machine doubts it (a ``review`` row), or it was drawn,
+``ok``, for the blind audit that measures the error rate among ``ok`` rows."""
+
+CONFIRMED, CORRECTED, UNREADABLE, UNDONE = "confirmed", "corrected", "unreadable", "undone"
+"""A decision's verdict: the person read what the machine read; read other digits; found no
+digits anyone could read. ``undone`` takes back the decision before it (the reviewer undid it)."""
+
+
+class ReviewItem(BaseModel):
+    """A row before a person: what the machine read, and the two pictures a reviewer looks at."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    """Opaque: a hash of the row's identity, so the same row is one item however often it is enqueued."""
+    kind: Literal["review", "audit"]
+    job_id: str
+    source: str
+    page: int
+    field: str
+    sha256: str
+    digits: str
+    """What the machine read (never shown for an audit item)."""
+    confidences: list[float]
+    crop: str
+    """The field as it was read, a PNG, relative to the results folder."""
+    page_image: str
+    """The whole page, small, with the field outlined, relative to the results folder."""
+    queued_at: float
+
+
+class Decision(BaseModel):
+    """A line of ``results/reviewed/YYYY-MM-DD.csv``: what a person decided about an item. Fields in column order."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    source: str
+    page: int
+    field: str
+    kind: Literal["review", "audit"]
+    machine_digits: str
+    digits: str
+    """The person's reading (empty when unreadable, or undone)."""
+    verdict: Literal["confirmed", "corrected", "unreadable", "undone"]
+    reviewer: str
+    seconds: float
+    """From the item being shown to the decision."""
+    reviewed_at: str = Field(default_factory=utc_now)
+    sha256: str
+    crop: str
+
+
+REVIEWED_COLUMNS = tuple(Decision.model_fields)
+"""The reviewed CSV's header, in order."""

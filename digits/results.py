@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pydantic import BaseModel
 from redis import Redis
 
 from digits.contracts import COLUMNS, Row
@@ -56,10 +57,13 @@ def append_rows(path: Path, rows: list[Row], drop_id: str, marks: Redis) -> bool
     return append_drops(path, [(drop_id, rows)], marks)[0]
 
 
-def append_drops(path: Path, drops: list[tuple[str, list[Row]]], marks: Redis) -> list[bool]:
+def append_drops(
+    path: Path, drops: list[tuple[str, list[BaseModel]]], marks: Redis, columns: tuple[str, ...] = COLUMNS
+) -> list[bool]:
     """Append the rows of each ``(drop id, rows)`` to ``path`` exactly once, all in one write; which were written.
 
-    ``marks`` is the Redis that remembers which drops are written. Before
+    ``marks`` is the Redis that remembers which drops are written; ``columns``
+    are the file's (result rows by default; reviewers' decisions have their own). Before
     writing, each drop's offset in the file is noted there; a later attempt
     that finds such a note (the writer died before marking the drop done)
     looks at what stands at that offset instead of writing again. One write
@@ -79,11 +83,11 @@ def append_drops(path: Path, drops: list[tuple[str, list[Row]]], marks: Redis) -
             if done[i] is not None or drop_id in seen:
                 continue  # written before, or twice in this call (a message delivered again meanwhile)
             seen.add(drop_id)
-            if pending[i] is not None and _rows_at(*_parse_pending(pending[i]), rows[0]):
+            if pending[i] is not None and _rows_at(*_parse_pending(pending[i]), rows[0], columns):
                 settled.append(i)
                 continue
             written[i] = at
-            blocks.append(encode_rows(rows, header=at == 0))
+            blocks.append(encode_rows(rows, header=at == 0, columns=columns))
             at += len(blocks[-1])
         if blocks:
             notes = marks.pipeline()
@@ -118,14 +122,14 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def encode_rows(rows: list[Row], header: bool) -> bytes:
+def encode_rows(rows: list[BaseModel], header: bool, columns: tuple[str, ...] = COLUMNS) -> bytes:
     """Rows as CSV bytes (header first if asked), with formula-like text neutralised."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     if header:
-        writer.writerow(COLUMNS)
+        writer.writerow(columns)
     for row in rows:
-        writer.writerow([_neutralise(getattr(row, column)) for column in COLUMNS])
+        writer.writerow([_neutralise(getattr(row, column)) for column in columns])
     return buffer.getvalue().encode("utf-8")
 
 
@@ -142,14 +146,14 @@ def _parse_pending(value: bytes) -> tuple[Path, int]:
     return Path(path), int(offset)
 
 
-def _rows_at(path: Path, offset: int, first_row: Row) -> bool:
+def _rows_at(path: Path, offset: int, first_row: BaseModel, columns: tuple[str, ...]) -> bool:
     """Whether the drop whose first row is ``first_row`` stands at ``offset`` in ``path``."""
     if not path.exists() or path.stat().st_size <= offset:
         return False
     with open(path, "rb") as handle:
         handle.seek(offset)
         block = handle.read(64 * 1024).decode("utf-8", errors="replace")
-    found = list(csv.DictReader(io.StringIO(block), fieldnames=COLUMNS))
+    found = list(csv.DictReader(io.StringIO(block), fieldnames=columns))
     found = [row for row in found if row["job_id"] != "job_id"]
     if not found:
         return False

@@ -90,6 +90,22 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9808, ge=0, le=65535)
     """Port on which each worker node serves Prometheus metrics at ``/metrics``; 0 for none."""
 
+    audit_share: float = Field(0.01, ge=0, le=1)
+    """Share of ``ok`` rows that also go before a person, blind, to measure the error rate among them."""
+
+    review_host: str = "127.0.0.1"
+    """Address the review station listens on: this machine only, unless you choose otherwise
+    (then put it behind a reverse proxy that speaks TLS)."""
+
+    review_port: int = Field(8765, ge=0, le=65535)
+    """Port of the review station (``digits up``, ``digits review``); 0 for none."""
+
+    review_https: bool = False
+    """The station is reached over HTTPS (behind a reverse proxy): its session cookie is then sent only over HTTPS."""
+
+    review_lease_seconds: int = Field(300, ge=1)
+    """How long a reviewer holds an item before it returns to the queue (a closed tab)."""
+
     log_format: Literal["text", "json"] = "text"
     """``json``: logs as one JSON object per line, for a log collector; ``text``: for people."""
 

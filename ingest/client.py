@@ -21,6 +21,7 @@ from digits.celery_app import app as default_app
 from digits.contracts import JOB, FileResult, FileTask
 from digits.layouts import load_layout
 from digits.results import job_csv
+from digits.reviews import decided, final_row, id_of
 from digits.settings import MEGABYTE, get_settings
 
 JOB_KEY = "digits:job:{job_id}"
@@ -125,6 +126,16 @@ class Job:
             if meta and meta["status"] == states.SUCCESS:
                 rows.extend(row.model_dump() for row in FileResult.model_validate(meta["result"]).rows)
         return rows
+
+    def final_rows(self) -> list[dict]:
+        """``rows()`` as they finally stand: where a reviewer decided, their reading (as ``digits export``).
+
+        Adds ``machine_digits``, ``reviewer`` and ``reviewed_at``; a row a person
+        read has status ``verified`` (or ``unreadable``).
+        """
+        rows = self.rows()
+        decisions = decided(_redis(self.celery), [id_of(row) for row in rows])
+        return [final_row(row, decisions.get(id_of(row))) for row in rows]
 
 
 def submit(

@@ -17,12 +17,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 from redis import Redis
 
+from digits import reviewers
 from digits.celery_app import make_app
 from digits.cli.redis_server import embedded_server
 from digits.results import read_rows
+from digits.reviews import SECONDS_KEY
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DIGITS_DATA", REPO.parent / "shared" / "data"))
@@ -35,7 +38,7 @@ LOG_LINES_ON_FAILURE = 40
 """Lines of each process's log shown when a stack test times out (CI keeps nothing else)."""
 
 
-PROCESS_FIXTURES = {"served", "client", "stack", "inbox_stack", "private_redis", "persistent"}
+PROCESS_FIXTURES = {"served", "client", "stack", "inbox_stack", "private_redis", "persistent", "station", "fresh"}
 """Fixtures that start worker or ingester processes: tests using one are left out of ``make test-fast``."""
 
 
@@ -302,3 +305,98 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "mnist.npz").exists():
         pytest.skip(f"training data not found at {SHARED_DATA} (set DIGITS_DATA to its folder)")
     return SHARED_DATA
+
+
+# The review station over a running service (tests/test_station.py, tests/test_station_browser.py).
+
+PASSWORD = "keying-is-work"
+"""Every test reviewer's password."""
+
+LEASE_SECONDS = 3
+"""How long a test reviewer holds an item (short, so that a lapsed lease can be watched)."""
+
+REVIEW_KEYS = "digits:review:*"
+"""The queue's keys, emptied between tests (the reviewers, the session secret and the marks stay)."""
+
+KEPT = {b"digits:review:users", b"digits:review:secret"}
+
+
+@dataclass
+class StationStack:
+    """A worker that sends nearly every row to review (and audits the rest) and a station over the same Redis."""
+
+    stack: Stack
+    url: str
+    redis: Redis
+
+    def reviewer(self, name: str) -> httpx.Client:
+        """A logged-in HTTP client, its CSRF token in its headers."""
+        reviewers.add(self.redis, name, PASSWORD)
+        client = httpx.Client(base_url=self.url, timeout=30)
+        answer = client.post("/api/login", json={"username": name, "password": PASSWORD})
+        assert answer.status_code == 200, answer.text
+        client.headers["X-CSRF-Token"] = answer.json()["csrf"]
+        return client
+
+    def submit(self, texts: list[str], prefix: str, *extra: tuple[str, bytes]) -> list[dict]:
+        """Submit drawn digits (``<prefix>-<n>-<digits>.png``) and ``extra`` files as one job; its rows, once read."""
+        from ingest import submit
+        from tests.synth import FONTS, draw_digits, encode
+
+        files = [(f"{prefix}-{i:02d}-{text}.png", encode(draw_digits(text, font=FONTS[i % len(FONTS)])))
+                 for i, text in enumerate(texts)]  # fmt: skip
+        job = submit([*files, *extra], celery=make_app(self.stack.redis_url))
+        job.wait(timeout=120)
+        return job.rows()
+
+    def empty_queue(self) -> None:
+        doomed = [key for key in self.redis.scan_iter(REVIEW_KEYS) if key not in KEPT]
+        if doomed:
+            self.redis.delete(*doomed)
+        self.redis.delete(SECONDS_KEY)
+
+
+@pytest.fixture(scope="module")
+def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StationStack]:
+    root = tmp_path_factory.mktemp("station")
+    server = RedisServer(root / "redis").start()
+    stack = Stack(root, server.url)
+    settings = {
+        "DIGITS_REVIEW_THRESHOLD": "0.99999",  # nearly every row goes to review...
+        "DIGITS_AUDIT_SHARE": "1",  # ...and every ok row to the audit
+        "DIGITS_REVIEW_LEASE_SECONDS": str(LEASE_SECONDS),
+        "DIGITS_RESULTS": str(stack.results),
+    }
+    stack.start_worker(**settings)
+    port = free_port()
+    stack.digits("review", "--port", str(port), env=stack.env(**settings))
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _answers(url), 30, "the station to answer")
+    yield StationStack(stack, url, Redis.from_url(server.url))
+    stack.stop()
+    server.stop()
+
+
+@pytest.fixture
+def fresh(station: StationStack, monkeypatch: pytest.MonkeyPatch) -> StationStack:
+    """The station with an empty queue, this test process a client of its service."""
+    from digits.settings import get_settings
+
+    station.empty_queue()
+    monkeypatch.setenv("DIGITS_RESULTS", str(station.stack.results))
+    monkeypatch.setenv("DIGITS_REDIS_URL", station.stack.redis_url)
+    get_settings.cache_clear()
+    yield station
+    get_settings.cache_clear()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url + "/api/stats", timeout=1).status_code == 401
+    except httpx.HTTPError:
+        return False
+
+
+def digits_command(stack: Stack, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "digits.cli", *args], env=stack.env(), input=stdin,
+                          capture_output=True, text=True, timeout=60, cwd=Path(stack.root))  # fmt: skip

@@ -20,6 +20,7 @@ PARTS = {
     "digits": "core",
     "worker": "serving",
     "ingest": "queueing",
+    "review": "station",
     "model_store": "data",
     "layouts": "data",
 }
@@ -32,7 +33,8 @@ MAY_IMPORT = {
     "training": {"training", "recognition", "core", "data"},
     "serving": {"serving", "recognition", "core", "data"},
     "queueing": {"queueing", "core", "data"},
-    "cli": {"cli", "serving", "queueing", "training", "recognition", "core", "data"},
+    "station": {"station", "core", "data"},
+    "cli": {"cli", "serving", "queueing", "station", "training", "recognition", "core", "data"},
 }
 """What each part may import: imports run one way, and only the command line wires everything."""
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from redis import Redis
 
@@ -50,7 +52,7 @@ def answers(url: str) -> bool:
 
 def test_up_starts_redis_worker_and_ingester_and_stops_them_all(tmp_path):
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing answers here yet
-    env = dict(os.environ, DIGITS_REDIS_URL=url, DIGITS_STABLE_SECONDS="0.3")
+    env = dict(os.environ, DIGITS_REDIS_URL=url, DIGITS_STABLE_SECONDS="0.3", DIGITS_REVIEW_PORT=str(free_port()))
     up = start_up(tmp_path, env, "-v")
     try:
         read_one_file(tmp_path, up, "up-56.png", "56")
@@ -71,11 +73,19 @@ def test_with_only_python_up_runs_on_the_embedded_valkey_says_little_and_stops_o
     url = f"redis://127.0.0.1:{free_port()}/0"
     # PATH holds this interpreter's folder only: no redis-server, as on a laptop with just Python.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGITS_", "TF_"))}
-    env.update(PATH=str(Path(sys.executable).parent), DIGITS_REDIS_URL=url, DIGITS_STABLE_SECONDS="0.3")
+    station = free_port()
+    env.update(PATH=str(Path(sys.executable).parent), DIGITS_REDIS_URL=url, DIGITS_STABLE_SECONDS="0.3",
+               DIGITS_REVIEW_PORT=str(station))  # fmt: skip
     up = start_up(tmp_path, env)
     try:
         read_one_file(tmp_path, up, "only-python-7.png", "7")
         assert answers(url)
+        # A newcomer logs in to the review station with what the terminal said.
+        said_so = re.search(r"log in as (\S+) with password (\S+) ", said(tmp_path))
+        login = {"username": said_so[1], "password": said_so[2]}
+        answer = httpx.post(f"http://127.0.0.1:{station}/api/login", json=login, timeout=10)
+        assert answer.status_code == 200 and answer.json()["csrf"]
+        assert f"; review at http://127.0.0.1:{station}" in said(tmp_path)
     finally:
         os.killpg(up.pid, signal.SIGINT)  # Ctrl-C
         code = up.wait(60)

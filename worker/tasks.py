@@ -40,6 +40,7 @@ from digits.recognition.imaging import UnreadableImage, decode_pages
 from digits.recognition.model import Models, get_models, limit_threads, padded_sizes
 from digits.recognition.pipeline import Document, open_document, recognize_documents
 from digits.results import MARK_TTL_SECONDS, append_drops, append_rows, inbox_csv, job_csv
+from digits.reviews import ReviewQueue, items_of
 from digits.rollout import active
 from digits.settings import get_settings
 from digits.store import ModelNotFound
@@ -270,6 +271,7 @@ def _write(task: FileTask, rows: list[Row], drop_id: str) -> FileResult:
         count_written(_marks())
     else:
         log.info("rows of %s (%s) were already written; not writing them again", task.source, drop_id)
+    _enqueue_for_people(rows, path)
     return FileResult.of(rows, str(path))
 
 
@@ -290,11 +292,29 @@ def _write_batch(items: list[tuple[SimpleRequest, FileTask, list[Row]]], batch: 
         try:
             written = append_drops(path, [(request.id, rows) for request, _, rows in same_csv], _marks())
             count_written(_marks(), sum(written))
+            _enqueue_for_people([row for _, _, rows in same_csv for row in rows], path)
             for request, task, rows in same_csv:
                 _finish(request, task, FileResult.of(rows, str(path)), batch)
         except (OSError, RedisError) as problem:
             for request, task, _ in same_csv:
                 _hand_on(request, task, problem, batch)
+
+
+def _enqueue_for_people(rows: list[Row], path: Path) -> None:
+    """Put the rows a person should see (to review, or drawn for the audit) in the review queue, once.
+
+    Their pictures were saved beside the CSV as they were read; enqueueing a
+    row again (a file delivered twice) leaves its item as it is.
+    """
+    settings = get_settings()
+    folder = path.parent.relative_to(settings.results).as_posix()
+    _review_queue().enqueue(items_of(rows, folder, settings.audit_share, time.time()))
+
+
+@lru_cache(maxsize=1)
+def _review_queue() -> ReviewQueue:
+    settings = get_settings()
+    return ReviewQueue(_marks(), settings.results, settings.review_lease_seconds)
 
 
 def _destination(task: FileTask, rows: list[Row], drop_id: str) -> tuple[list[Row], Path]:
@@ -333,7 +353,8 @@ def _marked_if_seen(rows: list[Row], inbox: str, drop_id: str) -> list[Row]:
 
 
 def _pictures(task: FileTask) -> Pictures:
-    return Pictures(_csv_folder(task, get_settings().results), every_row=task.annotate)
+    settings = get_settings()
+    return Pictures(_csv_folder(task, settings.results), every_row=task.annotate, audit_share=settings.audit_share)
 
 
 def _png(page: np.ndarray) -> str:

@@ -8,35 +8,19 @@ reads the settings, so child processes inherit them too.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
 
 import click
 
+from digits.cli.options import configure_logging, use_settings
+
 DATA_ENV = "DIGITS_DATA"
 """Folder with mnist.npz (and usps-train.npz, ardis4-train.npz) for ``digits train``."""
 
 DEFAULT_DATA = Path("../shared/data")
 """Where the training data lies beside a checkout of this repository."""
-
-
-def _use(**options: object) -> None:
-    """Make CLI options the settings of this process and its children."""
-    from digits.settings import get_settings
-
-    for name, value in options.items():
-        if value is not None:
-            os.environ[f"DIGITS_{name.upper()}"] = str(value)
-    get_settings.cache_clear()
-
-
-def _logging(verbose: bool) -> None:
-    from digits.logs import configure
-    from digits.settings import get_settings
-
-    configure(logging.DEBUG if verbose else logging.INFO, get_settings().log_format)
 
 
 class _Commands(click.Group):
@@ -74,8 +58,8 @@ def up(inbox: Path | None, results: Path | None, workers: int, redis_url: str | 
     Valkey server that comes with the Python dependencies. Ctrl-C stops
     everything in order; queued files wait on Redis for the next start.
     """
-    _use(inbox=inbox, results=results, redis_url=redis_url)
-    _logging(verbose)
+    use_settings(inbox=inbox, results=results, redis_url=redis_url)
+    configure_logging(verbose)
     from digits.cli.redis_server import RedisUnavailable
     from digits.cli.up import run_up
     from digits.settings import get_settings
@@ -97,7 +81,7 @@ def up(inbox: Path | None, results: Path | None, workers: int, redis_url: str | 
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(concurrency: int, results: Path | None, loglevel: str, quiet: bool, celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker that recognises files (extra arguments go to Celery)."""
-    _use(results=results, worker_processes=concurrency)
+    use_settings(results=results, worker_processes=concurrency)
     from digits.celery_app import QUEUE, app
 
     app.worker_main(
@@ -112,8 +96,8 @@ def worker(concurrency: int, results: Path | None, loglevel: str, quiet: bool, c
 @click.option("-v", "--verbose", is_flag=True)
 def ingest(inbox: Path | None, results: Path | None, verbose: bool) -> None:
     """Watch the inbox and queue each new scan (workers may run elsewhere)."""
-    _use(inbox=inbox, results=results)
-    _logging(verbose)
+    use_settings(inbox=inbox, results=results)
+    configure_logging(verbose)
     import signal
     import threading
 
@@ -207,7 +191,7 @@ def recognize(
     files: tuple[Path, ...], model: str | None, layout: str | None, pictures: Path | None, annotate: bool
 ) -> None:
     """Recognise files in this process (no Redis) and write CSV rows to stdout."""
-    _use(model=model)
+    use_settings(model=model)
     import uuid
 
     from digits.layouts import LayoutError, load_layout
@@ -415,7 +399,7 @@ def train(
 @click.option("--limit", type=int, help="Read at most this many files per source.")
 def evaluate(model: str | None, data_dir: Path, out: Path, limit: int | None) -> None:
     """Per-source accuracy through the real pipeline; confusion matrix and mistakes in --out."""
-    _use(model=model)
+    use_settings(model=model)
     from rich.console import Console
     from rich.table import Table
 
@@ -446,3 +430,10 @@ def _stderr_console():
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+from digits.cli.reviewing import export, review, users  # noqa: E402  (they join the group above)
+
+main.add_command(review)
+main.add_command(users)
+main.add_command(export)

@@ -1,4 +1,4 @@
-"""``digits up``: Redis (when none answers), one Celery worker and the ingester, stopped in order.
+"""``digits up``: Redis (when none answers), one Celery worker, the ingester and the review station, stopped in order.
 
 Children run in their own sessions so that Ctrl-C reaches only this process,
 which then stops them in the order that loses nothing: first the ingester
@@ -6,8 +6,9 @@ which then stops them in the order that loses nothing: first the ingester
 finish, queued ones stay on Redis), and last the private Redis it started
 (append-only file on, so the queue survives until the next ``digits up``).
 
-It says in a line which Redis it uses, and ends its start-up with one line
-once every pool process has its models warm. The worker's banner and
+It says in a line which Redis it uses (and, with no reviewer yet, how to log
+in to the station), and ends its start-up with one line once every pool
+process has its models warm. The worker's banner and
 informational logs, and TensorFlow's own, are shown with ``-v`` only.
 """
 
@@ -26,6 +27,7 @@ from pathlib import Path
 from redis import Redis
 from redis.exceptions import RedisError
 
+from digits import reviewers
 from digits.celery_app import app
 from digits.cli.redis_server import answers, start_server
 from digits.readiness import READY_KEY_ENV, warm_processes
@@ -49,6 +51,12 @@ def start_worker(workers: int, env: dict[str, str], verbose: bool) -> subprocess
     command = [sys.executable, "-m", "digits.cli", "worker", "--concurrency", str(workers)]
     if not verbose:
         command += ["--quiet", "--loglevel", "WARNING"]
+    return subprocess.Popen(command, env=env, start_new_session=True)
+
+
+def start_station(env: dict[str, str], verbose: bool) -> subprocess.Popen:
+    """Start ``digits review`` (the review station) as a child process."""
+    command = [sys.executable, "-m", "digits.cli", "review", *(["--verbose"] if verbose else [])]
     return subprocess.Popen(command, env=env, start_new_session=True)
 
 
@@ -81,7 +89,24 @@ def _say_when_ready(redis: Redis, key: str, workers: int, settings: Settings, st
         log.warning("cannot tell when the worker is ready (%s); it starts all the same", problem)
         return
     if not stopping.is_set():
-        log.info("ready: drop scans into %s; rows in %s", _shown(settings.inbox), _shown(settings.results))
+        station = f"; review at {station_url(settings)}" if settings.review_port else ""
+        log.info("ready: drop scans into %s; rows in %s%s", _shown(settings.inbox), _shown(settings.results), station)
+
+
+def station_url(settings: Settings) -> str:
+    """Where a person on this machine opens the review station."""
+    host = "127.0.0.1" if settings.review_host in ("0.0.0.0", "::") else settings.review_host
+    return f"http://{host}:{settings.review_port}"
+
+
+def _first_reviewer(redis: Redis) -> None:
+    """Make a first reviewer when there is none, and say once how to log in as them."""
+    password = reviewers.first_reviewer(redis)
+    if password:
+        log.info(
+            "review station: log in as %s with password %s (shown this once; `digits users add NAME` adds "
+            "reviewers or sets a password)", reviewers.FIRST_REVIEWER, password,
+        )  # fmt: skip
 
 
 def _shown(folder: Path) -> str:
@@ -119,12 +144,17 @@ def run_up(settings: Settings, workers: int, verbose: bool = False) -> int:
     log.info("starting a worker with %d pool process(es), each loading the models", workers)
     worker = start_worker(workers, env, verbose)
     marks = Redis.from_url(url)
+    station = None
+    if settings.review_port:
+        _first_reviewer(marks)
+        station = start_station(env, verbose)
     threading.Thread(target=_stop_when_gone, args=(worker, stopping), daemon=True).start()
     threading.Thread(target=_say_when_ready, args=(marks, ready_key, workers, settings, stopping), daemon=True).start()
     try:
         Ingester(settings, app).run(stopping)
     finally:
         log.info("stopping: the worker finishes its tasks in progress")
+        stop(station, 10)
         stop(worker, WORKER_STOP_SECONDS)
         with contextlib.suppress(RedisError):  # else it expires
             marks.delete(ready_key)

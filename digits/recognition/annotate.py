@@ -8,7 +8,6 @@ so results stay valid when the folder is moved or shared.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import cv2
 import numpy as np
 
 from digits.contracts import OK, REVIEW, Row
+from digits.reviews import image_names, kind_of, plain_name
 
 FOLDER_NAME = "annotations"
 """Folder, beside the CSV, that the pictures go into."""
@@ -35,6 +35,12 @@ TITLE_HEIGHT = 34
 COLOURS = {OK: (40, 160, 40), REVIEW: (0, 140, 255)}
 """Box colour (BGR) by row status; anything else is drawn red."""
 
+PAGE_WIDTH = 700
+"""Width a reviewer's page picture is reduced to: enough to see where the field lies."""
+
+OUTLINE = (0, 0, 220)
+"""Colour (BGR) of the field's outline on the page picture."""
+
 
 @dataclass(frozen=True)
 class Pictures:
@@ -43,6 +49,8 @@ class Pictures:
     csv_folder: Path
     every_row: bool = False
     """Also draw rows that are ``ok`` or ``empty`` (``--annotate``), not only those to review."""
+    audit_share: float = 0.0
+    """Share of ``ok`` rows drawn for the blind audit, which get a reviewer's pictures too."""
 
     def wanted(self, status: str) -> bool:
         return self.every_row or status == REVIEW
@@ -51,11 +59,25 @@ class Pictures:
         """Draw ``row`` on ``image`` (whose corner lies at ``left, top`` on the page); return the relative path."""
         folder = self.csv_folder / FOLDER_NAME
         folder.mkdir(parents=True, exist_ok=True)
-        name = f"{_plain(row.source)}-{row.sha256[:10]}-p{row.page}-{_plain(row.field)}.png"
+        name = f"{plain_name(row.source)}-{row.sha256[:10]}-p{row.page}-{plain_name(row.field)}.png"
         picture = draw(row, image, left, top)
-        if not cv2.imwrite(str(folder / name), picture):
-            raise OSError(f"could not write the review picture {folder / name}; is the results folder writable?")
+        _write_png(folder / name, picture)
         return f"{FOLDER_NAME}/{name}"
+
+    def keep_for_review(self, row: Row, page: np.ndarray, region: tuple[int, int, int, int] | None) -> None:
+        """Save what a reviewer of ``row`` looks at, if a person should see it (``digits.reviews.kind_of``).
+
+        The crop is the field as it was read, with nothing drawn on it (also the
+        training example a decision makes); the page is the whole page, small,
+        with the field outlined. Their names are ``digits.reviews.image_names``.
+        """
+        if kind_of(row, self.audit_share) is None:
+            return
+        x0, y0, x1, y1 = region or (0, 0, page.shape[1], page.shape[0])
+        crop_name, page_name = image_names(row)
+        (self.csv_folder / crop_name).parent.mkdir(parents=True, exist_ok=True)
+        _write_png(self.csv_folder / crop_name, page[y0:y1, x0:x1])
+        _write_png(self.csv_folder / page_name, page_outline(page, (x0, y0, x1, y1)))
 
 
 def draw(row: Row, image: np.ndarray, left: int = 0, top: int = 0) -> np.ndarray:
@@ -82,6 +104,16 @@ def draw(row: Row, image: np.ndarray, left: int = 0, top: int = 0) -> np.ndarray
     return np.vstack([band, picture])
 
 
+def page_outline(page: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
+    """The page, at most ``PAGE_WIDTH`` wide, in colour, with ``region`` (left, top, right, bottom) outlined."""
+    scale = min(1.0, PAGE_WIDTH / page.shape[1])
+    small = cv2.resize(page, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else page
+    picture = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
+    x0, y0, x1, y1 = (round(v * scale) for v in region)
+    cv2.rectangle(picture, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), OUTLINE, max(2, round(3 * scale)))
+    return picture
+
+
 def field_frame(page: np.ndarray, region: tuple[int, int, int, int] | None) -> tuple[np.ndarray, int, int]:
     """The part of ``page`` a picture shows: the field's region with a margin (or the whole page), and its corner."""
     if region is None:
@@ -92,12 +124,12 @@ def field_frame(page: np.ndarray, region: tuple[int, int, int, int] | None) -> t
     return page[top : min(page.shape[0], y1 + dy), left : min(page.shape[1], x1 + dx)], left, top
 
 
+def _write_png(path: Path, image: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), image):
+        raise OSError(f"could not write the review picture {path}; is the results folder writable?")
+
+
 def _text(picture: np.ndarray, text: str, origin: tuple[int, int], scale: float, colour: tuple[int, int, int]) -> None:
     # OpenCV's fonts have no accents or other scripts; a reviewer still finds the file by its hash in the name.
     printable = text.encode("ascii", "replace").decode()
     cv2.putText(picture, printable, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
-
-
-def _plain(text: str) -> str:
-    """``text`` made safe as part of a file name: letters, digits, ``-`` and ``_`` only, at most 40."""
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", Path(text).stem if "." in text else text)[:40] or "file"

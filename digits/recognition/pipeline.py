@@ -387,9 +387,11 @@ def _rows(
         row = _row(document, document.first_page + index - 1, name, reading, bar)
         if row.status == EMPTY and layout is None:
             row = row.model_copy(update={"error": NOTHING_ON_THE_PAGE})
+        region = region_pixels(field.region, page.shape) if field else None
         if pictures and pictures.wanted(row.status):
-            region = region_pixels(field.region, page.shape) if field else None
             row = row.model_copy(update={"annotation": pictures.write(row, *field_frame(page, region))})
+        if pictures:
+            pictures.keep_for_review(row, page, region)
         rows.append(row)
     return rows
 

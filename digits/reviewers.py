@@ -1,0 +1,76 @@
+"""The people who review: their names and password hashes (argon2), kept in Redis for every station.
+
+``digits users add|list|remove`` manage them; the review station checks a
+login against them. Passwords are never stored, only their argon2 hashes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from redis import Redis
+
+from digits.contracts import utc_now
+
+USERS_KEY = "digits:review:users"
+"""Hash of reviewer name -> JSON with the password's argon2 hash and when it was set."""
+
+FIRST_REVIEWER = "admin"
+"""The reviewer ``digits up`` creates, with a password it prints once, when there is none yet."""
+
+_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,40}")
+
+_HASHER = PasswordHasher()
+
+_NOBODY = _HASHER.hash("no such reviewer")
+"""Checked against when a name is unknown, so that a wrong name takes as long as a wrong password."""
+
+
+class ReviewerError(ValueError):
+    """A reviewer's name or password that cannot be used; the message says why."""
+
+
+def add(redis: Redis, name: str, password: str) -> None:
+    """Add a reviewer, or set the password of one who exists."""
+    if not _NAME.fullmatch(name):
+        raise ReviewerError(f"reviewer name {name!r}: use 1 to 40 letters, digits, '.', '_', '-' or '@'")
+    if len(password) < 8:
+        raise ReviewerError("the password is too short: use at least 8 characters")
+    redis.hset(USERS_KEY, name, json.dumps({"hash": _HASHER.hash(password), "since": utc_now()}))
+
+
+def remove(redis: Redis, name: str) -> bool:
+    """Remove a reviewer (their sessions end with it); whether there was one."""
+    return bool(redis.hdel(USERS_KEY, name))
+
+
+def names(redis: Redis) -> list[str]:
+    """Every reviewer's name, sorted."""
+    return sorted(name.decode() for name in redis.hkeys(USERS_KEY))
+
+
+def exists(redis: Redis, name: str) -> bool:
+    return bool(redis.hexists(USERS_KEY, name))
+
+
+def check(redis: Redis, name: str, password: str) -> bool:
+    """Whether ``password`` is this reviewer's (always as slow as an argon2 check, known name or not)."""
+    raw = redis.hget(USERS_KEY, name) if _NAME.fullmatch(name) else None
+    stored = json.loads(raw)["hash"] if raw else _NOBODY
+    try:
+        return _HASHER.verify(stored, password) and raw is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def first_reviewer(redis: Redis) -> str | None:
+    """Create ``FIRST_REVIEWER`` with a new random password when there is no reviewer yet; the password, or None."""
+    if redis.hlen(USERS_KEY):
+        return None
+    password = secrets.token_urlsafe(12)
+    add(redis, FIRST_REVIEWER, password)
+    return password

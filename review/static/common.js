@@ -1,0 +1,26 @@
+// Shared by the station's pages: calls to the JSON API with the session's CSRF token, and logging out.
+"use strict";
+
+const CSRF = document.querySelector('meta[name="csrf-token"]')?.content || "";
+
+async function api(path, method = "GET", body = undefined) {
+  const response = await fetch(path, {
+    method,
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": CSRF },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 401) {
+    window.location.reload(); // the session ended: the page shows the login
+  }
+  return response;
+}
+
+function say(text) {
+  document.getElementById("message").textContent = text;
+}
+
+document.getElementById("logout")?.addEventListener("click", async () => {
+  await api("/api/logout", "POST", {});
+  window.location.assign("/");
+});
