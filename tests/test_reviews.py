@@ -22,6 +22,7 @@ from digits.reviews import (
     kind_of,
     reviewed_csv,
 )
+from tests.conftest import RedisServer
 
 LEASE = 2
 """Seconds a lease lasts in these tests (Redis's clock counts whole seconds)."""
@@ -138,3 +139,19 @@ def test_the_final_rows_carry_the_persons_reading_over_the_machines(queue, redis
     assert (fixed["digits"], fixed["status"], fixed["machine_digits"]) == ("71", "verified", "17")
     assert (final["blot"]["digits"], final["blot"]["status"]) == ("", "unreadable")
     assert id_of(final["fixed"]) == id_of(rows[1])
+
+
+def test_a_persistent_redis_restarted_keeps_every_waiting_and_decided_item(tmp_path):
+    server = RedisServer(tmp_path / "redis", appendonly=True).start()
+    try:
+        queue = ReviewQueue(Redis.from_url(server.url), tmp_path, lease_seconds=LEASE)
+        queue.enqueue(items("kept-1", "kept-2", "kept-3"))
+        held = queue.next("ann")
+        queue.decide(held.id, "ann", "42", seconds=1.0)
+        server.stop()
+        server.start()
+        queue = ReviewQueue(Redis.from_url(server.url), tmp_path, lease_seconds=LEASE)
+        assert queue.stats()["pending"] == 2 and queue.standing([held.id])[held.id].digits == "42"
+        assert {queue.next("bob").source, queue.next("ann").source} == {"kept-2", "kept-3"}
+    finally:
+        server.stop()
