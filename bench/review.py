@@ -71,7 +71,7 @@ def run(files: int, audit_share: float) -> dict:
     up = subprocess.Popen([sys.executable, "-m", "digits.cli", "up", "--workers", "2"], cwd=root, env=env,
                           stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        password = _wait_for_login(root)
+        password = wait_for_login(root)
         station = f"http://127.0.0.1:{port}"
         _add_reviewer(env, "second")
         done = threading.Event()
@@ -114,7 +114,8 @@ def run(files: int, audit_share: float) -> dict:
     }
 
 
-def _wait_for_login(root: Path, timeout: float = 120) -> str:
+def wait_for_login(root: Path, timeout: float = 120) -> str:
+    """The first reviewer's password, once ``digits up`` in ``root`` has said it and is ready."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         text = (root / "up.log").read_text(errors="replace")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 from bench.drop import free_port
+from bench.review import wait_for_login
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
     up = subprocess.Popen([sys.executable, "-m", "digits.cli", "up", "--workers", "1"], cwd=root, env=env,
                           stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        password = _password(root)
+        password = wait_for_login(root)
         for layout, name in (("cheque", "cheque.png"), ("form", "form.tif")):
             (root / "inbox" / layout).mkdir(parents=True, exist_ok=True)
             shutil.copy(root / "samples" / name, root / "inbox" / layout / name)
@@ -47,16 +47,6 @@ def main() -> None:
         up.send_signal(signal.SIGTERM)
         up.wait(120)
     print(args.out)
-
-
-def _password(root: Path, timeout: float = 120) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = (root / "up.log").read_text(errors="replace")
-        if "ready:" in text and (found := re.search(r"log in as admin with password (\S+) ", text)):
-            return found[1]
-        time.sleep(0.2)
-    raise TimeoutError(f"digits up did not say it was ready; see {root}/up.log")
 
 
 def _shoot(station: str, password: str, out: Path) -> None:
