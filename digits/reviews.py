@@ -151,9 +151,14 @@ def kind_of(row: Row, audit_share: float) -> str | None:
     return None
 
 
+def picture_stem(row: Row) -> str:
+    """The start of the name of every picture of ``row``: source, file hash, page and field, file-name safe."""
+    return f"{plain_name(row.source)}-{row.sha256[:10]}-p{row.page}-{plain_name(row.field)}"
+
+
 def image_names(row: Row) -> tuple[str, str]:
     """Where the crop and the page picture of ``row``'s item go, relative to its CSV's folder."""
-    stem = f"{plain_name(row.source)}-{row.sha256[:10]}-p{row.page}-{plain_name(row.field)}"
+    stem = picture_stem(row)
     return f"{IMAGES_FOLDER}/{stem}.png", f"{IMAGES_FOLDER}/{stem}-page.png"
 
 
@@ -324,6 +329,13 @@ class ReviewQueue:
     def release(self, item: str, reviewer: str) -> None:
         """Give an item back to the queue where it was (the group view's wrong ones, to be keyed one by one)."""
         self._give_back(item, reviewer, at_the_back=False)
+
+    def left(self) -> int:
+        """Items not decided yet, held ones included (three counts, for every item served)."""
+        with self.redis.pipeline() as pipe:
+            for key in (*PENDING_KEYS.values(), LEASES_KEY):
+                pipe.zcard(key)
+            return sum(pipe.execute())
 
     def pending(self) -> dict[str, int]:
         """Items not decided yet, by kind, held ones included."""

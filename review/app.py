@@ -132,12 +132,12 @@ class Station:
         item = await run_in_threadpool(self.queue.next, user, kind)
         if item is None:
             return Response(status_code=204)
-        pending = await run_in_threadpool(self.queue.pending)
-        return JSONResponse(_shown(item) | {"left": sum(pending.values())})
+        left = await run_in_threadpool(self.queue.left)
+        return JSONResponse(_shown(item) | {"left": left})
 
-    async def decide(self, request: Request, item: str | None = None) -> Response:
+    async def decide(self, request: Request) -> Response:
         user = await self._changing(request)
-        item = item or request.path_params["item"]
+        item = request.path_params["item"]
         body = await _json(request)
         if body.get("unreadable") is True:
             digits = None

@@ -25,7 +25,6 @@ from digits import reviewers
 from digits.celery_app import make_app
 from digits.cli.redis_server import embedded_server
 from digits.results import read_rows
-from digits.reviews import SECONDS_KEY
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DIGITS_DATA", REPO.parent / "shared" / "data"))
@@ -353,7 +352,6 @@ class StationStack:
         doomed = [key for key in self.redis.scan_iter(REVIEW_KEYS) if key not in KEPT]
         if doomed:
             self.redis.delete(*doomed)
-        self.redis.delete(SECONDS_KEY)
 
 
 @pytest.fixture(scope="module")

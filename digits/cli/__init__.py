@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from digits.cli.options import configure_logging, use_settings
+from digits.cli.reviewing import export, review, users
 
 DATA_ENV = "DIGITS_DATA"
 """Folder with mnist.npz (and usps-train.npz, ardis4-train.npz) for ``digits train``."""
@@ -432,8 +433,7 @@ def _stderr_console():
     return Console(stderr=True)
 
 
-from digits.cli.reviewing import export, review, users  # noqa: E402  (they join the group above)
-
+# The human half's commands live in a module of their own.
 main.add_command(review)
 main.add_command(users)
 main.add_command(export)

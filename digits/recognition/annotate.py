@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from digits.contracts import OK, REVIEW, Row
-from digits.reviews import image_names, kind_of, plain_name
+from digits.reviews import image_names, kind_of, picture_stem
 
 FOLDER_NAME = "annotations"
 """Folder, beside the CSV, that the pictures go into."""
@@ -59,7 +59,7 @@ class Pictures:
         """Draw ``row`` on ``image`` (whose corner lies at ``left, top`` on the page); return the relative path."""
         folder = self.csv_folder / FOLDER_NAME
         folder.mkdir(parents=True, exist_ok=True)
-        name = f"{plain_name(row.source)}-{row.sha256[:10]}-p{row.page}-{plain_name(row.field)}.png"
+        name = f"{picture_stem(row)}.png"
         picture = draw(row, image, left, top)
         _write_png(folder / name, picture)
         return f"{FOLDER_NAME}/{name}"
