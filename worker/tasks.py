@@ -83,7 +83,7 @@ _warming = threading.Lock()
 def _load_and_warm_up() -> None:
     smallest, *others = padded_sizes()
     with _warming:
-        loaded = _load_chosen()
+        loaded = _models_for(_chosen())
         loaded.warm_up([smallest])  # what a lone file needs
     try:
         announce_ready(_marks())
@@ -100,31 +100,53 @@ def _marks() -> Redis:
 
 
 def models() -> Models:
-    """This process's models, once loaded and warmed up."""
+    """The models rolled out to the workers now, loaded once in this process and kept.
+
+    Asked at every batch, for one Redis read: a roll-out restarts the pool, but
+    a pool process idle at that moment reads one more batch before it leaves
+    (billiard looks at its restart flag only between jobs), and that batch must
+    not be read with the models rolled away.
+    """
     with _warming:
-        return _load_chosen()
+        return _models_for(_chosen())
 
 
-@lru_cache(maxsize=1)
-def _load_chosen() -> Models:
-    """The models rolled out to the workers (``digits models rollout``), or else the settings' own.
+_loaded: dict[tuple[str, str], Models] = {}
+"""This process's models by their (model, string model) specs: the set it reads with now."""
 
-    A worker whose store lacks the rolled-out models (a node set up before they
-    were copied to it) reads with the settings' own rather than fail every file,
-    and says so; the ``model`` column shows which read each row. Asked once per
-    process: a new pool process is started to change them.
+
+def _chosen() -> tuple[str, str]:
+    """The (model, string model) specs rolled out (``digits models rollout``), or else the settings' own.
+
+    With Redis away, the models this process holds go on reading (the settings'
+    own if it holds none).
     """
     settings = get_settings()
     try:
         choice = active(_marks(), settings)
     except RedisError as problem:
-        log.warning("cannot ask Redis which models are rolled out (%s); reading with the settings' own", problem)
-        return get_models(settings)
-    try:
-        return get_models(settings.model_copy(update={"model": choice.model, "string_model": choice.string_model}))
-    except ModelNotFound as missing:
-        log.error("the models rolled out are not in this worker's store (%s); reading with %s", missing, settings.model)
-        return get_models(settings)
+        log.warning("cannot ask Redis which models are rolled out (%s); reading with those at hand", problem)
+        return next(iter(_loaded), (settings.model, settings.string_model))
+    return choice.model, choice.string_model
+
+
+def _models_for(specs: tuple[str, str]) -> Models:
+    """The models ``specs`` name, loaded on first use.
+
+    A worker whose store lacks the rolled-out models (a node set up before they
+    were copied to it) reads with the settings' own rather than fail every file,
+    and says so; the ``model`` column shows which read each row.
+    """
+    if specs not in _loaded:
+        _loaded.clear()
+        settings = get_settings()
+        try:
+            _loaded[specs] = get_models(settings.model_copy(update={"model": specs[0], "string_model": specs[1]}))
+        except ModelNotFound as missing:
+            log.error("the models rolled out are not in this worker's store (%s); reading with %s", missing,
+                      settings.model)  # fmt: skip
+            _loaded[specs] = get_models(settings)
+    return _loaded[specs]
 
 
 RETRIED = {
