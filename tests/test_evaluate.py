@@ -11,6 +11,8 @@ import sys
 import cv2
 import pytest
 
+from digits.settings import Settings
+
 
 @pytest.mark.needs_data
 def test_evaluate_prints_the_table_and_writes_confusion_and_mistakes(tmp_path, shared_data):
@@ -28,6 +30,12 @@ def test_evaluate_prints_the_table_and_writes_confusion_and_mistakes(tmp_path, s
     summary = json.loads((out / "summary.json").read_text())
     by_source = {s["source"]: s for s in summary["sources"]}
     assert by_source["mnist-test"]["files"] == 60 and by_source["mnist-test"]["accuracy"] >= 0.9
+    assert "operating curve" in done.stdout
+    for source in summary["sources"]:
+        at_the_service_threshold = next(p for p in source["curve"] if p["threshold"] == Settings().review_threshold)
+        assert at_the_service_threshold["read_rate"] == source["ok_rows"] / source["files"], source["source"]
+        rates = [p["read_rate"] for p in source["curve"]]
+        assert rates == sorted(rates, reverse=True), "a higher threshold never reads more"
     confusion = cv2.imread(str(out / "confusion.png"))
     assert confusion is not None and confusion.shape[0] > 400
     with open(out / "mistakes.csv", newline="") as handle:

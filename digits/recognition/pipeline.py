@@ -173,6 +173,21 @@ def ok_bar(support: Support, threshold: float) -> float:
     return float("inf")
 
 
+def ok_until(reading: Reading, support: Support) -> float:
+    """The highest review threshold at which ``reading`` is still ``ok`` (``ok_bar`` turned round).
+
+    Lets one reading of a file be judged at every threshold, to draw the
+    operating curve, without reading the file again. Below 0 for a reading
+    that is never ``ok`` (nothing read, or readers that disagree).
+    """
+    lowest = min(reading.confidences, default=None)
+    if lowest is None or support == Support.NONE:
+        return -1.0
+    if support == Support.STRING_MODELS:
+        return 1 - (1 - lowest) / STRING_ONLY_DOUBT
+    return lowest
+
+
 def choose(cutting: Reading, line: Reading | None) -> tuple[Reading, Support]:
     """The reading to report, and who vouches for it.
 
@@ -340,19 +355,26 @@ def recognize_documents(documents: list[Document], models: Models, review_thresh
         return []
     documents = [replace(d, pages=[align_page(p) for p in d.pages]) if d.layout else d for d in documents]
     areas = [areas_of(document.pages, document.layout) for document in documents]
-    images = [area.image for own in areas for area in own]
-    cuttings = read_by_cutting(images, models)
-    alone = [sure_alone(cutting, review_threshold) for cutting in cuttings]
-    lines = iter(read_as_lines([image for image, sure in zip(images, alone, strict=True) if not sure], models))
-    chosen = iter(
-        [
-            (cutting.whole, Support.AGREED) if sure else choose(cutting, next(lines))
-            for cutting, sure in zip(cuttings, alone, strict=True)
-        ]
-    )
+    chosen = iter(read_images([area.image for own in areas for area in own], models, review_threshold))
     return [
         _rows(document, own, [next(chosen) for _ in own], review_threshold)
         for document, own in zip(documents, areas, strict=True)
+    ]
+
+
+def read_images(images: list[np.ndarray], models: Models, review_threshold: float) -> list[tuple[Reading, Support]]:
+    """The reading kept for each image, each read whole, and who vouches for it (see ``choose``).
+
+    Every digit of all the images goes through one classifier call, and every
+    image but the single digits the classifier is sure of alone (``sure_alone``)
+    through one string model call.
+    """
+    cuttings = read_by_cutting(images, models)
+    alone = [sure_alone(cutting, review_threshold) for cutting in cuttings]
+    lines = iter(read_as_lines([image for image, sure in zip(images, alone, strict=True) if not sure], models))
+    return [
+        (cutting.whole, Support.AGREED) if sure else choose(cutting, next(lines))
+        for cutting, sure in zip(cuttings, alone, strict=True)
     ]
 
 

@@ -12,15 +12,16 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from digits.contracts import OK, Row
+from digits.contracts import EMPTY, OK, REVIEW
+from digits.recognition.imaging import UnreadableImage, decode_pages
 from digits.recognition.model import Models
-from digits.recognition.pipeline import recognize_files
+from digits.recognition.pipeline import ok_until, read_images
 from digits.training.augment import semeion_bitmap
 from digits.training.data import ORAND_DIR, SPLIT_SEED, load_optdigits, orand_split, split_indices
 
@@ -50,6 +51,48 @@ class Sample:
     truth: str
 
 
+THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999)
+"""Review thresholds at which the operating curve is printed."""
+
+
+@dataclass
+class OperatingCurve:
+    """Read rate against error among ``ok`` rows, as the review threshold varies, for one set of files."""
+
+    judged: list[tuple[bool, float]] = field(default_factory=list)
+    """(read right, ``ok_until``) of each file."""
+
+    def add(self, right: bool, until: float) -> None:
+        self.judged.append((right, until))
+
+    def at(self, threshold: float) -> tuple[float, float]:
+        """(read rate, error among ok rows) at ``threshold``."""
+        ok = [right for right, until in self.judged if until >= threshold]
+        if not self.judged:
+            return 0.0, 0.0
+        return len(ok) / len(self.judged), (ok.count(False) / len(ok) if ok else 0.0)
+
+    def meeting(self, target: float) -> tuple[float, float] | None:
+        """(lowest threshold, read rate there) at which the error among ok rows is at most ``target``.
+
+        None when even the surest readings err more than that. Thresholds are
+        those at which some file changes sides, so the read rate is exact.
+        """
+        ranked = sorted(((until, right) for right, until in self.judged if until >= 0), reverse=True)
+        best, wrong = None, 0
+        for i, (until, right) in enumerate(ranked):
+            wrong += not right
+            last_of_tie = i + 1 == len(ranked) or ranked[i + 1][0] < until
+            if last_of_tie and wrong <= target * (i + 1):
+                best = (until, (i + 1) / len(self.judged))
+        return best
+
+    def points(self) -> list[dict]:
+        """The curve at ``THRESHOLDS``, for summary.json."""
+        names = ("threshold", "read_rate", "ok_error_rate")
+        return [dict(zip(names, (t, *self.at(t)), strict=True)) for t in THRESHOLDS]
+
+
 @dataclass
 class SourceReport:
     """How well one source of handwriting was read."""
@@ -59,6 +102,7 @@ class SourceReport:
     right: int = 0
     ok_rows: int = 0
     ok_wrong: int = 0
+    curve: OperatingCurve = field(default_factory=OperatingCurve)
 
     @property
     def accuracy(self) -> float:
@@ -163,38 +207,78 @@ def evaluate(
         mistakes = csv.writer(handle)
         mistakes.writerow(["source", "file", "truth", "read", "confidence", "status", "image"])
         for source, samples in sets.items():
-            report = SourceReport(source)
-            for sample, row in zip(samples, _first_rows(samples, source, models, review_threshold), strict=True):
-                right = row.digits == sample.truth
-                report.files += 1
-                report.right += right
-                if row.status == OK:
-                    report.ok_rows += 1
-                    report.ok_wrong += not right
+            report, readings = judge_set(source, samples, models, review_threshold)
+            for sample, read in zip(samples, readings, strict=True):
                 if len(sample.truth) == 1:
-                    read = int(row.digits) if len(row.digits) == 1 else 10
-                    confusion[int(sample.truth), read] += 1
-                if not right:
+                    confusion[int(sample.truth), int(read.digits) if len(read.digits) == 1 else 10] += 1
+                if read.digits != sample.truth:
                     image = out_dir / "mistakes" / sample.name
                     image.write_bytes(sample.data)
+                    confidence = "" if read.confidence is None else f"{read.confidence:.4f}"
+                    status = OK if read.ok_until >= review_threshold else REVIEW if read.digits else EMPTY
                     mistakes.writerow(
-                        [source, sample.name, sample.truth, row.digits, row.confidence, row.status,
+                        [source, sample.name, sample.truth, read.digits, confidence, status,
                          image.relative_to(out_dir).as_posix()]
                     )  # fmt: skip
             reports.append(report)
     cv2.imwrite(str(out_dir / "confusion.png"), draw_confusion(confusion))
-    summary = [asdict(r) | {"accuracy": r.accuracy, "ok_error_rate": r.ok_error_rate} for r in reports]
+    summary = [
+        {"source": r.source, "files": r.files, "right": r.right, "ok_rows": r.ok_rows, "ok_wrong": r.ok_wrong,
+         "accuracy": r.accuracy, "ok_error_rate": r.ok_error_rate, "curve": r.curve.points()}
+        for r in reports
+    ]  # fmt: skip
     readers = {"model": models.label, "string_model": models.reader.label if models.reader else None}
     (out_dir / "summary.json").write_text(json.dumps(readers | {"sources": summary}, indent=2))
     return reports
 
 
-def _first_rows(samples: list[Sample], source: str, models: Models, review_threshold: float) -> Iterator[Row]:
-    """The first row of each sample, read a batch at a time as a worker reads them."""
+@dataclass(frozen=True)
+class Judged:
+    """How one file was read: its first page's digits, lowest confidence, and up to which threshold it is ``ok``."""
+
+    digits: str
+    confidence: float | None
+    ok_until: float
+    """``digits.recognition.pipeline.ok_until``: the row is ``ok`` at any review threshold up to this."""
+
+
+def judge(samples: list[Sample], models: Models, review_threshold: float) -> Iterator[Judged]:
+    """The first page of each sample, read a batch at a time as a worker reads them (an unreadable file reads nothing).
+
+    The readings are those of ``review_threshold``, which also decides which
+    single digits the classifier reads alone; judging them at another threshold
+    (``OperatingCurve``) moves only the bar for ``ok``.
+    """
     for start in range(0, len(samples), EVALUATION_BATCH):
-        files = [(sample.data, sample.name) for sample in samples[start : start + EVALUATION_BATCH]]
-        for rows in recognize_files(files, source, models, review_threshold):
-            yield rows[0]
+        pages: list[np.ndarray | None] = []
+        for sample in samples[start : start + EVALUATION_BATCH]:
+            try:
+                pages.append(decode_pages(sample.data)[0])
+            except UnreadableImage:
+                pages.append(None)
+        readings = iter(read_images([page for page in pages if page is not None], models, review_threshold))
+        for page in pages:
+            if page is None:
+                yield Judged("", None, -1.0)
+                continue
+            reading, support = next(readings)
+            yield Judged(reading.digits, min(reading.confidences, default=None), ok_until(reading, support))
+
+
+def judge_set(
+    source: str, samples: list[Sample], models: Models, review_threshold: float
+) -> tuple[SourceReport, list[Judged]]:
+    """Read one set: how well (with its operating curve), and each file's reading."""
+    report, readings = SourceReport(source), list(judge(samples, models, review_threshold))
+    for sample, read in zip(samples, readings, strict=True):
+        right = read.digits == sample.truth
+        report.files += 1
+        report.right += right
+        report.curve.add(right, read.ok_until)
+        if read.ok_until >= review_threshold:
+            report.ok_rows += 1
+            report.ok_wrong += not right
+    return report, readings
 
 
 def draw_confusion(matrix: np.ndarray, cell: int = 48) -> np.ndarray:
