@@ -39,6 +39,8 @@ class Choice:
     string_model: str
     since: str = ""
     """When it was rolled out (empty for the settings' own)."""
+    note: str = ""
+    """How it came to be rolled out, when not by hand: ``digits models promote`` says whether its gate passed."""
 
 
 def active(redis: Redis, settings: Settings) -> Choice:
@@ -52,7 +54,7 @@ def active(redis: Redis, settings: Settings) -> Choice:
 def roll_out(redis: Redis, celery: Celery, choice: Choice) -> list[str]:
     """Make ``choice`` the workers' models and restart their pools; the names of the workers that answered."""
     previous = redis.get(ROLLOUT_KEY) or b"{}"
-    chosen = Choice(choice.model, choice.string_model, since=utc_now())
+    chosen = Choice(choice.model, choice.string_model, since=utc_now(), note=choice.note)
     redis.pipeline().set(ROLLOUT_KEY, json.dumps(asdict(chosen))).lpush(HISTORY_KEY, previous).ltrim(
         HISTORY_KEY, 0, HISTORY_LENGTH - 1
     ).execute()

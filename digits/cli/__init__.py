@@ -14,27 +14,30 @@ from pathlib import Path
 
 import click
 
-from digits.cli.options import configure_logging, use_settings
+from digits.cli.learning import corrections, fine_tune_on, promote
+from digits.cli.options import DATA_ENV, DEFAULT_DATA, configure_logging, data_option, redis_client, use_settings
 from digits.cli.reviewing import export, review, users
-
-DATA_ENV = "DIGITS_DATA"
-"""Folder with mnist.npz (and usps-train.npz, ardis4-train.npz) for ``digits train``."""
-
-DEFAULT_DATA = Path("../shared/data")
-"""Where the training data lies beside a checkout of this repository."""
 
 
 class _Commands(click.Group):
-    """The command group; settings that make no sense end the command with their message, not a traceback."""
+    """The command group: settings that make no sense, or Redis away, end a command with a message, not a traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
         from pydantic import ValidationError
+        from redis.exceptions import ConnectionError as RedisAway
 
         try:
             return super().invoke(ctx)
         except ValidationError as problem:
             messages = [error["msg"].removeprefix("Value error, ") for error in problem.errors()]
             raise click.ClickException("; ".join(messages)) from None
+        except RedisAway as problem:
+            from digits.settings import get_settings
+
+            raise click.ClickException(
+                f"Redis does not answer at {get_settings().redis_url} ({problem}): start the service "
+                "(make up, or digits up), or point DIGITS_REDIS_URL at its Redis"
+            ) from None
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -272,8 +275,6 @@ def models() -> None:
 @models.command("list")
 def models_list() -> None:
     """Every model in the store, its held-out accuracy, and the models workers read with now."""
-    from redis import Redis
-
     from digits.rollout import active
     from digits.settings import get_settings
     from digits.store import list_models
@@ -283,9 +284,10 @@ def models_list() -> None:
         meta = ref.metadata()
         accuracy = ", ".join(f"{source} {value:.2%}" for source, value in meta.get("held_out_accuracy", {}).items())
         click.echo(f"{ref.label:<22} {meta.get('architecture', '?'):<9} {accuracy}")
-    choice = active(Redis.from_url(settings.redis_url, socket_connect_timeout=2), settings)
+    choice = active(redis_client(), settings)
     click.echo(f"workers read with: {choice.model} (digits), {choice.string_model or 'none'} (lines)"
-               + (f", rolled out {choice.since}" if choice.since else ", as the settings say"))  # fmt: skip
+               + (f", rolled out {choice.since}" if choice.since else ", as the settings say")
+               + (f"; {choice.note}" if choice.note else ""))  # fmt: skip
 
 
 @models.command("rollout")
@@ -293,15 +295,13 @@ def models_list() -> None:
 @click.option("--string-model", "string_spec", help="String models, as DIGITS_STRING_MODEL ('' for none).")
 def models_rollout(model_spec: str | None, string_spec: str | None) -> None:
     """Make running workers read with other models: each pool process finishes its batch, then loads them."""
-    from redis import Redis
-
     from digits.celery_app import app
     from digits.rollout import Choice, active, roll_out
     from digits.settings import get_settings
     from digits.store import ModelNotFound, resolve_members
 
     settings = get_settings()
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+    redis = redis_client()
     current = active(redis, settings)
     choice = Choice(model_spec or current.model, current.string_model if string_spec is None else string_spec)
     try:
@@ -318,15 +318,13 @@ def models_rollout(model_spec: str | None, string_spec: str | None) -> None:
 @models.command("rollback")
 def models_rollback() -> None:
     """Go back to the models the workers read with before the last roll-out."""
-    from redis import Redis
-
     from digits.celery_app import app
     from digits.rollout import roll_back
     from digits.settings import get_settings
 
     settings = get_settings()
     try:
-        choice, workers = roll_back(Redis.from_url(settings.redis_url, socket_connect_timeout=2), app, settings)
+        choice, workers = roll_back(redis_client(), app, settings)
     except LookupError as nothing:
         raise click.ClickException(str(nothing)) from None
     answered = ", ".join(workers) or "none running"
@@ -341,20 +339,17 @@ def models_rollback() -> None:
     show_default=True,
     help="cnn (digits), seed-mlp (the tutorial's baseline) or crnn (whole lines; needs ORAND data).",
 )
-@click.option(
-    "--data",
-    "data_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar=DATA_ENV,
-    default=DEFAULT_DATA,
-    show_default=True,
-    help="Folder with mnist.npz and optional extra sets [DIGITS_DATA].",
-)
-@click.option("--epochs", type=int, help="Passes over the data [cnn 14, seed-mlp 3, crnn 14].")
+@data_option
+@click.option("--epochs", type=int, help="Passes over the data [cnn 14, seed-mlp 3, crnn 14; fine-tuning 3].")
 @click.option("--name", help="Model name (default digits-cnn, or digits-<arch>).")
 @click.option("--store", type=click.Path(file_okay=False, path_type=Path), help="Model store [DIGITS_MODEL_STORE].")
 @click.option("--limit", type=int, help="Train on this many digits only (for a quick try).")
 @click.option("--seed", type=int, help="Seed of the weights and the data order (to train members of an ensemble).")
+@click.option(
+    "--corrections", "snapshot", is_flag=False, flag_value="latest",
+    help="Fine-tune the models workers read with on a corrections snapshot (its hash's start or folder; "
+    "alone, the latest) instead of training from scratch; --arch is then not used.",
+)  # fmt: skip
 def train(
     arch: str,
     data_dir: Path,
@@ -363,6 +358,7 @@ def train(
     store: Path | None,
     limit: int | None,
     seed: int | None,
+    snapshot: str | None,
 ) -> None:
     """Train a model and save it as the next version in the model store."""
     from digits.settings import get_settings
@@ -371,6 +367,9 @@ def train(
     from digits.training.strings import STRING_EPOCHS, train_strings
 
     store = store or get_settings().model_store
+    if snapshot:
+        fine_tune_on(snapshot, data_dir, store, epochs)
+        return
     extra = {"seed": seed} if seed is not None else {}
     if arch == "crnn":
         if not (data_dir / ORAND_DIR / "labels.json").exists():
@@ -398,8 +397,16 @@ def train(
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("evaluation"), show_default=True)
 @click.option("--limit", type=int, help="Read at most this many files per source.")
-def evaluate(model: str | None, data_dir: Path, out: Path, limit: int | None) -> None:
-    """Per-source accuracy through the real pipeline; confusion matrix and mistakes in --out."""
+@click.option("--target-error", type=float, default=0.005, show_default=True,
+              help="Error rate among ok rows the operating curve finds a threshold for.")  # fmt: skip
+def evaluate(model: str | None, data_dir: Path, out: Path, limit: int | None, target_error: float) -> None:
+    """Per-source accuracy through the real pipeline, and the operating curve; confusion matrix and mistakes in --out.
+
+    The operating curve is the read rate (share of rows ok) against the error
+    among ok rows as the review threshold varies; for each source it names the
+    lowest threshold that keeps that error at most --target-error. The review
+    station's blind audit, where Redis answers, is the production point.
+    """
     use_settings(model=model)
     from rich.console import Console
     from rich.table import Table
@@ -424,7 +431,48 @@ def evaluate(model: str | None, data_dir: Path, out: Path, limit: int | None) ->
     for r in reports:
         table.add_row(r.source, str(r.files), f"{r.accuracy:.2%}", f"{r.ok_error_rate:.2%}", f"{r.review_share:.1%}")
     Console().print(table)
-    click.echo(f"confusion matrix, mistakes and summary.json in {out}/")
+    Console().print(_operating_curve(reports, target_error))
+    audit = _production_point()
+    if audit:
+        click.echo(f"{audit}, at the review threshold {settings.review_threshold}")
+    click.echo(f"confusion matrix, mistakes and summary.json (with each curve) in {out}/")
+
+
+def _operating_curve(reports: list, target: float):
+    """The point of each source's operating curve that meets ``target``: the lowest such threshold and its read rate."""
+    from rich.table import Table
+
+    table = Table(title=f"operating curve: the lowest review threshold keeping errors among ok <= {target:.2%}")
+    table.add_column("source", no_wrap=True, min_width=max(len(r.source) for r in reports))
+    for column in ("threshold", "read rate (ok)", "error among ok"):
+        table.add_column(column, justify="right")
+    for r in reports:
+        met = r.curve.meeting(target)
+        if met is None:
+            table.add_row(r.source, "none", "0%", "")
+            continue
+        rate, error = r.curve.at(met[0])
+        table.add_row(r.source, f"{met[0]:.4f}", f"{rate:.1%}", f"{error:.2%}")
+    return table
+
+
+def _production_point() -> str | None:
+    """The review station's blind audit of ok rows, if Redis answers and people have checked some."""
+    from redis.exceptions import RedisError
+
+    from digits.reviews import ReviewQueue
+    from digits.settings import get_settings
+
+    settings = get_settings()
+    try:
+        audit = ReviewQueue(redis_client(), settings.results, settings.review_lease_seconds).stats()["audit"]
+    except RedisError:
+        return None
+    if not audit["checked"]:
+        return None
+    low, high = audit["ci95"]
+    return (f"production (the review station's blind audit): {audit['checked']} ok rows checked, {audit['wrong']} "
+            f"wrong: {audit['error_rate']:.2%} (95% interval {low:.2%} to {high:.2%})")  # fmt: skip
 
 
 def _stderr_console():
@@ -437,3 +485,5 @@ def _stderr_console():
 main.add_command(review)
 main.add_command(users)
 main.add_command(export)
+main.add_command(corrections)
+models.add_command(promote)

@@ -4,6 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
+
+import click
+
+DATA_ENV = "DIGITS_DATA"
+"""Folder with mnist.npz (and usps-train.npz, ardis4-train.npz) for ``digits train``."""
+
+DEFAULT_DATA = Path("../shared/data")
+"""Where the training data lies beside a checkout of this repository."""
+
+data_option = click.option(
+    "--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), envvar=DATA_ENV, default=DEFAULT_DATA,
+    show_default=True, help="Folder of the training data sets (mnist.npz, ...) [DIGITS_DATA].",
+)  # fmt: skip
+"""The ``--data`` option of the commands that train or measure models."""
 
 
 def use_settings(**options: object) -> None:
@@ -22,3 +37,12 @@ def configure_logging(verbose: bool) -> None:
     from digits.settings import get_settings
 
     configure(logging.DEBUG if verbose else logging.INFO, get_settings().log_format)
+
+
+def redis_client():
+    """A client of the service's Redis that gives up connecting after 2 s (commands say when it is away)."""
+    from redis import Redis
+
+    from digits.settings import get_settings
+
+    return Redis.from_url(get_settings().redis_url, socket_connect_timeout=2)

@@ -13,15 +13,7 @@ from pathlib import Path
 
 import click
 
-from digits.cli.options import configure_logging, use_settings
-
-
-def _redis():
-    from redis import Redis
-
-    from digits.settings import get_settings
-
-    return Redis.from_url(get_settings().redis_url, socket_connect_timeout=2)
+from digits.cli.options import configure_logging, redis_client, use_settings
 
 
 @click.group(invoke_without_command=True)
@@ -62,7 +54,7 @@ def review_stats() -> None:
     from digits.settings import get_settings
 
     settings = get_settings()
-    stats = ReviewQueue(_redis(), settings.results, settings.review_lease_seconds).stats()
+    stats = ReviewQueue(redis_client(), settings.results, settings.review_lease_seconds).stats()
     click.echo(json.dumps(stats, indent=2))
 
 
@@ -83,7 +75,7 @@ def users_add(name: str, password_stdin: bool) -> None:
     else:
         password = click.prompt("password", hide_input=True, confirmation_prompt=True)
     try:
-        reviewers.add(_redis(), name, password)
+        reviewers.add(redis_client(), name, password)
     except reviewers.ReviewerError as problem:
         raise click.ClickException(str(problem)) from None
     click.echo(f"{name} may log in to the review station")
@@ -94,7 +86,7 @@ def users_list() -> None:
     """Every reviewer's name."""
     from digits import reviewers
 
-    for name in reviewers.names(_redis()):
+    for name in reviewers.names(redis_client()):
         click.echo(name)
 
 
@@ -104,7 +96,7 @@ def users_remove(name: str) -> None:
     """Remove a reviewer: they can no longer log in, and their sessions end. Their decisions are kept."""
     from digits import reviewers
 
-    if not reviewers.remove(_redis(), name):
+    if not reviewers.remove(redis_client(), name):
         raise click.ClickException(f"no reviewer {name!r}; `digits users list` shows them")
     click.echo(f"{name} removed")
 

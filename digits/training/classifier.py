@@ -70,10 +70,10 @@ def train(
         keep = np.random.default_rng(SPLIT_SEED).permutation(len(raw_x))[:limit]
         raw_x, y = raw_x[keep], y[keep]
     parts = -(-len(raw_x) // DIGITS_PER_PART)
-    with Prefetcher(_changed_digits, {"raw_x": raw_x, "recipe": recipe}, parts, seed, epochs) as passes:
+    with Prefetcher(changed_digits, {"raw_x": raw_x, "recipe": recipe}, parts, seed, epochs) as passes:
         # The first pass's distortions are being made while the clean digits are prepared here.
         clean = np.stack([prepare(raw) for raw in raw_x])
-        model = _compiled_classifier(arch, recipe, epochs, len(y), seed)
+        model = compiled_classifier(arch, recipe, epochs, len(y), seed)
         for epoch in range(epochs):
             # Fresh distortions every epoch; the rest of the digits stay clean.
             x = clean.copy()
@@ -101,7 +101,7 @@ def train(
     return save_version(model, name, store, started, facts, accuracies)
 
 
-def _compiled_classifier(arch: str, recipe: Recipe, epochs: int, digits: int, seed: int):
+def compiled_classifier(arch: str, recipe: Recipe, epochs: int, digits: int, seed: int):
     """A fresh ``arch`` model compiled for ``recipe``, its weights drawn from ``seed``."""
     import keras
 
@@ -122,7 +122,7 @@ DIGITS_PER_PART = 4096
 """Digits in each part of a pass that a background process prepares (see ``digits.training.prefetch``)."""
 
 
-def _changed_digits(shared: dict, rng: np.random.Generator, part: int) -> tuple[np.ndarray, np.ndarray]:
+def changed_digits(shared: dict, rng: np.random.Generator, part: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and prepared images of the digits of ``part`` that are distorted or rescanned this pass."""
     recipe: Recipe = shared["recipe"]
     raw_x = shared["raw_x"][part * DIGITS_PER_PART : (part + 1) * DIGITS_PER_PART]

@@ -166,6 +166,29 @@ def orand_split(data_dir: Path) -> tuple[RealLines, RealLines]:
     return lines(train), lines(held)
 
 
+SITE_SHARE = 0.5
+"""Share of ORAND-CAR-A's training amounts that ``site_split`` holds back as a simulated site's own cheques."""
+
+
+def site_split(lines: RealLines) -> tuple[RealLines, RealLines]:
+    """(the rest, the site's cheques): ``lines`` split in two by a fixed seed, to simulate a site.
+
+    A model trained on the rest has never seen the site's writers; the site's
+    cheques then go through the service and the review station as a site's
+    would (``bench/site.py``).
+    """
+    order = np.random.default_rng(SPLIT_SEED + 1).permutation(len(lines.images))
+    site = set(order[: int(len(order) * SITE_SHARE)].tolist())
+
+    def part(keep: bool) -> RealLines:
+        picked = [i for i in range(len(lines.images)) if (i in site) != keep]
+        return RealLines(
+            [lines.images[i] for i in picked], [lines.labels[i] for i in picked], [lines.boxes[i] for i in picked]
+        )
+
+    return part(True), part(False)
+
+
 def digit_crops(lines: RealLines) -> list[tuple[np.ndarray, int]]:
     """Each boxed digit of ``lines`` as (ink map float32, label), its neighbours' strokes cut away."""
     digits = []

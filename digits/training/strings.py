@@ -22,7 +22,7 @@ from digits.training.amounts import (
     jitter_real,
 )
 from digits.training.architectures import build_string_model, ctc_loss
-from digits.training.data import SPLIT_SEED, digit_crops, digit_pool, load_data, orand_split
+from digits.training.data import SPLIT_SEED, RealLines, digit_crops, digit_pool, load_data, orand_split
 from digits.training.prefetch import Prefetcher
 from digits.training.saving import save_version
 
@@ -44,11 +44,14 @@ def train_strings(
     synthetic_per_epoch: int = 20_000,
     real_repeats: int = REAL_REPEATS,
     seed: int = SPLIT_SEED,
+    real_lines: RealLines | None = None,
 ) -> ModelRef:
     """Train the line reader on real cheque amounts plus amounts composed from single digits.
 
     ``seed`` sets the weights' start and the data's order, so that models trained
     with different seeds make different mistakes and are worth combining.
+    ``real_lines`` replaces ORAND-CAR-A's training amounts (a simulated site
+    holds some back, ``digits.training.data.site_split``).
     """
     import keras
 
@@ -56,9 +59,10 @@ def train_strings(
     # 8x8 digits would make blurs of composed amounts; cheque digits have a pool of their own.
     split = load_data(data_dir, with_optdigits=False, with_cheque_digits=False)
     real, held = orand_split(data_dir)
+    real = real if real_lines is None else real_lines
     pools = (digit_crops(real), digit_pool(list(zip(split.train_x, split.train_y, strict=True))))
     shared = {"real": real, "pools": pools, "real_repeats": real_repeats, "synthetic": synthetic_per_epoch}
-    with Prefetcher(_training_lines, shared, LINE_PARTS, seed, epochs) as passes:
+    with Prefetcher(training_lines, shared, LINE_PARTS, seed, epochs) as passes:
         keras.utils.set_random_seed(seed)
         model = build_string_model()
         batches = epochs * ((len(real.images) * real_repeats + synthetic_per_epoch) // 64 + 1)
@@ -82,6 +86,7 @@ def train_strings(
         "architecture": "crnn",
         "data_seen": ["orand-car-a", *split.seen],
         "training_lines_per_epoch": len(real.images) * real_repeats + synthetic_per_epoch,
+        "real_amounts": len(real.images),
         "real_repeats": real_repeats,
         "end_mark_share": END_MARK_SHARE,
         "elastic_share": ELASTIC_SHARE,
@@ -95,7 +100,7 @@ LINE_PARTS = 8
 """Parts each pass of the string model's lines is made in (see ``digits.training.prefetch``)."""
 
 
-def _training_lines(shared: dict, rng: np.random.Generator, part: int) -> tuple[np.ndarray, list[str]]:
+def training_lines(shared: dict, rng: np.random.Generator, part: int) -> tuple[np.ndarray, list[str]]:
     """Model inputs and digit strings of one part of a pass: its share of real (jittered) and composed amounts."""
 
     real, (cheque_digits, other_digits) = shared["real"], shared["pools"]
