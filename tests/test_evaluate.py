@@ -38,6 +38,9 @@ def test_evaluate_prints_the_table_and_writes_confusion_and_mistakes(tmp_path, s
         assert rates == sorted(rates, reverse=True), "a higher threshold never reads more"
     confusion = cv2.imread(str(out / "confusion.png"))
     assert confusion is not None and confusion.shape[0] > 400
+    curves = cv2.imread(str(out / "curves.png"))
+    plot = curves[35:-50, 71:-230].astype(int)  # inside the axes: grid lines are grey, curves coloured
+    assert (plot.max(axis=2) - plot.min(axis=2) > 100).any(), "the operating curves are drawn"
     with open(out / "mistakes.csv", newline="") as handle:
         mistakes = list(csv.DictReader(handle))
     wrong = sum(s["files"] - s["right"] for s in summary["sources"])

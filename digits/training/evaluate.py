@@ -87,6 +87,13 @@ class OperatingCurve:
                 best = (until, (i + 1) / len(self.judged))
         return best
 
+    def trace(self, points: int = 200) -> list[tuple[float, float]]:
+        """(error among ok rows, read rate) at up to ``points`` thresholds spread over the files' own."""
+        thresholds = sorted({until for _, until in self.judged if until >= 0})
+        if len(thresholds) > points:
+            thresholds = [thresholds[round(i)] for i in np.linspace(0, len(thresholds) - 1, points)]
+        return [tuple(reversed(self.at(t))) for t in thresholds]
+
     def points(self) -> list[dict]:
         """The curve at ``THRESHOLDS``, for summary.json."""
         names = ("threshold", "read_rate", "ok_error_rate")
@@ -222,6 +229,7 @@ def evaluate(
                     )  # fmt: skip
             reports.append(report)
     cv2.imwrite(str(out_dir / "confusion.png"), draw_confusion(confusion))
+    cv2.imwrite(str(out_dir / "curves.png"), draw_curves(reports))
     summary = [
         {"source": r.source, "files": r.files, "right": r.right, "ok_rows": r.ok_rows, "ok_wrong": r.ok_wrong,
          "accuracy": r.accuracy, "ok_error_rate": r.ok_error_rate, "curve": r.curve.points()}
@@ -299,4 +307,39 @@ def draw_confusion(matrix: np.ndarray, cell: int = 48) -> np.ndarray:
             cv2.rectangle(image, top_left, bottom_right, colour, -1)
             if matrix[r, c]:
                 cv2.putText(image, str(matrix[r, c]), (top_left[0] + 3, top_left[1] + 30), font, 0.4, (0, 0, 0), 1)
+    return image
+
+
+CURVE_ERROR_AXIS = 0.02
+"""Error among ok rows at the right edge of ``draw_curves``' picture."""
+
+
+def draw_curves(reports: list[SourceReport], size: tuple[int, int] = (900, 560)) -> np.ndarray:
+    """A picture of each source's operating curve: read rate (up) against error among ok rows (right)."""
+    width, height = size
+    left, right, top, bottom = 70, 230, 35, 50
+    image = np.full((height, width, 3), 255, np.uint8)
+    plot_w, plot_h = width - left - right, height - top - bottom
+    font = cv2.FONT_HERSHEY_SIMPLEX
+
+    def at(error: float, rate: float) -> tuple[int, int]:
+        x = left + round(min(error, CURVE_ERROR_AXIS) / CURVE_ERROR_AXIS * plot_w)
+        return x, top + round((1 - rate) * plot_h)
+
+    for tick in range(5):
+        error, rate = CURVE_ERROR_AXIS * tick / 4, tick / 4
+        cv2.line(image, at(error, 0), at(error, 1), (230, 230, 230), 1)
+        cv2.line(image, at(0, rate), at(CURVE_ERROR_AXIS, rate), (230, 230, 230), 1)
+        cv2.putText(image, f"{error:.1%}", (at(error, 0)[0] - 18, height - 30), font, 0.4, (0, 0, 0), 1)
+        cv2.putText(image, f"{rate:.0%}", (20, at(0, rate)[1] + 4), font, 0.4, (0, 0, 0), 1)
+    cv2.putText(image, "error among ok rows", (left + plot_w // 2 - 70, height - 10), font, 0.45, (0, 0, 0), 1)
+    cv2.putText(image, "read rate", (5, 15), font, 0.45, (0, 0, 0), 1)
+    for i, report in enumerate(reports):
+        colour = tuple(int(c) for c in cv2.applyColorMap(np.uint8([[40 + 200 * i // max(1, len(reports))]]), 2)[0, 0])
+        trace = report.curve.trace()
+        points = np.array([at(error, rate) for error, rate in trace], np.int32)
+        if len(points) > 1:
+            cv2.polylines(image, [points], False, colour, 2, cv2.LINE_AA)
+        cv2.line(image, (width - right + 15, top + 20 * i + 10), (width - right + 35, top + 20 * i + 10), colour, 3)
+        cv2.putText(image, report.source, (width - right + 40, top + 20 * i + 14), font, 0.4, (0, 0, 0), 1)
     return image
