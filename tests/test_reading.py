@@ -8,10 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
+from digits.recognition.choice import ReadingChoice
 from digits.recognition.ctc import decode
 from digits.recognition.lines import FRAME_PIXELS, FRAMES, LINE_HEIGHT, LINE_WIDTH, prepare_line
 from digits.recognition.pipeline import Reading, Support, choose, ok_bar, sure_alone
 from digits.recognition.segment import Box, find_digits
+from digits.training.choice import fit
+from tests.conftest import REPO
 from tests.synth import draw_digits
 
 
@@ -145,3 +148,33 @@ def test_a_digit_the_string_model_marks_at_one_frame_is_boxed_where_its_ink_is(e
     assert all(overlap(a, b) >= 0.9 for a, b in zip(boxes, digits, strict=True)), (boxes, digits)
     strips = [overlap(placement.box(*span), digit) for span, digit in zip(spans, digits, strict=True)]
     assert np.mean(strips) < 0.5, "the frames alone make strips narrower than the digits"
+
+
+def _spaced(digits: str, model: str, confidence: float, gap: int) -> Reading:
+    """Digits 20 wide and 40 high, ``gap`` pixels apart."""
+    boxes = [Box(i * (20 + gap), 0, 20, 40) for i in range(len(digits))]
+    return Reading(digits, [confidence] * len(digits), boxes, model)
+
+
+def test_the_shipped_choice_keeps_clear_separate_digits_and_leaves_touching_ones_to_the_string_models():
+    choice = ReadingChoice.load(REPO / "model_store")
+    assert choice is not None, "model_store/reading-choice.json is shipped"
+    # Five clear digits well apart, which the string models read otherwise: the cut reading, for a person to confirm.
+    apart = _spaced("28614", "cnn", 0.999, gap=12)
+    assert choose(apart, _reading("28611", "crnn", 0.96), choice) == (apart, Support.NONE)
+    assert choose(apart, _reading("28611", "crnn", 0.96)) == (_reading("28611", "crnn", 0.96), Support.STRING_MODELS)
+    # Touching digits cut into one wide piece and a sliver: the string models' reading stands.
+    touching = Reading("83", [0.9, 0.6], [Box(0, 0, 70, 40), Box(70, 25, 8, 12)], "cnn")
+    assert choose(touching, _reading("839", "crnn", 0.7), choice)[0].digits == "839"
+    # One cut piece against a line of several digits is never the choice's to make.
+    blob = Reading("4", [1.0], [Box(0, 0, 200, 40)], "cnn")
+    assert choose(blob, _reading("470000", "crnn", 0.8), choice)[0].digits == "470000"
+
+
+def test_the_choice_fit_finds_the_weights_that_made_the_outcomes():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(4000, 3))
+    truth = np.array([1.5, -2.0, 0.5])
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(x @ truth + 0.7)))).astype(float)
+    weights, bias = fit(x, y, l2=0.0)
+    assert np.allclose(weights, truth, atol=0.2) and abs(bias - 0.7) < 0.2

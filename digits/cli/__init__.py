@@ -334,10 +334,11 @@ def models_rollback() -> None:
 @main.command()
 @click.option(
     "--arch",
-    type=click.Choice(["cnn", "seed-mlp", "crnn"]),
+    type=click.Choice(["cnn", "seed-mlp", "crnn", "choice"]),
     default="cnn",
     show_default=True,
-    help="cnn (digits), seed-mlp (the tutorial's baseline) or crnn (whole lines; needs ORAND data).",
+    help="cnn (digits), seed-mlp (the tutorial's baseline), crnn (whole lines; needs ORAND data), or choice "
+    "(calibrate, for the models in use, which reading stands where cutting and the string models disagree).",
 )
 @data_option
 @click.option("--epochs", type=int, help="Passes over the data [cnn 14, seed-mlp 3, crnn 14; fine-tuning 3].")
@@ -369,6 +370,13 @@ def train(
     store = store or get_settings().model_store
     if snapshot:
         fine_tune_on(snapshot, data_dir, store, epochs)
+        return
+    if arch == "choice":
+        from digits.recognition.model import get_models
+        from digits.training.choice import calibrate
+
+        calibrate(data_dir, store, get_models(get_settings()), say=click.echo)
+        click.echo(f"saved the reading choice to {store}/reading-choice.json")
         return
     extra = {"seed": seed} if seed is not None else {}
     if arch == "crnn":

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from digits.recognition.choice import ReadingChoice
 from digits.recognition.ctc import LineReading, decode
 from digits.recognition.lines import FRAMES, LINE_HEIGHT, LINE_WIDTH
 from digits.recognition.segment import CANVAS
@@ -230,6 +231,8 @@ class Models:
 
     classifier: Classifier
     reader: StringReader | None
+    choice: ReadingChoice | None = None
+    """Which reading stands where cutting and the string models disagree (``digits.recognition.choice``)."""
 
     @property
     def label(self) -> str:
@@ -251,6 +254,8 @@ def get_models(settings: Settings) -> Models:
 
     An empty ``string_model`` means none; so does a string model missing from
     the store, with a warning, so that a store holding only a digit model works.
+    With a string model, the store's calibrated ``ReadingChoice`` (if any) says
+    which reading stands where the two disagree.
     """
     reader = None
     if settings.string_model:
@@ -258,7 +263,8 @@ def get_models(settings: Settings) -> Models:
             reader = _load(StringReader, resolve_members(settings.string_model, settings.model_store))
         except ModelNotFound as missing:
             log.warning("reading without a string model: %s", missing)
-    return Models(_load(Classifier, resolve_members(settings.model, settings.model_store)), reader)
+    classifier = _load(Classifier, resolve_members(settings.model, settings.model_store))
+    return Models(classifier, reader, ReadingChoice.load(settings.model_store) if reader else None)
 
 
 def _load(kind: type, refs: list[ModelRef]):

@@ -27,9 +27,11 @@ from digits.layouts import Field, Layout
 from digits.recognition.align import align_page
 from digits.recognition.annotate import Pictures, field_frame
 from digits.recognition.borders import erase, find_printed_lines
+from digits.recognition.choice import ReadingChoice
 from digits.recognition.imaging import UnreadableImage, decode_pages
 from digits.recognition.lines import LINE_VIEWS, dark_on_light, prepare_views
 from digits.recognition.model import Classifier, Models
+from digits.recognition.reading import Reading
 from digits.recognition.segment import Box, find_digits
 
 NOTHING_ON_THE_PAGE = (
@@ -41,20 +43,6 @@ NOTHING_ON_THE_PAGE = (
 SINGLE_DIGIT_ASPECT = 1.5
 """Ink no wider than this times its height has room for one digit only: the bar lies
 between the widths of single digits and of amounts, with room to spare for wide single digits."""
-
-
-@dataclass(frozen=True)
-class Reading:
-    """Digits read on one page by one model, with a confidence and a page box per digit."""
-
-    digits: str
-    confidences: list[float]
-    boxes: list[Box]
-    model: str
-    unanimous: bool = True
-    """Whether every model (and view) behind the reading read the same digits on its own."""
-    whole: Reading | None = None
-    """The classifier's reading of all the ink as one digit, where it has room for one only."""
 
 
 def read_by_cutting(pages: list[np.ndarray], models: Models) -> list[Reading]:
@@ -188,14 +176,16 @@ def ok_until(reading: Reading, support: Support) -> float:
     return lowest
 
 
-def choose(cutting: Reading, line: Reading | None) -> tuple[Reading, Support]:
+def choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None = None) -> tuple[Reading, Support]:
     """The reading to report, and who vouches for it.
 
     Where the ink has room for one digit (``cutting.whole`` is set) and one
-    digit was read, the classifier's reading stands; where several digits were
-    read, the string models' reading stands. Cutting and the string models
-    agreeing is the strongest support; otherwise the string models reading
-    unanimously is support too, but held to a higher bar.
+    digit was read, the classifier's reading stands. Where several digits were
+    read differently, ``choice`` weighs each reading's evidence: a cut reading
+    it prefers stands, for a person to confirm (no support); else the string
+    models' reading stands, as it always does without a ``choice``. Cutting and
+    the string models agreeing is the strongest support; otherwise the string
+    models reading unanimously is support too, but held to a higher bar.
     """
     room_for_one = cutting.whole is not None
     if cutting.whole and (len(cutting.digits) == 1 or (line and len(line.digits) == 1)):
@@ -213,8 +203,12 @@ def choose(cutting: Reading, line: Reading | None) -> tuple[Reading, Support]:
     if room_for_one and len(cutting.digits) == 1:
         # The classifier's reading of the one digit stands.
         return cutting, Support.NONE
-    # Both saw several digits, on a wide line or in compact ink (a short amount
-    # written tall): the string models read them better, as they do touching digits.
+    several = len(cutting.digits) > 1 and len(line.digits) > 1
+    if several and choice is not None and choice.prefers_cutting(cutting, line):
+        # Separate, clear digits that the string models misread (another writer's
+        # hand than the cheques they learnt): a person confirms the cut reading.
+        return cutting, Support.NONE
+    # Touching digits, separators, patterned paper: the string models read them better.
     return line, Support.STRING_MODELS if line.unanimous else Support.NONE
 
 
@@ -373,7 +367,7 @@ def read_images(images: list[np.ndarray], models: Models, review_threshold: floa
     alone = [sure_alone(cutting, review_threshold) for cutting in cuttings]
     lines = iter(read_as_lines([image for image, sure in zip(images, alone, strict=True) if not sure], models))
     return [
-        (cutting.whole, Support.AGREED) if sure else choose(cutting, next(lines))
+        (cutting.whole, Support.AGREED) if sure else choose(cutting, next(lines), models.choice)
         for cutting, sure in zip(cuttings, alone, strict=True)
     ]
 

@@ -141,6 +141,65 @@ def digit_files(source: str, images: np.ndarray, labels: np.ndarray, seed: int =
         yield Sample(source, f"{source}-{i:05d}{ext}", data.tobytes(), str(int(label)))
 
 
+NUMBER_FILES = 600
+"""Files of ``numbers-held-out``: numbers of 3 to 6 separated digits, each written by one held-out set's writers."""
+
+
+def number_files(pools: dict[str, tuple[np.ndarray, np.ndarray]], count: int, seed: int = SPLIT_SEED) -> list[Sample]:
+    """Numbers of 3 to 6 digits as a form's field holds them: separated, on plain paper, one set's writers each.
+
+    ``pools`` maps a source to its held-out (ink-high images, labels); every
+    number takes its digits from one source, as a person fills one form. Sizes,
+    gaps (never touching), baselines, ink and format vary.
+    """
+    rng = np.random.default_rng(seed)
+    names = sorted(pools)
+    samples = []
+    for i in range(count):
+        images, labels = pools[names[i % len(names)]]
+        picked = rng.integers(len(images), size=int(rng.integers(3, 7)))
+        height = int(rng.integers(28, 90))
+        glyphs = []
+        for k in picked:
+            ys, xs = np.nonzero(images[k] > 30)
+            crop = images[k][ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] if len(ys) else images[k]
+            h = max(4, round(height * rng.uniform(0.9, 1.1)))
+            w = max(2, round(crop.shape[1] * h / crop.shape[0]))
+            glyphs.append(cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA))
+        gaps = [round(height * rng.uniform(0.2, 0.7)) for _ in glyphs]
+        margin = int(rng.integers(8, 40))
+        width = sum(g.shape[1] for g in glyphs) + sum(gaps[:-1]) + 2 * margin
+        canvas = np.zeros((round(height * 1.3) + 2 * margin, width), np.uint8)
+        x = margin
+        for glyph, gap in zip(glyphs, gaps, strict=True):
+            top = margin + int(rng.integers(0, max(1, canvas.shape[0] - 2 * margin - glyph.shape[0])))
+            top = min(top, margin + round(height * 0.15))
+            canvas[top : top + glyph.shape[0], x : x + glyph.shape[1]] = glyph
+            x += glyph.shape[1] + gap
+        paper = rng.uniform(215, 250) + rng.normal(0, 2, canvas.shape)
+        page = np.clip(paper - canvas.astype(np.float32) * rng.uniform(0.6, 0.9), 0, 255).astype(np.uint8)
+        ext = (".png", ".tif", ".jpg")[i % 3]
+        ok, data = cv2.imencode(ext, page)
+        assert ok
+        truth = "".join(str(int(labels[k])) for k in picked)
+        samples.append(Sample("numbers-held-out", f"numbers-held-out-{i:05d}{ext}", data.tobytes(), truth))
+    return samples
+
+
+def held_out_writers(data_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The held-out single digits of each set in ``data_dir`` (ink-high images, labels), by source name."""
+    writers = {}
+    if (data_dir / "mnist.npz").exists():
+        with np.load(data_dir / "mnist.npz") as mnist:
+            writers["mnist-test"] = (mnist["x_test"], mnist["y_test"])
+    for source, file_name in (("usps-held-out", "usps-train.npz"), ("ardis-held-out", "ardis4-train.npz")):
+        if (data_dir / file_name).exists():
+            with np.load(data_dir / file_name) as data:
+                held = split_indices(len(data["x"]))[0]
+                writers[source] = (data["x"][held], data["y"][held])
+    return writers
+
+
 def load_samples(data_dir: Path, limit: int | None = None) -> dict[str, list[Sample]]:
     """Every held-out set found in ``data_dir`` (and UCI optdigits, with scikit-learn), as files, by source name."""
     sets: dict[str, list[Sample]] = {}
@@ -151,11 +210,12 @@ def load_samples(data_dir: Path, limit: int | None = None) -> dict[str, list[Sam
         # Semeion's own digits are not here; its way of keeping them is.
         semeion = np.stack([semeion_bitmap(image) for image in x[:SEMEION_STYLE_DIGITS][:limit]])
         sets["semeion-style"] = list(digit_files("semeion-style", semeion, y[:SEMEION_STYLE_DIGITS][:limit]))
-    for source, file_name in (("usps-held-out", "usps-train.npz"), ("ardis-held-out", "ardis4-train.npz")):
-        if (data_dir / file_name).exists():
-            with np.load(data_dir / file_name) as data:
-                held = split_indices(len(data["x"]))[0][:limit]
-                sets[source] = list(digit_files(source, data["x"][held], data["y"][held]))
+    writers = held_out_writers(data_dir)
+    for source in ("usps-held-out", "ardis-held-out"):
+        if source in writers:
+            sets[source] = list(digit_files(source, *(part[:limit] for part in writers[source])))
+    if writers:
+        sets["numbers-held-out"] = number_files(writers, min(NUMBER_FILES, limit or NUMBER_FILES))
     optdigits = optdigits_samples(limit)
     if optdigits:
         sets["optdigits-held-out"] = optdigits

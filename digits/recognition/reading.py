@@ -1,0 +1,21 @@
+"""What one reader read on one area: the digits, how sure it is of each, and where each lies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from digits.recognition.segment import Box
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Digits read on one page by one model, with a confidence and a page box per digit."""
+
+    digits: str
+    confidences: list[float]
+    boxes: list[Box]
+    model: str
+    unanimous: bool = True
+    """Whether every model (and view) behind the reading read the same digits on its own."""
+    whole: Reading | None = None
+    """The classifier's reading of all the ink as one digit, where it has room for one only."""
