@@ -77,7 +77,7 @@ def run(files: int, audit_share: float) -> dict:
         done = threading.Event()
         times: list[float] = []
         reviewers = [
-            threading.Thread(target=_key, args=(station, name, secret, truth, times, done))
+            threading.Thread(target=key_items, args=(station, name, secret, truth, times, done))
             for name, secret in (("admin", password), ("second", PASSWORD))
         ]
         for reviewer in reviewers:
@@ -87,12 +87,12 @@ def run(files: int, audit_share: float) -> dict:
             for name in names[start : start + BATCH]:
                 os.rename(root / "staged" / name, root / "inbox" / name)
             time.sleep(BATCH_SECONDS)
-        rows = _all_rows(root, set(truth))
+        rows = all_rows(root, set(truth))
         time.sleep(3)  # the last items reach the queue
         done.set()
         for reviewer in reviewers:
             reviewer.join(120)
-        stats = _login(station, "admin", password).get("/api/stats").json()
+        stats = login(station, "admin", password).get("/api/stats").json()
     finally:
         up.send_signal(signal.SIGTERM)
         up.wait(180)
@@ -130,7 +130,7 @@ def _add_reviewer(env: dict[str, str], name: str) -> None:
                    input=PASSWORD + "\n", text=True, check=True, capture_output=True)  # fmt: skip
 
 
-def _login(station: str, name: str, password: str) -> httpx.Client:
+def login(station: str, name: str, password: str) -> httpx.Client:
     client = httpx.Client(base_url=station, timeout=30)
     answer = client.post("/api/login", json={"username": name, "password": password})
     answer.raise_for_status()
@@ -138,10 +138,10 @@ def _login(station: str, name: str, password: str) -> httpx.Client:
     return client
 
 
-def _key(station: str, name: str, password: str, truth: dict[str, str], times: list[float],
+def key_items(station: str, name: str, password: str, truth: dict[str, str], times: list[float],
          done: threading.Event) -> None:  # fmt: skip
     """Key every item as it comes, timing each decision up to the next item in hand."""
-    client = _login(station, name, password)
+    client = login(station, name, password)
     answer = client.get("/api/next")
     while True:
         if answer.status_code == 204:
@@ -158,7 +158,7 @@ def _key(station: str, name: str, password: str, truth: dict[str, str], times: l
             times.append(time.perf_counter() - started)
 
 
-def _all_rows(root: Path, sources: set[str], timeout: float = 900) -> list[dict]:
+def all_rows(root: Path, sources: set[str], timeout: float = 900) -> list[dict]:
     tail, found = RowTail(root / "results" / "inbox"), []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and {row["source"] for row in found} < sources:

@@ -77,6 +77,39 @@ def compose_line(pool: list, rng: np.random.Generator) -> tuple[np.ndarray, str]
     return cv2.imdecode(data, cv2.IMREAD_GRAYSCALE), text
 
 
+def compose_number(pool: list, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """A number as a form's field holds one: 2 to 8 digits written apart, on plain paper; grey image and digits.
+
+    The string models learn amounts, touching and crowded on patterned paper;
+    these teach them that separated digits in another hand are digits too.
+    """
+    count = int(rng.integers(2, MAX_DIGITS + 1))
+    height = int(rng.integers(22, 44))
+    glyphs, text = [], ""
+    for _ in range(count):
+        crop, label = pool[int(rng.integers(len(pool)))]
+        h = max(2, round(height * rng.uniform(0.9, 1.1)))
+        glyphs.append(
+            cv2.resize(crop, (max(2, round(crop.shape[1] * h / crop.shape[0])), h), interpolation=cv2.INTER_AREA)
+        )
+        text += str(label)
+    gaps = [round(height * rng.uniform(0.12, 0.7)) for _ in glyphs]
+    margin = int(rng.integers(2, 12))
+    canvas = np.zeros(
+        (round(height * 1.25) + 2 * margin, sum(g.shape[1] for g in glyphs) + sum(gaps) + 2 * margin), np.float32
+    )
+    x = margin
+    for glyph, gap in zip(glyphs, gaps, strict=True):
+        top = margin + int(rng.integers(0, max(1, canvas.shape[0] - 2 * margin - glyph.shape[0] + 1)))
+        canvas[top : top + glyph.shape[0], x : x + glyph.shape[1]] = glyph
+        x += glyph.shape[1] + gap
+    paper = rng.uniform(200, 250) + rng.normal(0, rng.uniform(0.5, 4), canvas.shape)
+    page = np.clip(paper - rng.uniform(80, 200) * canvas, 0, 255).astype(np.uint8)
+    if rng.random() < 0.3:
+        page = cv2.GaussianBlur(page, (3, 3), rng.uniform(0.3, 1.0))
+    return page, text
+
+
 def jitter_real(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A real line as another pen and scanner might have made it.
 

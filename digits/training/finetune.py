@@ -45,8 +45,9 @@ from digits.training.strings import LINE_PARTS, training_lines
 FINE_TUNE_EPOCHS = 3
 """Passes over the mix of corrections and usual data."""
 
-LEARNING_RATE = 2e-4
-"""A tenth of the rate training starts at: the weights move toward the corrections, not away from what they know."""
+LEARNING_RATE = 1e-4
+"""A tenth of the rate the string models' training starts at (a twentieth of the CNNs'): the weights move toward
+the corrections, not away from what they know."""
 
 MIN_EXAMPLES = 20
 """Fewer corrections of a kind than this leave the models of that kind as they are."""
@@ -57,8 +58,12 @@ LINE_COPIES = 10
 USUAL_REAL_COPIES = 2
 """Jittered copies of each usual real amount per pass, so that they are not forgotten."""
 
-COMPOSED_LINES = 4000
-"""Amounts composed from single digits per pass, as in training."""
+COMPOSED_LINES = 8000
+"""Lines composed from single digits per pass: amounts as in training, and numbers (``NUMBERS_SHARE``)."""
+
+NUMBERS_SHARE = 0.5
+"""Share of the composed lines that are numbers of separated digits on plain paper (``compose_number``), so that
+corrections from cheques do not make the string models forget other writers' separated digits."""
 
 DIGIT_COPIES = 20
 """Copies of each corrected digit per pass, each distorted anew as in training."""
@@ -204,7 +209,8 @@ def _line_mix(snapshot, lines, data_dir, composed_lines, real_lines) -> dict:
     if not pools[0]:
         pools = (pools[1], pools[1])
     real = RealLines(usual.images + corrected.images, usual.labels + corrected.labels, [])
-    return {"real": real, "pools": pools, "real_repeats": USUAL_REAL_COPIES, "synthetic": composed_lines}
+    return {"real": real, "pools": pools, "real_repeats": USUAL_REAL_COPIES, "synthetic": composed_lines,
+            "numbers_share": NUMBERS_SHARE}  # fmt: skip
 
 
 def _tune_strings(ref, store, snapshot, shared, epochs, member, say) -> ModelRef:

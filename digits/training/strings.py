@@ -18,6 +18,7 @@ from digits.training.amounts import (
     END_MARK_SHARE,
     batch_of_lines,
     compose_line,
+    compose_number,
     encode_labels,
     jitter_real,
 )
@@ -109,8 +110,11 @@ def training_lines(shared: dict, rng: np.random.Generator, part: int) -> tuple[n
         images += [jitter_real(image, rng) for _ in range(shared["real_repeats"])]
         texts += [label] * shared["real_repeats"]
     for _ in range(len(range(part, shared["synthetic"], LINE_PARTS))):
-        # Cheque digits first: they are what the service reads most.
-        image, text = compose_line(cheque_digits if rng.random() < 0.4 else other_digits, rng)
+        if rng.random() < shared.get("numbers_share", 0.0):
+            image, text = compose_number(other_digits, rng)
+        else:
+            # Cheque digits first: they are what the service reads most.
+            image, text = compose_line(cheque_digits if rng.random() < 0.4 else other_digits, rng)
         images.append(image)
         texts.append(text)
     return batch_of_lines(images), texts
