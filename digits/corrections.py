@@ -102,8 +102,7 @@ def kind_of(label: str, field: str, combs: set[str]) -> str:
 
 
 def gather(results: Path, layouts: Path) -> tuple[list[tuple[bytes, Example]], Counter]:
-    """Every usable standing decision as (its crop's PNG, the example it makes), in a fixed order; and why others
-    were left out.
+    """The usable standing decisions, each as (its crop's PNG, its example), in a fixed order; and why others are not.
 
     Usable: confirmed or corrected, with digits, and with its crop still in the
     results folder. Unreadable fields teach no digit and are left out.
@@ -115,7 +114,7 @@ def gather(results: Path, layouts: Path) -> tuple[list[tuple[bytes, Example]], C
         if decision["verdict"] not in (CONFIRMED, CORRECTED) or not decision["digits"].isdigit():
             left_out["unreadable"] += 1
             continue
-        if not crop.is_file():
+        if not crop.resolve().is_relative_to(Path(results).resolve()) or not crop.is_file():
             left_out["crop missing"] += 1
             continue
         data = crop.read_bytes()

@@ -119,7 +119,6 @@ def promote(
     exits with status 1 and says which set got worse.
     """
     from rich.console import Console
-    from rich.table import Table
 
     from digits.celery_app import app
     from digits.corrections import latest_snapshot, load_snapshot
@@ -161,14 +160,7 @@ def promote(
     now, then = f"{current.model} + {current.string_model}", f"{proposed.model} + {proposed.string_model}"
     click.echo(f"now: {now}\ncandidate: {then}\nreading {sum(map(len, sets.values()))} held-out files with each")
     comparisons = compare(models_of(current), models_of(proposed), sets, settings.review_threshold, target_error)
-    table = Table(title=f"read rate: share ok at the lowest threshold with errors among ok <= {target_error:.2%}")
-    table.add_column("set", no_wrap=True)
-    for column in ("files", "accuracy now", "candidate", "read rate now", "candidate"):
-        table.add_column(column, justify="right")
-    for c in comparisons:
-        table.add_row(c.source, str(c.files), f"{c.current.accuracy:.2%}", f"{c.candidate.accuracy:.2%}",
-                      f"{c.read_rate(c.current):.2%}", f"{c.read_rate(c.candidate):.2%}")  # fmt: skip
-    Console().print(table)
+    Console().print(_side_by_side(comparisons, target_error))
     refused = verdict(comparisons)
     for reason in refused:
         click.echo(f"refused: {reason}", err=True)
@@ -180,3 +172,17 @@ def promote(
     click.echo(
         f"{note}; rolled out {then} to {', '.join(workers) or 'no worker running (they use it when they start)'}"
     )
+
+
+def _side_by_side(comparisons: list, target: float):
+    """The gate's table: accuracy and read rate of the models in use and of the candidate, set by set."""
+    from rich.table import Table
+
+    table = Table(title=f"read rate: share ok at the lowest threshold with errors among ok <= {target:.2%}")
+    table.add_column("set", no_wrap=True)
+    for column in ("files", "accuracy now", "candidate", "read rate now", "candidate"):
+        table.add_column(column, justify="right")
+    for c in comparisons:
+        table.add_row(c.source, str(c.files), f"{c.current.accuracy:.2%}", f"{c.candidate.accuracy:.2%}",
+                      f"{c.read_rate(c.current):.2%}", f"{c.read_rate(c.candidate):.2%}")  # fmt: skip
+    return table
