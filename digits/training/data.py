@@ -2,7 +2,7 @@
 
 The held-out part of every set is chosen by a fixed seed (``split_indices``), so
 that training and ``digits evaluate`` always agree on it. The data folder's
-layout is described in the README ("Training data").
+layout is described in docs/training.md ("Training data").
 """
 
 from __future__ import annotations
