@@ -150,6 +150,7 @@ def corrected_digits(snapshot: Snapshot, examples: list[Example]) -> tuple[np.nd
 
 
 def _usual_digits(data_dir: Path, count: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``count`` usual training digits drawn by a fixed seed (images, labels), and the held-out sets."""
     split = load_data(data_dir)
     x, y = np.concatenate(split.train_x), np.concatenate(split.train_y).astype(np.int64)
     keep = np.random.default_rng(SPLIT_SEED).permutation(len(x))[:count]
@@ -157,6 +158,7 @@ def _usual_digits(data_dir: Path, count: int) -> tuple[np.ndarray, np.ndarray, d
 
 
 def _tune_classifier(ref, store, snapshot, x, y, usual, epochs, member, say) -> ModelRef:
+    """One classifier member fine-tuned on the corrected digits ``x, y`` among the ``usual`` ones; its new version."""
     import keras
 
     started = time.monotonic()
@@ -214,6 +216,7 @@ def _line_mix(snapshot, lines, data_dir, composed_lines, real_lines) -> dict:
 
 
 def _tune_strings(ref, store, snapshot, shared, epochs, member, say) -> ModelRef:
+    """One string model member fine-tuned on the lines ``shared`` describes (``_line_mix``); its new version."""
     import keras
 
     started = time.monotonic()
