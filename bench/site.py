@@ -46,6 +46,7 @@ import numpy as np
 from bench.drop import free_port
 from bench.review import all_rows, key_items, login, wait_for_login
 from digits.recognition.choice import CHOICE_FILE
+from digits.settings import PROMISED_ERROR
 
 DIGIT_MODELS = "digits-cnn@6,digits-cnn@7"
 """The shipped digit models (they saw the site's digits cut singly; the string model never saw its amounts)."""
@@ -200,7 +201,6 @@ def measure(data: Path, store: Path, string_models: list[str]) -> dict:
     from digits.recognition.model import get_models
     from digits.settings import Settings
     from digits.training.evaluate import judge_set, load_samples
-    from digits.training.promotion import TARGET_ERROR
 
     settings = Settings(model_store=store, model=DIGIT_MODELS)
     held = load_samples(data)["orand-held-out"]
@@ -208,7 +208,7 @@ def measure(data: Path, store: Path, string_models: list[str]) -> dict:
     for spec in string_models:
         models = get_models(settings.model_copy(update={"string_model": spec}))
         report, _ = judge_set("orand-held-out", held, models, settings.review_threshold)
-        met = report.curve.meeting(TARGET_ERROR)
+        met = report.curve.meeting(PROMISED_ERROR)
         out[spec] = {
             "amounts": report.files,
             "accuracy": round(report.accuracy, 4),

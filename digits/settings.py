@@ -19,6 +19,10 @@ DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
 MEGABYTE = 1024 * 1024
 
+PROMISED_ERROR = 0.005
+"""The error rate among ``ok`` rows the service promises, at most: what the operating curve and the
+promotion gate measure read rates at (``--target-error``)."""
+
 
 class Settings(BaseSettings):
     """Everything a worker, the ingester or a client needs to know, in one place."""

@@ -250,6 +250,15 @@ def session_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSer
     server.stop()
 
 
+@pytest.fixture
+def redis(session_redis: RedisServer) -> Iterator[Redis]:
+    """A database of the session's Redis of its own (the 7th), emptied before and after each test."""
+    client = Redis.from_url(session_redis.url.replace("/0", "/7"))
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
 @pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory, session_redis: RedisServer) -> Iterator[Stack]:
     """A worker shared by the tests that only need one running (its model loads once)."""

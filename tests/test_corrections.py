@@ -8,11 +8,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import cv2
 import pytest
-from redis import Redis
 
 from digits.contracts import Row
 from digits.corrections import (
@@ -39,14 +37,6 @@ comb = 4
 name = "amount"
 region = [0.1, 0.5, 0.8, 0.2]
 """
-
-
-@pytest.fixture
-def redis(session_redis) -> Iterator[Redis]:
-    client = Redis.from_url(session_redis.url.replace("/0", "/6"))
-    client.flushdb()
-    yield client
-    client.flushdb()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
 
 import pytest
 from redis import Redis
@@ -26,15 +25,6 @@ from tests.conftest import RedisServer
 
 LEASE = 2
 """Seconds a lease lasts in these tests (Redis's clock counts whole seconds)."""
-
-
-@pytest.fixture
-def redis(session_redis) -> Iterator[Redis]:
-    """A database of the session's Redis of its own, emptied for each test."""
-    client = Redis.from_url(session_redis.url.replace("/0", "/7"))
-    client.flushdb()
-    yield client
-    client.flushdb()
 
 
 @pytest.fixture

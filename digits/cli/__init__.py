@@ -17,6 +17,7 @@ import click
 from digits.cli.learning import corrections, fine_tune_on, promote
 from digits.cli.options import DATA_ENV, DEFAULT_DATA, configure_logging, data_option, redis_client, use_settings
 from digits.cli.reviewing import export, review, users
+from digits.settings import PROMISED_ERROR
 
 
 class _Commands(click.Group):
@@ -405,7 +406,7 @@ def train(
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("evaluation"), show_default=True)
 @click.option("--limit", type=int, help="Read at most this many files per source.")
-@click.option("--target-error", type=float, default=0.005, show_default=True,
+@click.option("--target-error", type=float, default=PROMISED_ERROR, show_default=True,
               help="Error rate among ok rows the operating curve finds a threshold for.")  # fmt: skip
 def evaluate(model: str | None, data_dir: Path, out: Path, limit: int | None, target_error: float) -> None:
     """Per-source accuracy through the real pipeline, and the operating curve; confusion matrix and mistakes in --out.

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from digits.cli.options import data_option, redis_client, use_settings
+from digits.settings import PROMISED_ERROR
 
 
 @click.command()
@@ -103,7 +104,7 @@ def fine_tune_on(name: str, data_dir: Path, store: Path, epochs: int | None) -> 
 @click.option("--corrections", "snapshot_name", help="Snapshot whose held-out side is read [the one the candidate "
               "learnt from, else the latest].")  # fmt: skip
 @click.option("--limit", type=int, help="Read at most this many files of each held-out set (a quicker, noisier gate).")
-@click.option("--target-error", type=float, default=0.005, show_default=True,
+@click.option("--target-error", type=float, default=PROMISED_ERROR, show_default=True,
               help="Error rate among ok rows the read rate is measured at.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Roll it out even if the gate refuses (recorded with the roll-out).")
 def promote(

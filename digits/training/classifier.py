@@ -9,6 +9,7 @@ that is not MNIST's.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -69,18 +70,8 @@ def train(
     if limit:
         keep = np.random.default_rng(SPLIT_SEED).permutation(len(raw_x))[:limit]
         raw_x, y = raw_x[keep], y[keep]
-    parts = -(-len(raw_x) // DIGITS_PER_PART)
-    with Prefetcher(changed_digits, {"raw_x": raw_x, "recipe": recipe}, parts, seed, epochs) as passes:
-        # The first pass's distortions are being made while the clean digits are prepared here.
-        clean = np.stack([prepare(raw) for raw in raw_x])
-        model = compiled_classifier(arch, recipe, epochs, len(y), seed)
-        for epoch in range(epochs):
-            # Fresh distortions every epoch; the rest of the digits stay clean.
-            x = clean.copy()
-            for changed, images in passes.parts_of(epoch):
-                x[changed] = images
-            print(f"epoch {epoch + 1}/{epochs}")
-            model.fit(x[..., None], y, batch_size=128, epochs=1, verbose=2, shuffle=True)
+    model = compiled_classifier(arch, recipe, epochs, len(y), seed)
+    fit_passes(model, raw_x, y, recipe, seed, epochs)
 
     accuracies = {}
     for source, (hx, hy) in split.held_out.items():
@@ -99,6 +90,25 @@ def train(
         "recipe": asdict(recipe) | {"epochs": epochs},
     }
     return save_version(model, name, store, started, facts, accuracies)
+
+
+def fit_passes(model, raw_x: np.ndarray, y: np.ndarray, recipe: Recipe, seed: int, epochs: int,
+               say: Callable[[str], None] = print, name: str = "") -> None:  # fmt: skip
+    """Fit ``model`` for ``epochs`` passes over the raw digits, each pass with fresh distortions of ``recipe``'s share.
+
+    The distortions are made by background processes (``Prefetcher``), the
+    first pass's while the clean digits are prepared here; the rest of the
+    digits stay clean.
+    """
+    parts = -(-len(raw_x) // DIGITS_PER_PART)
+    with Prefetcher(changed_digits, {"raw_x": raw_x, "recipe": recipe}, parts, seed, epochs) as passes:
+        clean = np.stack([prepare(raw) for raw in raw_x])
+        for epoch in range(epochs):
+            x = clean.copy()
+            for changed, images in passes.parts_of(epoch):
+                x[changed] = images
+            say(f"{name}pass {epoch + 1}/{epochs} over {len(y)} digits")
+            model.fit(x[..., None], y, batch_size=128, epochs=1, verbose=2, shuffle=True)
 
 
 def compiled_classifier(arch: str, recipe: Recipe, epochs: int, digits: int, seed: int):

@@ -22,13 +22,11 @@ import cv2
 import numpy as np
 
 from digits.corrections import COMB, DIGIT, HELD_OUT, LINE, TRAIN, Example, Snapshot
-from digits.recognition.ctc import decode
 from digits.recognition.segment import find_digits
 from digits.store import ModelRef, resolve_members
-from digits.training.amounts import batch_of_lines, encode_labels
 from digits.training.architectures import ctc_loss
 from digits.training.augment import prepare
-from digits.training.classifier import DIGITS_PER_PART, RECIPES, changed_digits
+from digits.training.classifier import RECIPES, fit_passes
 from digits.training.data import (
     ORAND_DIR,
     SPLIT_SEED,
@@ -40,7 +38,7 @@ from digits.training.data import (
 )
 from digits.training.prefetch import Prefetcher
 from digits.training.saving import save_version
-from digits.training.strings import LINE_PARTS, training_lines
+from digits.training.strings import LINE_PARTS, exact_share, fit_line_passes, training_lines
 
 FINE_TUNE_EPOCHS = 3
 """Passes over the mix of corrections and usual data."""
@@ -168,17 +166,7 @@ def _tune_classifier(ref, store, snapshot, x, y, usual, epochs, member, say) -> 
     keras.utils.set_random_seed(SPLIT_SEED + member)
     model = keras.models.load_model(ref.path, compile=False)
     model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss="sparse_categorical_crossentropy")
-    parts = -(-len(raw_x) // DIGITS_PER_PART)
-    with Prefetcher(
-        changed_digits, {"raw_x": raw_x, "recipe": RECIPES["cnn"]}, parts, SPLIT_SEED + member, epochs
-    ) as passes:
-        clean = np.stack([prepare(raw) for raw in raw_x])
-        for epoch in range(epochs):
-            batch = clean.copy()
-            for changed, images in passes.parts_of(epoch):
-                batch[changed] = images
-            say(f"{ref.label}: pass {epoch + 1}/{epochs} over {len(labels)} digits")
-            model.fit(batch[..., None], labels, batch_size=128, epochs=1, verbose=2, shuffle=True)
+    fit_passes(model, raw_x, labels, RECIPES["cnn"], SPLIT_SEED + member, epochs, say, name=f"{ref.label}: ")
     accuracies = _classifier_accuracies(model, held_out, snapshot)
     for source, value in accuracies.items():
         say(f"  held-out accuracy on {source}: {value:.4f}")
@@ -224,20 +212,12 @@ def _tune_strings(ref, store, snapshot, shared, epochs, member, say) -> ModelRef
     model = keras.models.load_model(ref.path, compile=False)
     model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), loss=ctc_loss)
     with Prefetcher(training_lines, shared, LINE_PARTS, SPLIT_SEED + member, epochs) as passes:
-        for epoch in range(epochs):
-            parts = passes.parts_of(epoch)
-            lines = np.concatenate([part_lines for part_lines, _ in parts])
-            texts = [text for _, part_texts in parts for text in part_texts]
-            say(f"{ref.label}: pass {epoch + 1}/{epochs} over {len(lines)} lines")
-            model.fit(lines, encode_labels(texts), batch_size=64, epochs=1, verbose=2, shuffle=True)
+        fit_line_passes(model, passes, epochs, say, name=f"{ref.label}: ")
     held = snapshot.of(HELD_OUT, (LINE,))
     accuracies = {}
     if held:
         images = [cv2.imread(str(snapshot.path(e)), cv2.IMREAD_GRAYSCALE) for e in held]
-        read = [r.digits for r in decode([np.asarray(model.predict(batch_of_lines(images), verbose=0))])]
-        accuracies["corrections-held-out"] = round(
-            float(np.mean([a == e.label for a, e in zip(read, held, strict=True)])), 5
-        )
+        accuracies["corrections-held-out"] = exact_share(model, RealLines(images, [e.label for e in held], []))
         say(f"  held-out corrected lines read exactly: {accuracies['corrections-held-out']:.4f}")
     facts = _facts(ref, snapshot, epochs, len(snapshot.of(TRAIN, (LINE,)))) | {"architecture": "crnn"}
     return save_version(model, ref.name, store, started, facts, accuracies)

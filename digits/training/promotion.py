@@ -18,9 +18,6 @@ from digits.corrections import HELD_OUT, Snapshot
 from digits.recognition.model import Models
 from digits.training.evaluate import Sample, SourceReport, judge_set
 
-TARGET_ERROR = 0.005
-"""The error rate among ``ok`` rows the service promises, at most."""
-
 CORRECTIONS_SET = "corrections-held-out"
 """Name of the set made of the held-out corrections."""
 

@@ -7,6 +7,7 @@ composed from single digits of every set (``digits.training.amounts``).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -69,19 +70,10 @@ def train_strings(
         batches = epochs * ((len(real.images) * real_repeats + synthetic_per_epoch) // 64 + 1)
         schedule = keras.optimizers.schedules.CosineDecay(1e-3, batches)
         model.compile(optimizer=keras.optimizers.Adam(schedule), loss=ctc_loss)
-        held_x = batch_of_lines(held.images)
-
-        def exact_share() -> float:
-            read = [r.digits for r in decode([np.asarray(model.predict(held_x, verbose=0))])]
-            return round(float(np.mean([a == b for a, b in zip(read, held.labels, strict=True)])), 5)
-
-        for epoch in range(epochs):
-            parts = passes.parts_of(epoch)
-            lines = np.concatenate([part_lines for part_lines, _ in parts])
-            texts = [text for _, part_texts in parts for text in part_texts]
-            print(f"epoch {epoch + 1}/{epochs}: {len(lines)} lines")
-            model.fit(lines, encode_labels(texts), batch_size=64, epochs=1, verbose=2, shuffle=True)
-            print(f"  held-out cheque amounts read exactly: {exact_share():.4f}")
+        fit_line_passes(
+            model, passes, epochs,
+            after_pass=lambda: print(f"  held-out cheque amounts read exactly: {exact_share(model, held):.4f}"),
+        )  # fmt: skip
 
     facts = {
         "architecture": "crnn",
@@ -94,7 +86,26 @@ def train_strings(
         "epochs": epochs,
         "seed": seed,
     }
-    return save_version(model, name, store, started, facts, {"orand-held-out": exact_share()})
+    return save_version(model, name, store, started, facts, {"orand-held-out": exact_share(model, held)})
+
+
+def fit_line_passes(model, passes: Prefetcher, epochs: int, say: Callable[[str], None] = print, name: str = "",
+                    after_pass: Callable[[], None] | None = None) -> None:  # fmt: skip
+    """Fit a string model for ``epochs`` passes of the lines ``passes`` makes (``training_lines``)."""
+    for epoch in range(epochs):
+        parts = passes.parts_of(epoch)
+        lines = np.concatenate([part_lines for part_lines, _ in parts])
+        texts = [text for _, part_texts in parts for text in part_texts]
+        say(f"{name}pass {epoch + 1}/{epochs} over {len(lines)} lines")
+        model.fit(lines, encode_labels(texts), batch_size=64, epochs=1, verbose=2, shuffle=True)
+        if after_pass:
+            after_pass()
+
+
+def exact_share(model, lines: RealLines) -> float:
+    """Share of ``lines`` the string model reads exactly, alone (no views, no vote), rounded to 5 places."""
+    read = [r.digits for r in decode([np.asarray(model.predict(batch_of_lines(lines.images), verbose=0))])]
+    return round(float(np.mean([a == b for a, b in zip(read, lines.labels, strict=True)])), 5)
 
 
 LINE_PARTS = 8
