@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from digits.cli.learning import corrections, fine_tune_on, promote
-from digits.cli.options import DATA_ENV, DEFAULT_DATA, configure_logging, data_option, redis_client, use_settings
+from digits.cli.options import DATA_ENV, DEFAULT_DATA, configure_logging, data_option, redis_client, saved, use_settings
 from digits.cli.reviewing import export, review, users
 from digits.settings import PROMISED_ERROR
 
@@ -342,15 +342,25 @@ def models_rollback() -> None:
     "(calibrate, for the models in use, which reading stands where cutting and the string models disagree).",
 )
 @data_option
-@click.option("--epochs", type=int, help="Passes over the data [cnn 14, seed-mlp 3, crnn 14; fine-tuning 3].")
+@click.option(
+    "--epochs", type=int, help="Passes over the data [cnn 12, seed-mlp 3, crnn 12; --from and fine-tuning 3]."
+)
 @click.option("--name", help="Model name (default digits-cnn, or digits-<arch>).")
 @click.option("--store", type=click.Path(file_okay=False, path_type=Path), help="Model store [DIGITS_MODEL_STORE].")
 @click.option("--limit", type=int, help="Train on this many digits only (for a quick try).")
 @click.option("--seed", type=int, help="Seed of the weights and the data order (to train members of an ensemble).")
 @click.option(
-    "--corrections", "snapshot", is_flag=False, flag_value="latest",
+    "--corrections",
+    "snapshot",
+    is_flag=False,
+    flag_value="latest",
     help="Fine-tune the models workers read with on a corrections snapshot (its hash's start or folder; "
     "alone, the latest) instead of training from scratch; --arch is then not used.",
+)
+@click.option(
+    "--from", "start", metavar="MODEL",
+    help="Go on training this digit classifier (name@version) with today's recipe, from its own weights at a "
+    "tenth of the rate, instead of from fresh weights; the new version is of its name.",
 )  # fmt: skip
 def train(
     arch: str,
@@ -361,9 +371,12 @@ def train(
     limit: int | None,
     seed: int | None,
     snapshot: str | None,
+    start: str | None,
 ) -> None:
     """Train a model and save it as the next version in the model store."""
     from digits.settings import get_settings
+    from digits.store import ModelNotFound, resolve
+    from digits.training.classifier import CONTINUE_EPOCHS
     from digits.training.classifier import train as run_training
     from digits.training.data import ORAND_DIR
     from digits.training.strings import STRING_EPOCHS, train_strings
@@ -384,13 +397,19 @@ def train(
         if not (data_dir / ORAND_DIR / "labels.json").exists():
             raise click.ClickException(f"the string model needs {data_dir / ORAND_DIR}; pass --data")
         ref = train_strings(data_dir, store, epochs or STRING_EPOCHS, name=name or "digits-crnn", **extra)
-        click.echo(f"saved {ref.label} to {ref.path}")
+        click.echo(saved(ref))
         return
     if not (data_dir / "mnist.npz").exists():
         click.echo(f"{data_dir}/mnist.npz not found: downloading MNIST through keras", err=True)
         data_dir = None
+    if start:
+        try:
+            extra |= {"start": resolve(start, store)}
+        except ModelNotFound as missing:
+            raise click.ClickException(str(missing)) from None
+        epochs = epochs or CONTINUE_EPOCHS
     ref = run_training(arch, data_dir, store, epochs, name=name, limit=limit, **extra)
-    click.echo(f"saved {ref.label} to {ref.path}")
+    click.echo(saved(ref))
 
 
 @main.command()

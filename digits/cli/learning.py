@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from digits.cli.options import data_option, redis_client, use_settings
+from digits.cli.options import data_option, redis_client, saved, use_settings
 from digits.settings import PROMISED_ERROR
 
 
@@ -94,7 +94,7 @@ def fine_tune_on(name: str, data_dir: Path, store: Path, epochs: int | None) -> 
     if not made:
         raise click.ClickException("nothing to fine-tune: too few corrections of any kind (see `digits corrections`)")
     for ref in made:
-        click.echo(f"saved {ref.label} to {ref.path}")
+        click.echo(saved(ref))
     click.echo(f"compare and roll out: digits models promote {tuned.candidate(current.model, current.string_model)}")
 
 

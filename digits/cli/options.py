@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from digits.store import ModelRef
+
 DATA_ENV = "DIGITS_DATA"
 """Folder with mnist.npz (and usps-train.npz, ardis4-train.npz) for ``digits train``."""
 
@@ -46,3 +48,9 @@ def redis_client():
     from digits.settings import get_settings
 
     return Redis.from_url(get_settings().redis_url, socket_connect_timeout=2)
+
+
+def saved(ref: ModelRef) -> str:
+    """The line that reports a newly trained version: where it is and how long it took (its metadata's time)."""
+    minutes = ref.metadata().get("training_seconds", 0) / 60
+    return f"saved {ref.label} to {ref.path} (trained in {minutes:.1f} min)"

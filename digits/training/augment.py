@@ -1,4 +1,4 @@
-"""Random changes that make one training digit into many: distorted, rescanned, kept as a small bitmap.
+"""Random changes that make one training digit into many: distorted, rescanned, small bitmaps, coarse scans.
 
 Each returns an ink-high image that is then normalised exactly as a scanned
 digit is (``prepare``), so the classifier learns from what the pipeline gives it.
@@ -94,6 +94,35 @@ def small_bitmap(raw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     keep_shape = rng.random() >= 0.5
     kind = semeion_bitmap if rng.random() < 0.5 else optdigits_bitmap
     return kind(raw, rng.uniform(90, 160), keep_shape)
+
+
+COARSE_GRIDS = (12, 16, 20, 24, 32)
+"""Sides, in pixels, of the square a coarse scan keeps a digit in: 16x16 and 32x32 bitmaps and the sizes between."""
+
+
+def coarse_scan(
+    raw: np.ndarray, rng: np.random.Generator, grid: int | None = None, threshold: float | None = None
+) -> np.ndarray:
+    """``raw`` scanned coarsely: shrunk into a small square, thresholded to pure black and white, enlarged again.
+
+    Fax machines, a scanner's line-art mode and archives of 16x16 or 32x32
+    bitmaps keep digits this way: the enlargement repeats pixels (stair-stepped
+    edges, no grey), which no smooth resampling of a grey digit looks like.
+    ``grid`` is the square's side (one of ``COARSE_GRIDS`` at random if None);
+    ``threshold`` the grey level above which a pixel is ink (at random between
+    80 and 170, a light or a heavy hand on the scanner's dial, if None).
+    Unchanged if ``raw`` has no ink.
+    """
+    if not (raw > SMALL_BITMAP_INK).any():
+        return raw
+    grid = grid or int(rng.choice(COARSE_GRIDS))
+    side = max(4, round(grid * rng.uniform(0.7, 1.0)))
+    small = cv2.resize(_ink_crop(raw, keep_shape=True), (side, side), interpolation=cv2.INTER_AREA)
+    top, left = (int(v) for v in rng.integers(0, grid - side + 1, size=2))
+    bitmap = np.zeros((grid, grid), np.uint8)
+    bitmap[top : top + side, left : left + side] = np.where(small > (threshold or rng.uniform(80, 170)), 255, 0)
+    scale = rng.uniform(1.0, 6.0)
+    return cv2.resize(bitmap, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
 
 
 def _ink_crop(raw: np.ndarray, keep_shape: bool) -> np.ndarray:

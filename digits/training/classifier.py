@@ -1,9 +1,10 @@
 """Train a digit classifier and write it, with its metadata, into the model store.
 
 Every training digit goes through the same ``normalise_digit`` as a scanned one,
-after a random distortion (slant, rotation, aspect, stroke width), a rescan or a
-small bitmap (``digits.training.augment``), so that the model sees handwriting
-that is not MNIST's.
+after a random distortion (slant, rotation, aspect, stroke width), a rescan, a
+small bitmap or a coarse scan (``digits.training.augment``), so that the model
+sees handwriting that is not MNIST's. A trained classifier can also go on from
+its own weights with the current recipe (``start``), at a tenth of the rate.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from digits.store import ModelRef
 from digits.training.architectures import build
-from digits.training.augment import distort, prepare, rescan, small_bitmap
+from digits.training.augment import coarse_scan, distort, prepare, rescan, small_bitmap
 from digits.training.data import SPLIT_SEED, load_data
 from digits.training.prefetch import Prefetcher
 from digits.training.saving import save_version
@@ -36,10 +37,20 @@ class Recipe:
     """Share of digits made a `small_bitmap` each epoch (after any distortion; always rescanned)."""
     extra_data: bool
     schedule: bool
+    coarse_share: float = 0.0
+    """Share of digits given a `coarse_scan` each epoch (after any distortion; never rescanned: it is a scan)."""
 
 
 RECIPES = {
-    "cnn": Recipe(epochs=14, distorted_share=0.5, rescanned_share=0.5, small_share=0.1, extra_data=True, schedule=True),
+    "cnn": Recipe(
+        epochs=12,
+        distorted_share=0.5,
+        rescanned_share=0.5,
+        small_share=0.1,
+        extra_data=True,
+        schedule=True,
+        coarse_share=0.1,
+    ),
     # The tutorial's way: MNIST only, as it is, three epochs of plain Adam.
     "seed-mlp": Recipe(
         epochs=3, distorted_share=0.0, rescanned_share=0.0, small_share=0.0, extra_data=False, schedule=False
@@ -56,10 +67,13 @@ def train(
     name: str | None = None,
     limit: int | None = None,
     seed: int = SPLIT_SEED,
+    start: ModelRef | None = None,
 ) -> ModelRef:
     """Train a digit classifier, evaluate it on the held-out sets, save it as the next version.
 
     ``seed`` sets the weights' start and the distortions, as for ``train_strings``.
+    ``start`` is a trained classifier to go on from (its weights, at
+    ``CONTINUE_RATE``) instead of fresh weights; the new version is of its name.
     """
     started = time.monotonic()
     recipe = RECIPES[arch]
@@ -70,7 +84,11 @@ def train(
     if limit:
         keep = np.random.default_rng(SPLIT_SEED).permutation(len(raw_x))[:limit]
         raw_x, y = raw_x[keep], y[keep]
-    model = compiled_classifier(arch, recipe, epochs, len(y), seed)
+    model = (
+        continued_classifier(start, epochs, len(y))
+        if start
+        else compiled_classifier(arch, recipe, epochs, len(y), seed)
+    )
     fit_passes(model, raw_x, y, recipe, seed, epochs)
 
     accuracies = {}
@@ -80,7 +98,7 @@ def train(
         accuracies[source] = round(float(np.mean(predicted == hy)), 5)
         print(f"held-out accuracy on {source}: {accuracies[source]:.4f}")
 
-    name = name or ("digits-cnn" if arch == "cnn" else f"digits-{arch}")
+    name = name or (start.name if start else "digits-cnn" if arch == "cnn" else f"digits-{arch}")
     facts = {
         "architecture": arch,
         "data_seen": split.seen,
@@ -89,6 +107,8 @@ def train(
         "seed": seed,
         "recipe": asdict(recipe) | {"epochs": epochs},
     }
+    if start:
+        facts |= {"continued_from": start.label, "learning_rate": CONTINUE_RATE}
     return save_version(model, name, store, started, facts, accuracies)
 
 
@@ -128,6 +148,26 @@ def compiled_classifier(arch: str, recipe: Recipe, epochs: int, digits: int, see
     return model
 
 
+CONTINUE_EPOCHS = 3
+"""Passes when a classifier goes on from trained weights."""
+
+CONTINUE_RATE = 2e-4
+"""Learning rate a classifier starts at when it goes on from trained weights: a tenth of a fresh one's, so that
+it learns what the recipe added without forgetting what it knows."""
+
+
+def continued_classifier(start: ModelRef, epochs: int, digits: int):
+    """The trained classifier ``start``, compiled to go on learning at ``CONTINUE_RATE``, decaying over ``epochs``."""
+    import keras
+
+    model = keras.models.load_model(start.path, compile=False)
+    schedule = keras.optimizers.schedules.CosineDecay(CONTINUE_RATE, epochs * int(np.ceil(digits / 128)), alpha=0.1)
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    return model
+
+
 DIGITS_PER_PART = 4096
 """Digits in each part of a pass that a background process prepares (see ``digits.training.prefetch``)."""
 
@@ -138,11 +178,13 @@ def changed_digits(shared: dict, rng: np.random.Generator, part: int) -> tuple[n
     raw_x = shared["raw_x"][part * DIGITS_PER_PART : (part + 1) * DIGITS_PER_PART]
     distorted = rng.random(len(raw_x)) < recipe.distorted_share
     small = rng.random(len(raw_x)) < recipe.small_share
-    rescanned = small | (rng.random(len(raw_x)) < recipe.rescanned_share)
-    changed = np.flatnonzero(distorted | rescanned)
+    coarse = ~small & (rng.random(len(raw_x)) < recipe.coarse_share)
+    rescanned = small | (~coarse & (rng.random(len(raw_x)) < recipe.rescanned_share))
+    changed = np.flatnonzero(distorted | rescanned | coarse)
     images = np.empty((len(changed), *raw_x.shape[1:]), np.float32)
     for k, i in enumerate(changed):
         raw = distort(raw_x[i], rng) if distorted[i] else raw_x[i]
         raw = small_bitmap(raw, rng) if small[i] else raw
+        raw = coarse_scan(raw, rng) if coarse[i] else raw
         images[k] = prepare(rescan(raw, rng) if rescanned[i] else raw)
     return part * DIGITS_PER_PART + changed, images
