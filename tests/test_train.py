@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from digits.store import list_models
-from digits.training.augment import optdigits_bitmap, semeion_bitmap, small_bitmap
+from digits.training.amounts import coarse_line
+from digits.training.augment import coarse_scan, optdigits_bitmap, semeion_bitmap, small_bitmap
 from digits.training.data import ORAND_DIGIT_REPEATS, load_data, orand_split
 
 pytestmark = pytest.mark.processes
@@ -41,6 +42,27 @@ def test_train_writes_the_next_version_with_metadata(tmp_path, shared_data, arch
     assert meta["seed"] == 20261129  # the default, recorded so that a run can be repeated
     # Even 4,000 digits and two epochs learn something; chance is 10%.
     assert meta["held_out_accuracy"]["mnist-test"] > 0.6
+
+
+@pytest.mark.needs_data
+def test_a_classifier_goes_on_from_its_own_weights_as_a_new_version_that_says_so(tmp_path, shared_data):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    store = tmp_path / "store"
+    base = [sys.executable, "-m", "digits.cli", "train", "--data", str(shared_data), "--limit", "2000",
+            "--store", str(store), "--epochs", "1"]  # fmt: skip
+    assert subprocess.run(base, env=env, capture_output=True, timeout=600).returncode == 0
+    done = subprocess.run([*base, "--from", "digits-cnn@1"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "saved digits-cnn@2" in done.stdout and "min)" in done.stdout  # the time it took, for the budget
+    first, continued = list_models(store)
+    meta = continued.metadata()
+    assert (continued.name, continued.version) == ("digits-cnn", 2)
+    assert meta["continued_from"] == "digits-cnn@1" and meta["learning_rate"] < 1e-3
+    # Going on from trained weights keeps what they knew: better than one pass from fresh weights gave.
+    assert meta["held_out_accuracy"]["mnist-test"] >= first.metadata()["held_out_accuracy"]["mnist-test"] - 0.02
+
+    missing = subprocess.run([*base, "--from", "digits-cnn@9"], env=env, capture_output=True, text=True, timeout=600)
+    assert missing.returncode == 1 and "no model 'digits-cnn@9'" in missing.stderr
 
 
 @pytest.mark.needs_data
@@ -81,3 +103,25 @@ def test_optdigits_bitmaps_count_the_ink_of_each_four_by_four_block():
 def test_a_small_bitmap_of_blank_paper_stays_blank():
     blank = np.zeros((28, 28), np.uint8)
     assert small_bitmap(blank, np.random.default_rng(0)) is blank
+
+
+@pytest.mark.parametrize("grid", [16, 32])
+def test_a_coarse_scan_is_pure_black_and_white_and_enlarged_by_repeating_pixels(grid):
+    seven = np.zeros((28, 28), np.uint8)
+    seven[5:8, 6:22] = 200
+    for y in range(8, 24):
+        seven[y, 20 - (y - 8) // 2 : 23 - (y - 8) // 2] = 230
+    scanned = coarse_scan(seven, np.random.default_rng(grid), grid)
+    assert set(np.unique(scanned)) == {0, 255}
+    # Every row is a copy of one of the grid's rows and every column of one of its columns: stair steps.
+    assert len(np.unique(scanned, axis=0)) <= grid and np.unique(scanned, axis=1).shape[1] <= grid
+    assert scanned.shape[0] >= grid
+
+
+def test_a_coarse_line_keeps_its_size_and_has_no_grey():
+    page = np.full((40, 120), 230, np.uint8)
+    page[8:32, 10:14] = 40
+    page[8:32, 50:70] = 60
+    scanned = coarse_line(page, np.random.default_rng(0))
+    assert scanned.shape == page.shape and set(np.unique(scanned)) == {0, 255}
+    assert scanned[20, 12] == 0 and scanned[2, 100] == 255

@@ -110,6 +110,20 @@ def compose_number(pool: list, rng: np.random.Generator) -> tuple[np.ndarray, st
     return page, text
 
 
+def coarse_line(page: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A grey line as a coarse scan gives it: shrunk until its digits are 10-22 pixels high, thresholded to pure
+    black and white, enlarged again by repeating pixels (stair-stepped edges, no grey).
+
+    ``page`` holds digits about three quarters of its height high, as ``compose_line`` and ``compose_number`` draw
+    them.
+    """
+    scale = min(1.0, rng.uniform(10, 22) / (0.75 * page.shape[0]))
+    small = cv2.resize(page, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    otsu, _ = cv2.threshold(small, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    bitmap = np.where(small > otsu * rng.uniform(0.8, 1.1), 255, 0).astype(np.uint8)
+    return cv2.resize(bitmap, (page.shape[1], page.shape[0]), interpolation=cv2.INTER_NEAREST)
+
+
 def jitter_real(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A real line as another pen and scanner might have made it.
 

@@ -1,7 +1,8 @@
 """Train a string model (a line reader) and write it, with its metadata, into the model store.
 
-It learns from the real cheque amounts of ORAND-CAR-A (jittered) and from amounts
-composed from single digits of every set (``digits.training.amounts``).
+It learns from the real cheque amounts of ORAND-CAR-A (jittered), from amounts
+composed from single digits of every set, and from numbers of separated digits as
+forms hold them, some of them coarsely scanned (``digits.training.amounts``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from digits.training.amounts import (
     ELASTIC_SHARE,
     END_MARK_SHARE,
     batch_of_lines,
+    coarse_line,
     compose_line,
     compose_number,
     encode_labels,
@@ -28,14 +30,26 @@ from digits.training.data import SPLIT_SEED, RealLines, digit_crops, digit_pool,
 from digits.training.prefetch import Prefetcher
 from digits.training.saving import save_version
 
-STRING_EPOCHS = 14
+STRING_EPOCHS = 12
 """Passes of the string model's training."""
 
 
-REAL_REPEATS = 10
-"""Jittered copies of each real cheque amount per epoch, beside 20,000 composed lines.
+REAL_REPEATS = 6
+"""Jittered copies of each real cheque amount per epoch, beside the composed lines.
 Real amounts are the ink the model reads in service: repeated, they weigh more against
-the composed ones (docs/training.md says how the value was chosen)."""
+the composed ones, but a model that sees each too often learns them by heart
+(docs/training.md says how the value was chosen)."""
+
+COMPOSED_LINES = 20_000
+"""Lines composed from single digits per epoch: amounts, and numbers (``NUMBERS_SHARE``)."""
+
+NUMBERS_SHARE = 0.3
+"""Share of the composed lines that are numbers of separated digits on plain paper (``compose_number``): forms
+hold them, in every writer's hand, and a model that learnt only amounts misreads them."""
+
+COARSE_SHARE = 0.1
+"""Share of the composed lines given as a coarse scan (``coarse_line``): thresholded to black and white at a low
+resolution, as a fax or a scanner's line-art mode gives them."""
 
 
 def train_strings(
@@ -43,7 +57,7 @@ def train_strings(
     store: Path,
     epochs: int = STRING_EPOCHS,
     name: str = "digits-crnn",
-    synthetic_per_epoch: int = 20_000,
+    synthetic_per_epoch: int = COMPOSED_LINES,
     real_repeats: int = REAL_REPEATS,
     seed: int = SPLIT_SEED,
     real_lines: RealLines | None = None,
@@ -63,7 +77,8 @@ def train_strings(
     real, held = orand_split(data_dir)
     real = real if real_lines is None else real_lines
     pools = (digit_crops(real), digit_pool(list(zip(split.train_x, split.train_y, strict=True))))
-    shared = {"real": real, "pools": pools, "real_repeats": real_repeats, "synthetic": synthetic_per_epoch}
+    shared = {"real": real, "pools": pools, "real_repeats": real_repeats, "synthetic": synthetic_per_epoch,
+              "numbers_share": NUMBERS_SHARE, "coarse_share": COARSE_SHARE}  # fmt: skip
     with Prefetcher(training_lines, shared, LINE_PARTS, seed, epochs) as passes:
         keras.utils.set_random_seed(seed)
         model = build_string_model()
@@ -81,6 +96,8 @@ def train_strings(
         "training_lines_per_epoch": len(real.images) * real_repeats + synthetic_per_epoch,
         "real_amounts": len(real.images),
         "real_repeats": real_repeats,
+        "numbers_share": NUMBERS_SHARE,
+        "coarse_share": COARSE_SHARE,
         "end_mark_share": END_MARK_SHARE,
         "elastic_share": ELASTIC_SHARE,
         "epochs": epochs,
@@ -113,7 +130,11 @@ LINE_PARTS = 8
 
 
 def training_lines(shared: dict, rng: np.random.Generator, part: int) -> tuple[np.ndarray, list[str]]:
-    """Model inputs and digit strings of one part of a pass: its share of real (jittered) and composed amounts."""
+    """Model inputs and digit strings of one part of a pass: its share of real (jittered) and composed lines.
+
+    ``shared`` holds the real lines and their ``real_repeats``, the digit pools, the ``synthetic`` lines to
+    compose a pass, and the shares of them that are ``numbers_share`` and ``coarse_share`` (0 when absent).
+    """
 
     real, (cheque_digits, other_digits) = shared["real"], shared["pools"]
     images, texts = [], []
@@ -126,6 +147,8 @@ def training_lines(shared: dict, rng: np.random.Generator, part: int) -> tuple[n
         else:
             # Cheque digits first: they are what the service reads most.
             image, text = compose_line(cheque_digits if rng.random() < 0.4 else other_digits, rng)
+        if rng.random() < shared.get("coarse_share", 0.0):
+            image = coarse_line(image, rng)
         images.append(image)
         texts.append(text)
     return batch_of_lines(images), texts
