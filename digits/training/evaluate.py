@@ -22,7 +22,7 @@ from digits.contracts import EMPTY, OK, REVIEW
 from digits.recognition.imaging import UnreadableImage, decode_pages
 from digits.recognition.model import Models
 from digits.recognition.pipeline import ok_until, read_images
-from digits.training.augment import semeion_bitmap
+from digits.training.augment import coarse_scan, semeion_bitmap
 from digits.training.data import ORAND_DIR, SPLIT_SEED, load_optdigits, orand_split, split_indices
 
 FORMATS = (".png", ".jpg", ".bmp", ".tif")
@@ -36,6 +36,16 @@ LIGHT_ON_DARK_SHARE = 0.1
 
 SEMEION_STYLE_DIGITS = 2000
 """MNIST test digits (the first ones) redrawn Semeion's way for the ``semeion-style`` source."""
+
+COARSE_FILES = 2100
+"""Files of each coarse-scan source, drawn from the held-out writer sets (MNIST test, USPS, ARDIS) in turn."""
+
+COARSE_SOURCES = {"coarse-16": 16, "bitmaps-32": 32}
+"""Coarse-scan sources and the side of the square their digits are kept in (``coarse_scan``)."""
+
+COARSE_THRESHOLD = 128
+"""Grey level above which a coarse scan's pixel is ink: half-way, a scanner's line-art default. (Training's
+coarse scans vary it; at a heavy setting thin strokes fall apart into specks no one could read.)"""
 
 CHEQUE_DIGIT_MARGIN = 0.1
 """Paper kept around each held-out cheque digit's box, as a share of its height."""
@@ -141,6 +151,35 @@ def digit_files(source: str, images: np.ndarray, labels: np.ndarray, seed: int =
         yield Sample(source, f"{source}-{i:05d}{ext}", data.tobytes(), str(int(label)))
 
 
+def coarse_files(
+    source: str, pools: dict[str, tuple[np.ndarray, np.ndarray]], grid: int, count: int, seed: int = SPLIT_SEED
+) -> list[Sample]:
+    """``count`` held-out digits scanned coarsely: kept in a ``grid`` x ``grid`` square, thresholded half-way, enlarged.
+
+    The digits come from each writer set in ``pools`` in turn, none twice while
+    the set lasts; black on white (a
+    tenth white on black), with paper around them, in lossless formats so that
+    no grey comes back.
+    """
+    rng = np.random.default_rng(seed + grid)
+    names = sorted(pools)
+    orders = {name: rng.permutation(len(pools[name][0])) for name in names}
+    samples = []
+    for i in range(count):
+        name = names[i % len(names)]
+        images, labels = pools[name]
+        k = int(orders[name][(i // len(names)) % len(images)])
+        page = 255 - coarse_scan(images[k], rng, grid, COARSE_THRESHOLD)
+        page = cv2.copyMakeBorder(page, *(int(m) for m in rng.integers(2, 30, size=4)), cv2.BORDER_CONSTANT, value=255)
+        if rng.random() < LIGHT_ON_DARK_SHARE:
+            page = 255 - page
+        ext = (".png", ".tif", ".bmp")[i % 3]
+        ok, data = cv2.imencode(ext, page)
+        assert ok
+        samples.append(Sample(source, f"{source}-{i:05d}{ext}", data.tobytes(), str(int(labels[k]))))
+    return samples
+
+
 NUMBER_FILES = 600
 """Files of ``numbers-held-out``: numbers of 3 to 6 separated digits, each written by one held-out set's writers."""
 
@@ -216,6 +255,8 @@ def load_samples(data_dir: Path, limit: int | None = None) -> dict[str, list[Sam
             sets[source] = list(digit_files(source, *(part[:limit] for part in writers[source])))
     if writers:
         sets["numbers-held-out"] = number_files(writers, min(NUMBER_FILES, limit or NUMBER_FILES))
+        for source, grid in COARSE_SOURCES.items():
+            sets[source] = coarse_files(source, writers, grid, min(COARSE_FILES, limit or COARSE_FILES))
     optdigits = optdigits_samples(limit)
     if optdigits:
         sets["optdigits-held-out"] = optdigits
