@@ -92,3 +92,17 @@ def test_digits_touching_their_box_are_cut_apart_from_it():
     ys, xs = np.nonzero(page < 128)
     cv2.rectangle(page, (int(xs.min()) - 1, int(ys.min()) - 1), (int(xs.max()) + 1, int(ys.max()) + 1), 40, 2)
     assert len(find_digits(page)) == 3
+
+
+def test_read_whole_a_digit_keeps_the_specks_inside_its_box_and_drops_the_dust_outside():
+    page = np.full((80, 80), 255, np.uint8)
+    cv2.rectangle(page, (30, 10), (40, 60), 0, -1)  # the digit's main stroke
+    for y in (14, 24, 34):
+        page[y : y + 3, 45:48] = 0  # a thin stroke a coarse scan broke into specks, beside it
+    cv2.rectangle(page, (30, 8), (50, 9), 0, -1)  # the bar that spans the digit's box
+    page[72:75, 72:75] = 0  # dust
+    (whole,) = find_digits(page, as_one=True)
+    assert (whole.box.x, whole.box.y, whole.box.w, whole.box.h) == (30, 8, 21, 53)
+    cut = find_digits(page)
+    assert len(cut) == 1 and cut[0].box.w == 21, "cutting drops the specks, as before"
+    assert not np.array_equal(whole.image, cut[0].image)

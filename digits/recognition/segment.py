@@ -87,9 +87,9 @@ def ink_image(gray: np.ndarray) -> np.ndarray | None:
 def find_digits(gray: np.ndarray, as_one: bool = False) -> list[Digit]:
     """Cut a line of separate digits into MNIST-like images, left to right.
 
-    With ``as_one``, all the ink but specks is one digit, normalised whole as
-    in training: for ink with room for one digit, where cutting could only
-    split a broken digit or drop a faint stroke of it.
+    With ``as_one``, all the ink but specks outside it is one digit, normalised
+    whole as in training: for ink with room for one digit, where cutting could
+    only split a broken digit or drop a faint stroke of it.
     """
     ink = ink_image(gray)
     if ink is None:
@@ -102,11 +102,17 @@ def find_digits(gray: np.ndarray, as_one: bool = False) -> list[Digit]:
         return []
     # Specks go first: stacked over each other they would pass for a stroke.
     tallest = max(p.h for p in pieces)
+    specks = [p for p in pieces if _is_speck(p, tallest)]
     pieces = [p for p in pieces if not _is_speck(p, tallest)]
     if as_one:
         groups = pieces[:1]
         for piece in pieces[1:]:
             groups[0].absorb(piece)
+        # Inside the digit's own box a speck is a piece of it: a skipped pen, or a thin stroke that a coarse
+        # black-and-white scan broke up. Outside, it is dust or a neighbour's stroke.
+        inside = [speck for speck in specks if _within(speck, groups[0])]
+        for speck in inside:
+            groups[0].absorb(speck)
     else:
         groups = _group_pieces(pieces)
         tallest, largest = max(g.h for g in groups), max(g.area for g in groups)
@@ -215,6 +221,12 @@ def _is_speck(piece: _Span, tallest: int) -> bool:
     # Dust and dots are short in both directions; a "1" is short in width only
     # and a 5's bar in height only.
     return piece.h < SPECK_FRACTION * tallest and piece.w < SPECK_FRACTION * tallest
+
+
+def _within(piece: _Span, group: _Span) -> bool:
+    """Whether ``piece`` lies wholly inside ``group``'s bounding box."""
+    inside_x = group.x <= piece.x and piece.x + piece.w <= group.x + group.w
+    return inside_x and group.y <= piece.y and piece.y + piece.h <= group.y + group.h
 
 
 def _is_sliver(group: _Span, tallest: int, largest: int) -> bool:
