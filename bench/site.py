@@ -46,9 +46,9 @@ import numpy as np
 from bench.drop import free_port
 from bench.review import all_rows, key_items, login, wait_for_login
 from digits.recognition.choice import CHOICE_FILE
-from digits.settings import PROMISED_ERROR
+from digits.settings import PROMISED_ERROR, Settings
 
-DIGIT_MODELS = "digits-cnn@6,digits-cnn@7"
+DIGIT_MODELS = Settings.model_fields["model"].default
 """The shipped digit models (they saw the site's digits cut singly; the string model never saw its amounts)."""
 
 SITE_MODEL = "digits-crnn-site"
@@ -118,7 +118,8 @@ def run(data: Path, work: Path, limit: int) -> dict:
     }
 
 
-SHIPPED_STRING_MODELS = "digits-crnn@3,digits-crnn@4"
+SHIPPED_STRING_MODELS = Settings.model_fields["string_model"].default
+"""The shipped string models, which ``shipped`` fine-tunes on every real training amount."""
 
 
 def shipped(data: Path, work: Path) -> dict:

@@ -16,11 +16,16 @@ from redis import Redis
 from digits.contracts import Row
 from digits.corrections import load_snapshot
 from digits.reviews import ReviewQueue, items_of
+from digits.settings import Settings
 from tests.conftest import REPO, digits_command
 from tests.synth import FONTS, draw_digits, encode
 
-DIGIT_MODEL, STRING_MODEL = "digits-cnn@7", "digits-crnn@4"
+DIGIT_MODEL, STRING_MODEL = (Settings.model_fields[field].default.split(",")[-1] for field in ("model", "string_model"))
 """One member of each default ensemble: fine-tuning one is as real as two, and half the time."""
+
+NEW_DIGIT_MODEL, NEW_STRING_MODEL = (f"{name}@{int(version) + 1}" for name, _, version in
+                                     (spec.partition("@") for spec in (DIGIT_MODEL, STRING_MODEL)))  # fmt: skip
+"""The versions fine-tuning makes of them in a store that holds only them."""
 
 
 def key_corrections(stack, count: int) -> None:
@@ -65,24 +70,25 @@ def test_fine_tuned_models_once_promoted_are_the_ones_workers_read_with(stack, s
     assert tuned.returncode == 0, tuned.stderr[-3000:]
     assert "pass 1/1" in tuned.stdout
     promote = tuned.stdout.strip().splitlines()[-1]
-    assert promote == "compare and roll out: digits models promote digits-cnn@8,digits-crnn@5", tuned.stdout
-    for new, old in (("digits-cnn@8", DIGIT_MODEL), ("digits-crnn@5", STRING_MODEL)):
+    assert promote == f"compare and roll out: digits models promote {NEW_DIGIT_MODEL},{NEW_STRING_MODEL}", tuned.stdout
+    for new, old in ((NEW_DIGIT_MODEL, DIGIT_MODEL), (NEW_STRING_MODEL, STRING_MODEL)):
         meta = json.loads((store / f"{new}.json").read_text())
         assert meta["fine_tuned_from"] == old and meta["corrections"] == snapshot.hash
         assert f"corrections:{snapshot.hash[:12]}" in meta["data_seen"]
         assert _weights(store / f"{new}.keras") != _weights(store / f"{old}.keras"), f"{new} learnt nothing"
 
-    promoted = run(stack, "models", "promote", "digits-cnn@8,digits-crnn@5", "--limit", "30", "--force", **settings)
+    candidate = f"{NEW_DIGIT_MODEL},{NEW_STRING_MODEL}"
+    promoted = run(stack, "models", "promote", candidate, "--limit", "30", "--force", **settings)
     assert promoted.returncode == 0, promoted.stderr[-3000:]
     assert "corrections-held-out" in promoted.stdout, "the held-out corrections are one of the sets read"
     listed = run(stack, "models", "list", **settings).stdout.splitlines()[-1]
-    assert "digits-cnn@8" in listed and "digits-crnn@5" in listed and "promoted" in listed
+    assert NEW_DIGIT_MODEL in listed and NEW_STRING_MODEL in listed and "promoted" in listed
 
     stack.start_worker(concurrency=1, **settings)
     stack.start_ingester()
     stack.drop("after.png", encode(draw_digits("305")))
     rows = stack.wait_for_inbox_rows(1, timeout=120)
-    assert rows[0]["model"] in ("digits-cnn@8", "digits-crnn@5"), "read with the promoted versions"
+    assert rows[0]["model"] in (NEW_DIGIT_MODEL, NEW_STRING_MODEL), "read with the promoted versions"
 
 
 def _weights(path) -> list[np.ndarray]:
