@@ -350,13 +350,10 @@ def models_rollback() -> None:
 @click.option("--limit", type=int, help="Train on this many digits only (for a quick try).")
 @click.option("--seed", type=int, help="Seed of the weights and the data order (to train members of an ensemble).")
 @click.option(
-    "--corrections",
-    "snapshot",
-    is_flag=False,
-    flag_value="latest",
+    "--corrections", "snapshot", is_flag=False, flag_value="latest",
     help="Fine-tune the models workers read with on a corrections snapshot (its hash's start or folder; "
     "alone, the latest) instead of training from scratch; --arch is then not used.",
-)
+)  # fmt: skip
 @click.option(
     "--from", "start", metavar="MODEL",
     help="Go on training this digit classifier (name@version) with today's recipe, from its own weights at a "
@@ -382,6 +379,8 @@ def train(
     from digits.training.strings import STRING_EPOCHS, train_strings
 
     store = store or get_settings().model_store
+    if start and arch in ("crnn", "choice"):
+        raise click.UsageError(f"--from goes on from a digit classifier, not --arch {arch}")
     if snapshot:
         fine_tune_on(snapshot, data_dir, store, epochs)
         return
