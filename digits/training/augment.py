@@ -115,12 +115,14 @@ def coarse_scan(
     """
     if not (raw > SMALL_BITMAP_INK).any():
         return raw
-    grid = grid or int(rng.choice(COARSE_GRIDS))
+    grid = int(rng.choice(COARSE_GRIDS)) if grid is None else grid
     side = max(4, round(grid * rng.uniform(0.7, 1.0)))
     small = cv2.resize(_ink_crop(raw, keep_shape=True), (side, side), interpolation=cv2.INTER_AREA)
     top, left = (int(v) for v in rng.integers(0, grid - side + 1, size=2))
     bitmap = np.zeros((grid, grid), np.uint8)
-    bitmap[top : top + side, left : left + side] = np.where(small > (threshold or rng.uniform(80, 170)), 255, 0)
+    bitmap[top : top + side, left : left + side] = np.where(
+        small > (rng.uniform(80, 170) if threshold is None else threshold), 255, 0
+    )
     scale = rng.uniform(1.0, 6.0)
     return cv2.resize(bitmap, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
 

@@ -157,9 +157,8 @@ def coarse_files(
     """``count`` held-out digits scanned coarsely: kept in a ``grid`` x ``grid`` square, thresholded half-way, enlarged.
 
     The digits come from each writer set in ``pools`` in turn, none twice while
-    the set lasts; black on white (a
-    tenth white on black), with paper around them, in lossless formats so that
-    no grey comes back.
+    the set lasts; black on white (a tenth white on black), with paper around
+    them, in lossless formats so that no grey comes back.
     """
     rng = np.random.default_rng(seed + grid)
     names = sorted(pools)
