@@ -72,6 +72,9 @@ def test_where_there_is_room_for_one_digit_the_classifier_reads_it_whole():
     assert choose(_narrow("8", "8", 0.5), _reading("31", "crnn"))[0].digits == "8"
     # Cutting split a broken "5" in two; the string model saw one digit: the ink is read whole.
     assert choose(_narrow("52", "5"), _reading("5", "crnn", 0.8)) == (_reading("5", "cnn", 0.8), Support.AGREED)
+    # Cutting found pieces of a digit that the string models could not read at all: a person sees the
+    # classifier's guess at the whole ink, never an empty row.
+    assert choose(_narrow("71", "7", 0.7), _reading("", "crnn")) == (_reading("7", "cnn", 0.7), Support.NONE)
     # Two plain ones side by side: both count two digits, and agree.
     assert choose(_narrow("11", "1"), _reading("11", "crnn"))[0].digits == "11"
     # A short amount written tall: both see several digits, and the string model reads them.

@@ -180,7 +180,8 @@ def choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None 
     """The reading to report, and who vouches for it.
 
     Where the ink has room for one digit (``cutting.whole`` is set) and one
-    digit was read, the classifier's reading stands. Where several digits were
+    digit was read (or the string models read none), the classifier's reading
+    stands. Where several digits were
     read differently, ``choice`` weighs each reading's evidence: a cut reading
     it prefers stands, for a person to confirm (no support); else the string
     models' reading stands, as it always does without a ``choice``. Cutting and
@@ -188,10 +189,11 @@ def choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None 
     models reading unanimously is support too, but held to a higher bar.
     """
     room_for_one = cutting.whole is not None
-    if cutting.whole and (len(cutting.digits) == 1 or (line and len(line.digits) == 1)):
-        # Ink with room for one digit, and one digit read: the classifier reads
-        # single digits better than the string model, and reads them best whole,
-        # as it learnt them.
+    if cutting.whole and (len(cutting.digits) == 1 or (line and len(line.digits) <= 1)):
+        # Ink with room for one digit, and one digit read (or none by the string
+        # models: a digit a coarse scan broke into pieces, which a person can
+        # still guess): the classifier reads single digits better than the
+        # string model, and reads them best whole, as it learnt them.
         cutting = cutting.whole
     if line is None:
         return cutting, Support.AGREED
