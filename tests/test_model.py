@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.seed import SEED_MODEL
 from digits.recognition.model import LARGEST_BATCH, SHIFTS, SURE, Classifier, Models, get_models, padded, padded_sizes
 from digits.recognition.pipeline import (
     choose,
@@ -27,6 +26,9 @@ from digits.training.data import split_indices
 from digits.training.evaluate import cheque_digit_files, load_samples, optdigits_samples
 from tests.synth import FONTS, draw_digits, encode
 from tests.test_reading import overlap
+
+SEED_MODEL = "digits-seed-mlp@1"
+"""The seed tutorial's network, kept in the store as the baseline of `digits evaluate`."""
 
 ORAND_FLOOR = 0.80
 """Whole cheque amounts read exactly (the default reads 91.7% of the 216 held out)."""
