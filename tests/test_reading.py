@@ -11,7 +11,7 @@ import pytest
 from digits.recognition.choice import ReadingChoice
 from digits.recognition.ctc import decode
 from digits.recognition.lines import FRAME_PIXELS, FRAMES, LINE_HEIGHT, LINE_WIDTH, prepare_line
-from digits.recognition.pipeline import Reading, Support, choose, ok_bar, sure_alone
+from digits.recognition.pipeline import Reading, Support, choose, ok_bar, settled_alone, sure_alone
 from digits.recognition.segment import Box, find_digits
 from digits.training.choice import fit
 from tests.conftest import REPO
@@ -90,6 +90,19 @@ def test_only_a_single_digit_the_classifier_is_sure_of_stands_without_the_string
     assert not sure_alone(_reading("7", "cnn", 0.9999, width=80), 0.9)  # wide ink: room for more digits
     # The bar keeps a share of the doubt the review threshold allows, so a stricter threshold raises it.
     assert not sure_alone(_narrow("7", "7", 0.9995), 0.99)
+
+
+def test_the_string_models_are_asked_only_where_their_reading_can_change_the_outcome():
+    assert settled_alone(_narrow("7", "7", 0.9995), 0.9) == Support.AGREED  # sure alone: it stands
+    assert settled_alone(_narrow("7", "7", 0.95), 0.9) is None  # their agreement would make it ok
+    assert settled_alone(_narrow("52", "5", 0.5), 0.9) is None  # cut in two: they may see one digit or two
+    assert settled_alone(_reading("7", "cnn", 0.5, width=80), 0.9) is None  # wide ink: room for more digits
+    # Under the review threshold the digit goes to review whatever they would read.
+    unsure = _narrow("7", "7", 0.8)
+    assert settled_alone(unsure, 0.9) == Support.NONE
+    for line in (_reading("7", "crnn"), _reading("1", "crnn"), _reading("", "crnn")):
+        reading, support = choose(unsure, line)
+        assert reading.digits == "7" and min(reading.confidences) < ok_bar(support, 0.9)
 
 
 def test_on_a_wide_line_the_string_model_wins():

@@ -2,7 +2,7 @@
 
 Each page or field is read by cutting it into digits for the digit classifier, and,
 when a string model is installed, as a whole line by the string model (unless it is a
-single digit the classifier is sure of alone; see ``sure_alone``). The
+single digit whose outcome their reading cannot change; see ``settled_alone``). The
 reading that suits the page is kept: the classifier's for a single digit, the
 string model's for a line, where touching digits and separators fool the
 cutting. A row is trusted only when its reading is vouched for (see ``choose``
@@ -32,7 +32,7 @@ from digits.recognition.imaging import UnreadableImage, decode_pages
 from digits.recognition.lines import LINE_VIEWS, dark_on_light, prepare_views
 from digits.recognition.model import Classifier, Models
 from digits.recognition.reading import Reading
-from digits.recognition.segment import Box, find_digits
+from digits.recognition.segment import Box, find_pieces
 
 NOTHING_ON_THE_PAGE = (
     "no handwritten digits found on the whole page; if it is a form or a cheque, read it with its layout: "
@@ -51,9 +51,13 @@ def read_by_cutting(pages: list[np.ndarray], models: Models) -> list[Reading]:
     Where the ink has room for one digit only, the page is also read as one
     digit made of all its ink (``Reading.whole``).
     """
-    cut = [find_digits(page) for page in pages]
+    found = [find_pieces(page) for page in pages]
+    cut = [pieces.digits() if pieces else [] for pieces in found]
     narrow = [bool(digits) and _aspect([d.box for d in digits]) < SINGLE_DIGIT_ASPECT for digits in cut]
-    whole = [find_digits(page, as_one=True) if one else [] for page, one in zip(pages, narrow, strict=True)]
+    whole = [
+        [] if not one else digits if pieces.is_one_stroke() else pieces.digits(as_one=True)
+        for pieces, digits, one in zip(found, cut, narrow, strict=True)
+    ]
     images = [digit.image for digits in cut + whole for digit in digits]
     probabilities = _classify_distinct(images, models.classifier)
     readings, start = [], 0
@@ -150,6 +154,25 @@ def sure_alone(cutting: Reading, threshold: float) -> bool:
     whole = cutting.whole
     bar = _keeping_doubt(threshold, CLASSIFIER_ALONE_DOUBT)
     return whole is not None and len(cutting.digits) == 1 and min(whole.confidences, default=0.0) >= bar
+
+
+def settled_alone(cutting: Reading, threshold: float, asked_from: float | None = None) -> Support | None:
+    """Who vouches for a page the string models' reading cannot change; None where it can.
+
+    One digit in ink with room for one keeps the classifier's reading whatever
+    the string models read (``choose``): if the classifier is sure enough of
+    it alone (``sure_alone``), it stands vouched for; if it is under the review
+    threshold, its row goes to review whatever they read. Only in between does
+    their agreement decide, so only there are they asked. ``asked_from`` lowers
+    that floor (``read_images``).
+    """
+    if sure_alone(cutting, threshold):
+        return Support.AGREED
+    whole = cutting.whole
+    floor = threshold if asked_from is None else asked_from
+    if whole is not None and len(cutting.digits) == 1 and min(whole.confidences, default=0.0) < floor:
+        return Support.NONE
+    return None
 
 
 def ok_bar(support: Support, threshold: float) -> float:
@@ -358,19 +381,25 @@ def recognize_documents(documents: list[Document], models: Models, review_thresh
     ]
 
 
-def read_images(images: list[np.ndarray], models: Models, review_threshold: float) -> list[tuple[Reading, Support]]:
+def read_images(
+    images: list[np.ndarray], models: Models, review_threshold: float, asked_from: float | None = None
+) -> list[tuple[Reading, Support]]:
     """The reading kept for each image, each read whole, and who vouches for it (see ``choose``).
 
     Every digit of all the images goes through one classifier call, and every
-    image but the single digits the classifier is sure of alone (``sure_alone``)
-    through one string model call.
+    image but the single digits whose outcome the string models cannot change
+    (``settled_alone``) through one string model call. ``asked_from`` is the
+    lowest confidence of a single digit they are asked about (the review
+    threshold if None): ``digits evaluate`` asks them from 0, so that its
+    readings can be judged at every threshold of the operating curve.
     """
     cuttings = read_by_cutting(images, models)
-    alone = [sure_alone(cutting, review_threshold) for cutting in cuttings]
-    lines = iter(read_as_lines([image for image, sure in zip(images, alone, strict=True) if not sure], models))
+    settled = [settled_alone(cutting, review_threshold, asked_from) for cutting in cuttings]
+    asked = [image for image, support in zip(images, settled, strict=True) if support is None]
+    lines = iter(read_as_lines(asked, models))
     return [
-        (cutting.whole, Support.AGREED) if sure else choose(cutting, next(lines), models.choice)
-        for cutting, sure in zip(cuttings, alone, strict=True)
+        choose(cutting, next(lines), models.choice) if support is None else (cutting.whole, support)
+        for cutting, support in zip(cuttings, settled, strict=True)
     ]
 
 

@@ -91,42 +91,69 @@ def find_digits(gray: np.ndarray, as_one: bool = False) -> list[Digit]:
     whole as in training: for ink with room for one digit, where cutting could
     only split a broken digit or drop a faint stroke of it.
     """
+    pieces = find_pieces(gray)
+    return pieces.digits(as_one) if pieces else []
+
+
+def find_pieces(gray: np.ndarray) -> Pieces | None:
+    """The pieces of ink on a page, found once for both ways of cutting them (``Pieces.digits``); None if blank."""
     ink = ink_image(gray)
     if ink is None:
-        return []
+        return None
     # A form field's printed box would join every digit touching it into one shape.
     ink[box_border_mask(ink > 0)] = 0
     count, labels, stats, _ = cv2.connectedComponentsWithStats((ink > 0).astype(np.uint8), connectivity=8)
     pieces = [_Span.of(stats, i) for i in range(1, count)]
     if not pieces:
-        return []
+        return None
     # Specks go first: stacked over each other they would pass for a stroke.
     tallest = max(p.h for p in pieces)
-    specks = [p for p in pieces if _is_speck(p, tallest)]
-    pieces = [p for p in pieces if not _is_speck(p, tallest)]
-    if as_one:
-        groups = pieces[:1]
-        for piece in pieces[1:]:
-            groups[0].absorb(piece)
-        # Inside the digit's own box a speck is a piece of it: a skipped pen, or a thin stroke that a coarse
-        # black-and-white scan broke up. Outside, it is dust or a neighbour's stroke.
-        inside = [speck for speck in specks if _within(speck, groups[0])]
-        for speck in inside:
-            groups[0].absorb(speck)
-    else:
-        groups = _group_pieces(pieces)
-        tallest, largest = max(g.h for g in groups), max(g.area for g in groups)
-        groups = [g for g in groups if not _is_sliver(g, tallest, largest)]
+    return Pieces(
+        ink,
+        labels,
+        [p for p in pieces if not _is_speck(p, tallest)],
+        [p for p in pieces if _is_speck(p, tallest)],
+    )
 
-    digits = []
-    for group in groups:
+
+@dataclass(frozen=True)
+class Pieces:
+    """A page's ink (paper 0), its connected pieces' labels, and the pieces apart from the specks."""
+
+    ink: np.ndarray
+    labels: np.ndarray
+    strokes: list[_Span]
+    specks: list[_Span]
+
+    def digits(self, as_one: bool = False) -> list[Digit]:
+        """The digits the pieces make, left to right; with ``as_one``, one digit of them all (see ``find_digits``)."""
+        pieces = [piece.copy() for piece in self.strokes]
+        if as_one:
+            groups = pieces[:1]
+            for piece in pieces[1:]:
+                groups[0].absorb(piece)
+            # Inside the digit's own box a speck is a piece of it: a skipped pen, or a thin stroke that a coarse
+            # black-and-white scan broke up. Outside, it is dust or a neighbour's stroke.
+            for speck in self.specks:
+                if _within(speck, groups[0]):
+                    groups[0].absorb(speck)
+        else:
+            groups = _group_pieces(pieces)
+            tallest, largest = max(g.h for g in groups), max(g.area for g in groups)
+            groups = [g for g in groups if not _is_sliver(g, tallest, largest)]
+        return [self._digit(group) for group in groups]
+
+    def is_one_stroke(self) -> bool:
+        """Whether the ink is a single piece with no specks inside it: then cutting it and reading it whole agree."""
+        return len(self.strokes) == 1 and not any(_within(speck, self.strokes[0]) for speck in self.specks)
+
+    def _digit(self, group: _Span) -> Digit:
         x0, y0, x1, y1 = group.x, group.y, group.x + group.w, group.y + group.h
         # Keep only this group's own pixels: a neighbour reaching into the
         # bounding box must not leak into the digit.
-        own = np.isin(labels[y0:y1, x0:x1], group.labels)
-        crop = np.where(own, ink[y0:y1, x0:x1], 0)
-        digits.append(Digit(Box(x0, y0, group.w, group.h), normalise_digit(crop)))
-    return digits
+        own = np.isin(self.labels[y0:y1, x0:x1], group.labels)
+        crop = np.where(own, self.ink[y0:y1, x0:x1], 0)
+        return Digit(Box(x0, y0, group.w, group.h), normalise_digit(crop))
 
 
 def normalise_digit(crop: np.ndarray) -> np.ndarray:
@@ -173,6 +200,10 @@ class _Span:
     def of(cls, stats: np.ndarray, label: int) -> _Span:
         x, y, w, h, area = (int(v) for v in stats[label, :5])
         return cls(x, y, w, h, area, [label])
+
+    def copy(self) -> _Span:
+        """A span of its own to grow (``absorb`` changes the span it is called on)."""
+        return _Span(self.x, self.y, self.w, self.h, self.area, list(self.labels))
 
     def absorb(self, other: _Span) -> None:
         x1, y1 = max(self.x + self.w, other.x + other.w), max(self.y + self.h, other.y + other.h)

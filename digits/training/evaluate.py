@@ -354,8 +354,11 @@ def judge(samples: list[Sample], models: Models, review_threshold: float) -> Ite
     """The first page of each sample, read a batch at a time as a worker reads them (an unreadable file reads nothing).
 
     The readings are those of ``review_threshold``, which also decides which
-    single digits the classifier reads alone; judging them at another threshold
-    (``OperatingCurve``) moves only the bar for ``ok``.
+    single digits the classifier is sure enough of to read alone. The string
+    models are asked about every other page, even a digit under the threshold
+    that a worker would not ask them about (its row goes to review either way),
+    so that judging the readings at another threshold (``OperatingCurve``)
+    moves only the bar for ``ok``.
     """
     for start in range(0, len(samples), EVALUATION_BATCH):
         pages: list[np.ndarray | None] = []
@@ -364,7 +367,8 @@ def judge(samples: list[Sample], models: Models, review_threshold: float) -> Ite
                 pages.append(decode_pages(sample.data)[0])
             except UnreadableImage:
                 pages.append(None)
-        readings = iter(read_images([page for page in pages if page is not None], models, review_threshold))
+        readable = [page for page in pages if page is not None]
+        readings = iter(read_images(readable, models, review_threshold, asked_from=0.0))
         for page in pages:
             if page is None:
                 yield Judged("", None, -1.0)
