@@ -7,7 +7,7 @@ imported only by worker processes.
 
 from __future__ import annotations
 
-from celery import Celery
+from celery import Celery, states
 from celery.backends.redis import RedisBackend
 
 from digits.settings import get_settings
@@ -57,6 +57,26 @@ class PolledRedisBackend(RedisBackend):
 
     def on_task_call(self, producer: object, task_id: str) -> None:
         return None
+
+    def store_many(self, results: list[tuple[str, object]], state: str) -> None:
+        """Store each ``(task id, result)`` in ``state``, in two round trips for them all (Celery's take two each).
+
+        As Celery's own ``store_result`` does, a task already stored as a
+        success keeps its result: a message delivered again must not undo it.
+        """
+        if not results:
+            return
+        keys = [self.get_key_for_task(task_id) for task_id, _ in results]
+        stored = self.client.mget(keys)
+        with self.client.pipeline() as pipe:
+            for key, (task_id, result), before in zip(keys, results, stored, strict=True):
+                if before is not None and self.decode_result(before)["status"] == states.SUCCESS:
+                    continue
+                meta = self._get_result_meta(result=result, state=state, traceback=None, request=None)
+                value = self.encode(meta | {"task_id": task_id})
+                pipe.set(key, value, ex=self.expires or None)
+                pipe.publish(key, value)  # for whoever waits with AsyncResult.get()
+            pipe.execute()
 
 
 def make_app(redis_url: str, time_limit: int | None = None) -> Celery:

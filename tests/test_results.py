@@ -1,14 +1,17 @@
-"""The CSV writer: header once, rows never doubled, never interleaved, never formulas."""
+"""Where results are kept: the CSV writer (rows never doubled, interleaved or formulas) and task results."""
 
 from __future__ import annotations
 
 import csv
 import multiprocessing
+import uuid
 from pathlib import Path
 
 import pytest
+from celery import states
 from redis import Redis
 
+from digits.celery_app import make_app, task_states
 from digits.contracts import COLUMNS, Row
 from digits.results import append_drops, append_rows, read_rows
 
@@ -109,3 +112,17 @@ def test_concurrent_writers_never_interleave_lines(tmp_path, session_redis):
         block = rows[start : start + 3]
         assert len({r["source"] for r in block}) == 1
         assert [r["digits"] for r in block] == ["0", "1", "2"]
+
+
+def test_task_results_stored_together_never_undo_a_success(session_redis):
+    celery = make_app(session_redis.url)
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    celery.backend.store_many([(first, {"pid": 1}), (second, {"pid": 1})], states.STARTED)
+    assert {meta["status"] for meta in task_states(celery, [first, second]).values()} == {states.STARTED}
+    celery.backend.store_many([(first, {"rows": ["read"]})], states.SUCCESS)
+    # The first file's message delivered again and started by another worker: its result stands.
+    celery.backend.store_many([(first, {"pid": 2}), (second, {"pid": 2})], states.STARTED)
+    stored = task_states(celery, [first, second])
+    assert stored[first] == {**stored[first], "status": states.SUCCESS, "result": {"rows": ["read"]}}
+    assert stored[second]["status"] == states.STARTED and stored[second]["result"] == {"pid": 2}
+    assert celery.AsyncResult(first).get(timeout=5) == {"rows": ["read"]}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from celery import Signature, chord, group
+from celery import Signature, chord, group, states
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_process_init
 from celery_batches import SimpleRequest
 from kombu.exceptions import OperationalError
@@ -175,8 +175,8 @@ def recognize(requests: list[SimpleRequest]) -> metrics.Batch:
     """
     batch, readable, to_write = metrics.Batch(), [], []
     started = time.perf_counter()
-    for request in requests:
-        recognize.backend.mark_as_started(request.id, pid=os.getpid(), batch=len(requests))
+    about = {"pid": os.getpid(), "batch": len(requests)}
+    recognize.backend.store_many([(request.id, about) for request in requests], states.STARTED)
     for request in requests:
         try:
             task = FileTask.model_validate(request.args[0])
@@ -262,12 +262,6 @@ def _open(task: FileTask, drop_id: str) -> Document | list[Row] | Signature:
     return document
 
 
-def _finish(request: SimpleRequest, task: FileTask, result: FileResult, batch: metrics.Batch) -> None:
-    """Store a batched file's result under its own task id, where the ingester and ``Job`` look; count it."""
-    recognize.backend.mark_as_done(request.id, result.model_dump(), request=request)
-    batch.written(result.rows, task.queued_at, time.time())
-
-
 @app.task(name=RECOGNIZE_PAGE_TASK, pydantic=True, **RETRIED)
 def recognize_page(page: PageTask) -> list[dict]:
     """The rows of one page of a document read page by page."""
@@ -288,7 +282,8 @@ def write_pages(self, pages_rows: list[list[dict]], task: FileTask) -> FileResul
 
 def _write(task: FileTask, rows: list[Row], drop_id: str) -> FileResult:
     """Append a file's rows to its CSV once; the result the ingester and ``Job`` read."""
-    rows, path = _destination(task, rows, drop_id)
+    [rows] = _marked_if_seen([(task, rows, drop_id)])
+    path = _csv_of(task, rows)
     if append_rows(path, rows, drop_id=drop_id, marks=_marks()):
         count_written(_marks())
     else:
@@ -301,25 +296,32 @@ def _write_batch(items: list[tuple[SimpleRequest, FileTask, list[Row]]], batch: 
     """Append the rows of a batch's files, one write per CSV, each file once; store each file's result.
 
     Files of a CSV that cannot be written now are handed on, to be retried one by one.
+    Each file's result is stored under its own task id, where the ingester and
+    ``Job`` look; Redis is asked a few times per batch, not a few times per file.
     """
-    by_path: dict[Path, list[tuple[SimpleRequest, FileTask, list[Row]]]] = {}
-    for request, task, rows in items:
-        try:
-            rows, path = _destination(task, rows, request.id)
-        except RedisError as problem:
+    try:
+        marked = _marked_if_seen([(task, rows, request.id) for request, task, rows in items])
+    except RedisError as problem:
+        for request, task, _ in items:
             _hand_on(request, task, problem, batch)
-            continue
-        by_path.setdefault(path, []).append((request, task, rows))
+        return
+    by_path: dict[Path, list[tuple[SimpleRequest, FileTask, list[Row]]]] = {}
+    for (request, task, _), rows in zip(items, marked, strict=True):
+        by_path.setdefault(_csv_of(task, rows), []).append((request, task, rows))
     for path, same_csv in by_path.items():
         try:
             written = append_drops(path, [(request.id, rows) for request, _, rows in same_csv], _marks())
             count_written(_marks(), sum(written))
             _enqueue_for_people([row for _, _, rows in same_csv for row in rows], path)
-            for request, task, rows in same_csv:
-                _finish(request, task, FileResult.of(rows, str(path)), batch)
+            results = [(request.id, FileResult.of(rows, str(path)).model_dump()) for request, _, rows in same_csv]
+            recognize.backend.store_many(results, states.SUCCESS)
         except (OSError, RedisError) as problem:
             for request, task, _ in same_csv:
                 _hand_on(request, task, problem, batch)
+            continue
+        now = time.time()
+        for _, task, rows in same_csv:
+            batch.written(rows, task.queued_at, now)
 
 
 def _enqueue_for_people(rows: list[Row], path: Path) -> None:
@@ -339,39 +341,50 @@ def _review_queue() -> ReviewQueue:
     return ReviewQueue(_marks(), settings.results, settings.review_lease_seconds)
 
 
-def _destination(task: FileTask, rows: list[Row], drop_id: str) -> tuple[list[Row], Path]:
-    """A file's rows as they are to be written (marked if a duplicate), and the CSV they go to."""
+def _csv_of(task: FileTask, rows: list[Row]) -> Path:
+    """The CSV a file's rows go to: the inbox's of the day they were read, or the job's."""
     settings = get_settings()
     if task.kind == INBOX:
-        rows = _marked_if_seen(rows, task.inbox, drop_id)
-        return rows, inbox_csv(settings.results, _row_time(rows[0]))
-    return rows, job_csv(settings.results, task.job_id)
+        return inbox_csv(settings.results, _row_time(rows[0]))
+    return job_csv(settings.results, task.job_id)
 
 
-def _marked_if_seen(rows: list[Row], inbox: str, drop_id: str) -> list[Row]:
-    """The rows, with status ``duplicate`` if the same bytes came through this inbox before.
+def _marked_if_seen(files: list[tuple[FileTask, list[Row], str]]) -> list[list[Row]]:
+    """Each ``(task, rows, drop id)``'s rows, with status ``duplicate`` if its bytes came through its inbox before.
 
     A scan dropped twice (or copied under another name) would otherwise pay a
     cheque twice. The first drop of some content claims its hash in Redis (for
     ``MARK_TTL_SECONDS``); later drops of it into the same inbox are read and
-    written, but marked, naming the first. A submitted job is a deliberate
-    request and is never marked.
+    written, but marked, naming the first (in a batch, the first is the one
+    listed first). A submitted job is a deliberate request and is never marked.
+    Two round trips at most, however many files.
     """
-    first = rows[0]
-    if first.status == ERROR or not first.sha256:
-        return rows
-    key = f"digits:seen:{hashlib.sha256(inbox.encode()).hexdigest()[:16]}:{first.sha256}"
-    claim = json.dumps({"drop_id": drop_id, "source": first.source, "at": first.processed_at})
-    if _marks().set(key, claim, nx=True, ex=MARK_TTL_SECONDS):
-        return rows
-    earlier = json.loads(_marks().get(key) or claim)
-    if earlier["drop_id"] == drop_id:
-        return rows  # this very drop, delivered again after a worker died
-    reason = (
-        f"{first.source}: the same file as {earlier['source']}, taken at {earlier['at']} "
-        f"(drop {earlier['drop_id']}); only that one's rows count"
-    )
-    return [row.model_copy(update={"status": DUPLICATE, "error": reason}) for row in rows]
+    claims = {}
+    for i, (task, rows, drop_id) in enumerate(files):
+        first = rows[0]
+        if task.kind == INBOX and first.status != ERROR and first.sha256:
+            key = f"digits:seen:{hashlib.sha256(task.inbox.encode()).hexdigest()[:16]}:{first.sha256}"
+            claims[i] = (key, json.dumps({"drop_id": drop_id, "source": first.source, "at": first.processed_at}))
+    if not claims:
+        return [rows for _, rows, _ in files]
+    with _marks().pipeline() as pipe:
+        for key, claim in claims.values():
+            pipe.set(key, claim, nx=True, ex=MARK_TTL_SECONDS)
+        claimed = dict(zip(claims, pipe.execute(), strict=True))
+    taken = [i for i in claims if not claimed[i]]
+    before = dict(zip(taken, _marks().mget([claims[i][0] for i in taken]), strict=True)) if taken else {}
+    marked = []
+    for i, (_, rows, drop_id) in enumerate(files):
+        earlier = json.loads(before[i] or claims[i][1]) if i in before else None
+        if earlier is None or earlier["drop_id"] == drop_id:  # a first drop, or this one delivered again
+            marked.append(rows)
+            continue
+        reason = (
+            f"{rows[0].source}: the same file as {earlier['source']}, taken at {earlier['at']} "
+            f"(drop {earlier['drop_id']}); only that one's rows count"
+        )
+        marked.append([row.model_copy(update={"status": DUPLICATE, "error": reason}) for row in rows])
+    return marked
 
 
 def _pictures(task: FileTask) -> Pictures:
