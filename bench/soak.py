@@ -36,8 +36,8 @@ MAX_GROWTH = 0.10
 WAVE = 500
 """Files dropped at a time; the next wave follows once the inbox has room."""
 
-SAMPLE_SECONDS = 2.0
-"""How often memory is sampled."""
+SAMPLE_SECONDS = 0.5
+"""How often memory is sampled (and once more when every row is in: a short soak may be over within seconds)."""
 
 
 def stack_processes(up: int) -> dict[int, str]:
@@ -85,6 +85,17 @@ def run(files: int, workers: int, timeout: float) -> dict:
     next_sample = 0.0
     tail = RowTail(root / "results" / "inbox")
     rows: list[dict] = []
+
+    def sample() -> None:
+        for pid, name in stack_processes(up.pid).items():
+            rss = rss_mb(pid)
+            if rss is None:
+                continue
+            names[pid] = name
+            if len(rows) >= files // 10:
+                warm.setdefault(pid, rss)
+                highest[pid] = max(highest.get(pid, 0.0), rss)
+
     try:
         while not (root / "inbox").exists():
             time.sleep(0.1)
@@ -103,19 +114,13 @@ def run(files: int, workers: int, timeout: float) -> dict:
                     labels[f"soak/{name}"] = label
                 dropped = min(files, dropped + WAVE)
             if time.monotonic() >= next_sample:
-                for pid, name in stack_processes(up.pid).items():
-                    rss = rss_mb(pid)
-                    if rss is None:
-                        continue
-                    names[pid] = name
-                    if len(rows) >= files // 10:
-                        warm.setdefault(pid, rss)
-                        highest[pid] = max(highest.get(pid, 0.0), rss)
+                sample()
                 next_sample = time.monotonic() + SAMPLE_SECONDS
             if len(rows) >= files:
                 break
-            time.sleep(0.5)
+            time.sleep(0.1)
         elapsed = time.monotonic() - started
+        sample()
         time.sleep(3)  # a late duplicate would show up now
         rows += tail.new_rows()
     finally:

@@ -7,14 +7,18 @@ imported only by worker processes.
 
 from __future__ import annotations
 
+import uuid
+
 from celery import Celery, states
 from celery.backends.redis import RedisBackend
 
-from digits.settings import get_settings
+from digits.contracts import FileChunk, FileTask
+from digits.settings import MEGABYTE, get_settings
 
 RECOGNIZE_TASK = "digits.recognize"
-"""Recognise one file (its bytes travel in the message) and append its rows to a CSV.
-Workers gather these messages into batches (``DIGITS_BATCH_SIZE``, ``DIGITS_BATCH_WAIT``)."""
+"""Recognise one file, or a chunk of files that arrived together (``send_files``; their bytes travel
+in the message), and append their rows to CSVs. Workers gather these messages into batches
+(``DIGITS_BATCH_SIZE`` files, ``DIGITS_BATCH_WAIT``)."""
 
 RECOGNIZE_ONE_TASK = "digits.recognize_one"
 """Recognise one file on its own: a file whose batch ran out of time is sent again as this."""
@@ -32,9 +36,18 @@ QUEUE = "digits"
 """The queue recognition tasks go through."""
 
 PUBLISH_CHUNK = 64
-"""Messages sent in one Redis round trip (kombu's ``Producer.batch``) by the ingester and
-``submit``. Sent one by one, each would cost a round trip and a new Redis client; in
-chunks, a burst of files still reaches the workers as it is sent."""
+"""Files the ingester sends in one Redis round trip, and messages ``submit`` does (kombu's
+``Producer.batch``). Sent one by one, each would cost a round trip and a new Redis client;
+so, a burst of files still reaches the workers as it is sent."""
+
+CHUNK_FILES = 16
+"""Most files one ``digits.recognize`` message carries (``send_files``). A worker pays Kombu's
+fetch and acknowledgement once per message; more files per message would also let one
+worker hold more of a burst while another stands idle (each holds ``PREFETCHED_BATCHES``
+batches' worth of messages per pool process)."""
+
+CHUNK_BYTES = 8 * MEGABYTE
+"""Most bytes of files (base64) one message carries, beside ``CHUNK_FILES``: a few large scans go alone."""
 
 RESULT_TTL_SECONDS = 7 * 24 * 3600
 """How long task results (and so ``Job.rows()``) stay in Redis."""
@@ -119,6 +132,40 @@ def make_app(redis_url: str, time_limit: int | None = None) -> Celery:
 
 
 app = make_app(get_settings().redis_url)
+
+
+def send_files(celery: Celery, files: list[tuple[str, FileTask]], producer: object) -> None:
+    """Send each ``(id, file)`` to be read, as ``digits.recognize`` messages over ``producer``.
+
+    Files that come together travel in chunks (``FileChunk``) of at most
+    ``CHUNK_FILES`` files and ``CHUNK_BYTES``; a file alone, or too large to
+    share, is a message of its own whose task id is its id. Either way each
+    file's result is stored under its own id.
+    """
+    for chunk in _chunks(files):
+        if len(chunk) == 1:
+            [(file_id, file)] = chunk
+            message, message_id, about = file.model_dump(), file_id, repr(file.source)
+        else:
+            ids, parts = zip(*chunk, strict=True)
+            message = FileChunk(ids=list(ids), files=list(parts)).model_dump()
+            message_id, about = str(uuid.uuid4()), f"{len(chunk)} files from {parts[0].source!r}"
+        # argsrepr: what Flower and the worker's log show; Celery would otherwise build a repr of the files' bytes.
+        celery.send_task(RECOGNIZE_TASK, args=[message], task_id=message_id, argsrepr=about, producer=producer)
+
+
+def _chunks(files: list[tuple[str, FileTask]]) -> list[list[tuple[str, FileTask]]]:
+    """``files`` in order, cut into runs of at most ``CHUNK_FILES`` files and ``CHUNK_BYTES`` (a larger file alone)."""
+    chunks: list[list[tuple[str, FileTask]]] = []
+    size = 0
+    for item in files:
+        weight = len(item[1].data)
+        if not chunks or len(chunks[-1]) >= CHUNK_FILES or size + weight > CHUNK_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += weight
+    return chunks
 
 
 def task_states(celery: Celery, task_ids: list[str]) -> dict[str, dict]:

@@ -1,10 +1,11 @@
 """The contracts every part of the service shares: the message that carries a file, and a result row.
 
-Each is defined once, here. The ingester and ``submit`` build a ``FileTask``;
-a worker reads it back (checked, as it comes from Redis), reads the file, and
-answers with a ``FileResult`` of ``Row``s, which the CSV writer writes
-(``digits.results``) and the ingester and ``Job`` read. Messages are plain JSON
-data on the wire: nothing from the queue is ever unpickled.
+Each is defined once, here. The ingester and ``submit`` build a ``FileTask``
+(files that arrive together travel as one ``FileChunk``); a worker reads it
+back (checked, as it comes from Redis), reads the file, and answers with a
+``FileResult`` of ``Row``s, which the CSV writer writes (``digits.results``)
+and the ingester and ``Job`` read. Messages are plain JSON data on the wire:
+nothing from the queue is ever unpickled.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import datetime as dt
 import time
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 OK, REVIEW, EMPTY, ERROR, DUPLICATE = "ok", "review", "empty", "error", "duplicate"
 """Row statuses: read fine; a person should look; no digits found; the file could not be read;
@@ -114,6 +115,38 @@ class FileTask(BaseModel):
     def content(self) -> bytes:
         """The file's bytes."""
         return base64.b64decode(self.data)
+
+
+class FileChunk(BaseModel):
+    """The message of ``digits.recognize`` for files that arrived together: one message for them all.
+
+    Each file keeps the id its result is stored under (its drop id, or its
+    task id in a job), as if it had come alone: a worker pays for fetching
+    and acknowledging a message once per chunk instead of once per file.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ids: list[str] = Field(min_length=1)
+    files: list[FileTask] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_id_each(self) -> FileChunk:
+        if len(self.ids) != len(self.files):
+            raise ValueError(f"{len(self.ids)} ids for {len(self.files)} files")
+        return self
+
+
+def files_of(message: object, message_id: str) -> list[tuple[str, FileTask]]:
+    """The files a ``digits.recognize`` message carries, each with the id its result is stored under.
+
+    A ``FileTask`` is one file under the message's own id; a ``FileChunk``
+    lists its files' ids. Raises ``pydantic.ValidationError`` for anything else.
+    """
+    if isinstance(message, dict) and "ids" in message:
+        chunk = FileChunk.model_validate(message)
+        return list(zip(chunk.ids, chunk.files, strict=True))
+    return [(message_id, FileTask.model_validate(message))]
 
 
 class PageTask(BaseModel):

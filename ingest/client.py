@@ -1,8 +1,9 @@
 """Submitting jobs from Python: ``submit([...])`` returns a ``Job`` to watch and read.
 
 Only Redis has to be reachable; TensorFlow is never imported here. Each file
-becomes one task whose message carries the file's bytes; the job remembers its
-task ids in Redis so that ``Job.load(job_id)`` works from any process.
+becomes one task, whose bytes travel in a message (with others of the job, in
+chunks); the job remembers its task ids in Redis so that ``Job.load(job_id)``
+works from any process.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from celery import Celery, states
 from redis import Redis
 
-from digits.celery_app import PUBLISH_CHUNK, RECOGNIZE_TASK, RESULT_TTL_SECONDS, task_states
+from digits.celery_app import PUBLISH_CHUNK, RESULT_TTL_SECONDS, send_files, task_states
 from digits.celery_app import app as default_app
 from digits.contracts import JOB, FileResult, FileTask
 from digits.layouts import load_layout
@@ -180,12 +181,12 @@ def submit(
         pipe.expire(JOB_SOURCES_KEY.format(job_id=job_id), RESULT_TTL_SECONDS)
         pipe.zadd(JOBS_KEY, {job_id: time.time()})
         pipe.execute()
+    files = [
+        (task_id, FileTask.carrying(data, kind=JOB, job_id=job_id, source=name, layout=layout, annotate=annotate))
+        for task_id, (name, data) in zip(task_ids, named, strict=True)
+    ]
     with celery.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_CHUNK):
-        for task_id, (name, data) in zip(task_ids, named, strict=True):
-            task = FileTask.carrying(data, kind=JOB, job_id=job_id, source=name, layout=layout, annotate=annotate)
-            celery.send_task(  # argsrepr: not the whole file
-                RECOGNIZE_TASK, args=[task.model_dump()], task_id=task_id, argsrepr=repr(name), producer=producer
-            )
+        send_files(celery, files, producer)
     return Job(job_id, task_ids, [name for name, _ in named], celery)
 
 

@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from digits.celery_app import PUBLISH_CHUNK, RECOGNIZE_TASK, task_states
+from digits.celery_app import PUBLISH_CHUNK, send_files, task_states
 from digits.contracts import INBOX, FileResult, FileTask, Row, utc_now
 from digits.layouts import layout_for_inbox_path
 from digits.results import append_rows, file_sha256, inbox_csv
@@ -260,23 +260,16 @@ class Ingester:
 
     def _send(self, chunk: list[tuple[str, Path]]) -> None:
         """Queue a chunk of drops in one round trip; refuse those that must not be read."""
-        queued = []
+        queued, drops = [], []
+        for drop_id, path in chunk:
+            drop = self._drop(drop_id, path)
+            if drop is None:
+                del self.unsent[drop_id]  # refused, and in failed/ already
+                continue
+            drops.append((drop_id, drop))
+            queued.append((drop_id, path))
         with self.celery.producer_or_acquire() as producer, producer.batch():
-            for drop_id, path in chunk:
-                drop = self._drop(drop_id, path)
-                if drop is None:
-                    del self.unsent[drop_id]  # refused, and in failed/ already
-                    continue
-                # argsrepr: what Flower and the worker's log show of the task; Celery would otherwise
-                # build a repr of the whole base64 file for every message.
-                self.celery.send_task(
-                    RECOGNIZE_TASK,
-                    args=[drop.model_dump()],
-                    task_id=drop_id,
-                    argsrepr=repr(drop.source),
-                    producer=producer,
-                )
-                queued.append((drop_id, path))
+            send_files(self.celery, drops, producer)
         # The messages are on Redis once the batch's context has ended (a failure there leaves
         # the whole chunk unsent, to be sent again); only then are their ids noted.
         for drop_id, path in queued:

@@ -3,6 +3,7 @@ refuses its own writes."""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 
@@ -10,7 +11,8 @@ from billiard.exceptions import TimeLimitExceeded
 from redis import Redis
 
 import ingest.watcher
-from digits.celery_app import PUBLISH_CHUNK, QUEUE, make_app
+from digits.celery_app import CHUNK_FILES, PUBLISH_CHUNK, QUEUE, make_app
+from digits.contracts import files_of
 from digits.results import read_rows
 from digits.settings import Settings
 from ingest.watcher import QUEUED_KEY, Ingester
@@ -80,10 +82,14 @@ def test_a_burst_of_files_is_queued_a_chunk_at_a_time_and_refused_files_fail_on_
 
     assert not ingester.unsent and len(ingester.in_flight) == files
     messages = [json.loads(m) for m in redis.lrange(QUEUE, 0, -1)]
-    assert sorted(m["headers"]["id"] for m in messages) == sorted(ingester.in_flight)
+    carried = [files_of(json.loads(base64.b64decode(m["body"]))[0][0], m["headers"]["id"]) for m in messages]
+    assert sorted(file_id for files in carried for file_id, _ in files) == sorted(ingester.in_flight)
     assert {m.decode() for m in redis.smembers(QUEUED_KEY)} == set(ingester.in_flight)
     # One note per chunk (the two refused files took their places in theirs), after its messages.
     assert len(notes) == math.ceil((files + 2) / PUBLISH_CHUNK) and max(map(len, notes)) <= PUBLISH_CHUNK
+    # The files of each chunk travel together, a few messages for many files.
+    assert len(messages) == sum(math.ceil(len(ids) / CHUNK_FILES) for ids in notes)
+    assert max(map(len, carried)) == CHUNK_FILES
     failed = {p.name: p for p in (tmp_path / "failed").iterdir()}
     assert "over the 0.001 MB limit" in failed["huge.png.error.txt"].read_text()
     assert "symbolic links are not followed" in failed["link.png.error.txt"].read_text()

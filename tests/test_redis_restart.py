@@ -10,6 +10,7 @@ import pytest
 from redis import Redis
 
 from digits.celery_app import QUEUE
+from ingest.watcher import QUEUED_KEY
 from tests.conftest import REDIS_SERVERS, RedisServer, Stack, wait_until
 from tests.synth import draw_digits, encode
 
@@ -120,7 +121,9 @@ def test_work_a_redis_that_keeps_nothing_lost_in_a_restart_is_sent_again(private
     stack.start_ingester()  # no worker yet: the tasks wait in Redis
     drop_digits(stack, ["forgotten-21", "forgotten-43"])
     redis = Redis.from_url(private_redis.url)
-    wait_until(lambda: redis.llen(QUEUE) == 2, 20, "the ingester to queue the files", explain=stack.whereabouts)
+    # The ingester notes the files it queued once their messages are on Redis.
+    wait_until(lambda: redis.scard(QUEUED_KEY) == 2, 20, "the ingester to queue the files", explain=stack.whereabouts)
+    assert redis.llen(QUEUE) >= 1
     private_redis.stop()
     private_redis.start()
     assert redis.llen(QUEUE) == 0, "this Redis was meant to keep nothing"

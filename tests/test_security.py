@@ -100,7 +100,10 @@ def test_a_message_that_is_no_file_to_read_fails_alone_and_the_batch_goes_on(cli
     good = submit([("beside-bad-message-6.png", encode(draw_digits("6")))], celery=client)
     # Sent by name like any file, but not a FileTask: no source, no bytes, a field nobody knows.
     client.send_task(RECOGNIZE_TASK, args=[{"kind": "inbox", "command": "rm -rf /"}], task_id="not-a-file-1")
+    # A chunk that names two files and carries none.
+    client.send_task(RECOGNIZE_TASK, args=[{"ids": ["a", "b"], "files": []}], task_id="not-a-chunk-1")
     good.wait(timeout=60)
     assert good.rows()[0]["digits"] == "6"
-    state = wait_until(lambda: task_states(client, ["not-a-file-1"]).get("not-a-file-1"), 30, "the refusal")
-    assert state["status"] == "FAILURE" and "not a file to read" in str(state["result"])
+    for refused in ("not-a-file-1", "not-a-chunk-1"):
+        state = wait_until(lambda refused=refused: task_states(client, [refused]).get(refused), 30, "the refusal")
+        assert state["status"] == "FAILURE" and "not a file to read" in str(state["result"])

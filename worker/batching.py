@@ -1,11 +1,13 @@
 """Celery-batches with the delivery guarantees of our ordinary tasks: the task class of ``digits.recognize``.
 
 A worker gathers the ``digits.recognize`` messages it receives into batches
-(celery-batches: at most ``flush_every`` files, none waiting over
+(celery-batches: about ``flush_every`` files, none waiting over
 ``flush_interval``) and a pool process reads each batch in one go
-(``worker.tasks.recognize``). ``FileBatches`` adds what celery-batches leaves
-out: messages put back when a pool process dies, a failed batch read again file
-by file, and batches kept full while every pool process is busy.
+(``worker.tasks.recognize``). A message carries one file or a chunk of them
+(``digits.contracts.files_of``). ``FileBatches`` adds what celery-batches
+leaves out: batches counted in files, messages put back when a pool process
+dies, a failed batch read again file by file, and batches kept full while every
+pool process is busy.
 """
 
 from __future__ import annotations
@@ -20,31 +22,37 @@ from celery.worker.request import Request
 from celery_batches import Batches, SimpleRequest
 from celery_batches.trace import apply_batches_task
 from kombu.exceptions import OperationalError
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from digits.celery_app import RECOGNIZE_ONE_TASK, app
+from digits.contracts import files_of
 from worker import metrics
 
 if TYPE_CHECKING:
     from celery import Celery
     from celery.worker.consumer import Consumer
+    from kombu.message import Message
 
 log = logging.getLogger(__name__)
 
 
 class FileBatches(Batches):
-    """celery-batches' buffering (at most ``flush_every`` files, none waiting over ``flush_interval``),
+    """celery-batches' buffering (``flush_every`` files, none waiting over ``flush_interval``),
     with the delivery guarantees our ordinary tasks have.
 
     celery-batches acknowledges a batch's messages when its pool job returns and
     does nothing when it fails. Here, as ``task_reject_on_worker_lost`` does
     for one task, a batch whose pool process died goes back to the queue at
     once; a batch stopped by the time limit, or that raised, has its files
-    sent again one per task (``RECOGNIZE_ONE_TASK``, same task ids), so that
-    only the file to blame fails; and files the batch could neither finish
-    nor hand on go back to the queue. Its flush timer survives a lost broker
-    connection.
+    sent again one per task (``RECOGNIZE_ONE_TASK``, each under its own id),
+    so that only the file to blame fails; and files the batch could neither
+    finish nor hand on go back to the queue. Its flush timer survives a lost
+    broker connection.
     """
+
+    _files = 0
+    """Files in the messages buffered since the last flush: a batch is flushed once it holds ``flush_every``."""
 
     def Strategy(self, task: Batches, app: Celery, consumer: Consumer) -> Callable:
         """celery-batches' message handler, with the flush timer started again on every (re)connection.
@@ -61,23 +69,40 @@ class FileBatches(Batches):
         handler = super().Strategy(task, app, consumer)
         if self._buffer.qsize() or self._pending.qsize():
             self._tref = consumer.timer.call_repeatedly(self.flush_interval, self._do_flush)
-        return handler
+
+        def count_files(message: Message, *args: object, **kwargs: object) -> None:
+            # celery-batches counts messages; a chunk is many files, and the batch is flushed by files.
+            handler(message, *args, **kwargs)
+            self._files += _files_in(message)
+            if self._files >= self.flush_every:
+                self._do_flush()
+
+        return count_files
 
     def _do_flush(self) -> None:
         # While every pool process is busy, a batch handed over now would only wait in
         # line; keep gathering, so that it is fuller when a process is free (the timer
         # comes back every ``flush_interval``; a full buffer is flushed at once anyway).
-        if self._buffer.qsize() < self.flush_every and self._busy_processes() >= self._pool.num_processes:
+        if self._files < self.flush_every and self._busy_processes() >= self._pool.num_processes:
             return
         super()._do_flush()
+        self._files = 0
 
     def _one_by_one(self, requests: list[Request]) -> None:
-        """Send each file of a failed batch again as ``RECOGNIZE_ONE_TASK`` (same task id), or else requeue it."""
+        """Send each file of a failed batch again as ``RECOGNIZE_ONE_TASK`` (its own id), or else requeue its message.
+
+        A message that is no file at all is sent on as it is, to fail alone.
+        """
         for request in requests:
             try:
-                app.send_task(RECOGNIZE_ONE_TASK, request.args, task_id=request.id)
+                sends = [([task.model_dump()], file_id) for file_id, task in files_of(request.args[0], request.id)]
+            except (ValidationError, IndexError):
+                sends = [(request.args, request.id)]
+            try:
+                for args, task_id in sends:
+                    app.send_task(RECOGNIZE_ONE_TASK, args, task_id=task_id)
             except (RedisError, OperationalError):
-                request.reject(requeue=True)
+                request.reject(requeue=True)  # those sent already are written once, by their marks
                 continue
             request.acknowledge()
 
@@ -97,17 +122,18 @@ class FileBatches(Batches):
                     request.reject(requeue=True)
                 else:
                     request.acknowledge()
-            metrics.record(batch, len(requests))
+            metrics.record(batch)
 
         def on_error(failure: ExceptionInfo) -> None:
             problem = failure.exception
             problem = getattr(problem, "exc", problem)  # billiard may wrap it (ExceptionWithTraceback)
             metrics.BATCH_FAILURES.labels(type(problem).__name__).inc()
-            if isinstance(problem, TimeLimitExceeded) and len(requests) > 1:
-                log.warning("a batch of %d files ran out of time; reading each on its own", len(requests))
+            files = _files_of(requests)
+            if isinstance(problem, TimeLimitExceeded) and len(files) > 1:
+                log.warning("a batch of %d files ran out of time; reading each on its own", len(files))
                 self._one_by_one(requests)
             elif isinstance(problem, TimeLimitExceeded):
-                self.backend.mark_as_failure(requests[0].id, problem)
+                self.backend.mark_as_failure(files[0] if files else requests[0].id, problem)
                 requests[0].acknowledge()
             else:
                 log.error("a batch of %d files failed with %r; they go back to the queue", len(requests), problem)
@@ -117,3 +143,25 @@ class FileBatches(Batches):
         return self._pool.apply_async(
             apply_batches_task, (self, payload, 0, None), callback=on_return, error_callback=on_error
         )
+
+
+def _files_in(message: Message) -> int:
+    """How many files a ``digits.recognize`` message carries, from its body as Kombu decoded it (1 if unsure)."""
+    try:
+        carried = message.payload[0][0]  # Celery's message protocol 2: (args, kwargs, embed)
+    except (TypeError, IndexError, KeyError):
+        return 1
+    if not isinstance(carried, dict) or not carried.get("ids"):
+        return 1
+    return len(carried["ids"])
+
+
+def _files_of(requests: list[Request]) -> list[str]:
+    """The ids of the files ``requests`` carry (a message that is no file: its own id)."""
+    ids = []
+    for request in requests:
+        try:
+            ids += [file_id for file_id, _ in files_of(request.args[0], request.id)]
+        except (ValidationError, IndexError):
+            ids.append(request.id)
+    return ids

@@ -36,8 +36,10 @@ HANDED_ON = Counter("digits_files_handed_on", "Files of a batch sent again on th
 class Batch:
     """What a pool process did with a batch, returned to the main process (plain data, as Celery pickles it)."""
 
+    size: int = 0
+    """Files the batch's messages carried."""
     unfinished: list[str] = field(default_factory=list)
-    """Task ids of files that could neither be finished nor handed on: they go back to the queue."""
+    """Task ids of the messages of files that could neither be finished nor handed on: they go back to the queue."""
     handed_on: int = 0
     files: dict[str, int] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
@@ -56,9 +58,9 @@ class Batch:
             self.latencies.append(max(0.0, now - queued_at))
 
 
-def record(batch: Batch, size: int) -> None:
-    """Count a finished batch of ``size`` files."""
-    BATCH_FILES.observe(size)
+def record(batch: Batch) -> None:
+    """Count a finished batch."""
+    BATCH_FILES.observe(batch.size)
     BATCH_SECONDS.observe(batch.seconds)
     for status, count in batch.files.items():
         FILES.labels(status).inc(count)

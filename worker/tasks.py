@@ -19,6 +19,7 @@ import threading
 import time
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -31,7 +32,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from digits.celery_app import RECOGNIZE_ONE_TASK, RECOGNIZE_PAGE_TASK, RECOGNIZE_TASK, WRITE_PAGES_TASK, app
-from digits.contracts import DUPLICATE, ERROR, INBOX, FileResult, FileTask, PageTask, Row
+from digits.contracts import DUPLICATE, ERROR, INBOX, FileResult, FileTask, PageTask, Row, files_of
 from digits.layouts import LayoutError, load_layout
 from digits.logs import reformat
 from digits.readiness import announce_ready
@@ -160,6 +161,14 @@ RETRIED = {
 """Retry policy of every task that writes results."""
 
 
+class _File(NamedTuple):
+    """A file of a batch: the message that brought it, the id its result is stored under, and the file."""
+
+    message: SimpleRequest
+    id: str
+    task: FileTask
+
+
 @app.task(
     name=RECOGNIZE_TASK, base=FileBatches, flush_every=get_settings().batch_size,
     flush_interval=get_settings().batch_wait,
@@ -167,57 +176,61 @@ RETRIED = {
 def recognize(requests: list[SimpleRequest]) -> metrics.Batch:
     """Recognise the files of a batch of ``digits.recognize`` messages together, and write each one's rows once.
 
-    Each message is a ``FileTask``. A file whose rows cannot be written now (a
-    full disk, Redis away) is handed on to ``recognize_one`` under the same
-    task id, whose retries back off. A message that is no ``FileTask`` fails
-    alone. Returns what was done, for the metrics; files that could not even
-    be handed on are listed in it, and go back to the queue.
+    Each message is a ``FileTask``, or a ``FileChunk`` of files that arrived
+    together; each file's result is stored under its own id. A file whose rows
+    cannot be written now (a full disk, Redis away) is handed on to
+    ``recognize_one`` under its id, whose retries back off. A message that is
+    neither fails alone. Returns what was done, for the metrics; the messages
+    of files that could not even be handed on are listed in it, and go back to
+    the queue.
     """
     batch, readable, to_write = metrics.Batch(), [], []
     started = time.perf_counter()
-    about = {"pid": os.getpid(), "batch": len(requests)}
-    recognize.backend.store_many([(request.id, about) for request in requests], states.STARTED)
+    files = []
     for request in requests:
         try:
-            task = FileTask.model_validate(request.args[0])
+            files += [_File(request, file_id, task) for file_id, task in files_of(request.args[0], request.id)]
         except (ValidationError, IndexError) as problem:
             log.error("refused message %s: it is not a file to read (%s)", request.id, problem)
             recognize.backend.mark_as_failure(request.id, ValueError(f"not a file to read: {problem}"))
-            continue
+    batch.size = len(files)
+    about = {"pid": os.getpid(), "batch": len(files)}
+    recognize.backend.store_many([(file.id, about) for file in files], states.STARTED)
+    for file in files:
         try:
-            opened = _open(task, request.id)
+            opened = _open(file.task, file.id)
             if isinstance(opened, Signature):
                 opened.apply_async()  # a long document, read page by page
                 continue
         except (OSError, RedisError, OperationalError) as problem:
-            _hand_on(request, task, problem, batch)
+            _hand_on(file, problem, batch)
             continue
         if isinstance(opened, Document):
-            readable.append((request, task, opened))
+            readable.append((file, opened))
         else:
-            to_write.append((request, task, opened))  # its error row
+            to_write.append((file, opened))  # its error row
     reading = 0.0
     if readable:
-        documents = [document for *_, document in readable]
+        documents = [document for _, document in readable]
         reading = time.perf_counter()
         all_rows = recognize_documents(documents, models(), get_settings().review_threshold)
         reading = time.perf_counter() - reading
-        to_write += [(request, task, rows) for (request, task, _), rows in zip(readable, all_rows, strict=True)]
+        to_write += [(file, rows) for (file, _), rows in zip(readable, all_rows, strict=True)]
     _write_batch(to_write, batch)
     batch.seconds = time.perf_counter() - started
     log.info("read a batch of %d files in %.0f ms (%.0f ms of it recognising them)",
-             len(requests), 1000 * batch.seconds, 1000 * reading)  # fmt: skip
+             len(files), 1000 * batch.seconds, 1000 * reading)  # fmt: skip
     return batch
 
 
-def _hand_on(request: SimpleRequest, task: FileTask, problem: Exception, batch: metrics.Batch) -> None:
-    """Send a batched file that failed on the way to ``recognize_one``, to be retried, or else back to the queue."""
-    log.warning("%s: %s; trying it again on its own", task.source, problem)
+def _hand_on(file: _File, problem: Exception, batch: metrics.Batch) -> None:
+    """Send a batched file that failed on the way to ``recognize_one``, to be retried, or else its message back."""
+    log.warning("%s: %s; trying it again on its own", file.task.source, problem)
     try:
-        recognize_one.apply_async(request.args, task_id=request.id, countdown=RETRIED["retry_backoff"])
+        recognize_one.apply_async([file.task.model_dump()], task_id=file.id, countdown=RETRIED["retry_backoff"])
         batch.handed_on += 1
     except (RedisError, OperationalError):
-        batch.unfinished.append(request.id)
+        batch.unfinished.append(file.message.id)
 
 
 @app.task(name=RECOGNIZE_ONE_TASK, bind=True, pydantic=True, **RETRIED)
@@ -292,7 +305,7 @@ def _write(task: FileTask, rows: list[Row], drop_id: str) -> FileResult:
     return FileResult.of(rows, str(path))
 
 
-def _write_batch(items: list[tuple[SimpleRequest, FileTask, list[Row]]], batch: metrics.Batch) -> None:
+def _write_batch(items: list[tuple[_File, list[Row]]], batch: metrics.Batch) -> None:
     """Append the rows of a batch's files, one write per CSV, each file once; store each file's result.
 
     Files of a CSV that cannot be written now are handed on, to be retried one by one.
@@ -300,28 +313,28 @@ def _write_batch(items: list[tuple[SimpleRequest, FileTask, list[Row]]], batch: 
     ``Job`` look; Redis is asked a few times per batch, not a few times per file.
     """
     try:
-        marked = _marked_if_seen([(task, rows, request.id) for request, task, rows in items])
+        marked = _marked_if_seen([(file.task, rows, file.id) for file, rows in items])
     except RedisError as problem:
-        for request, task, _ in items:
-            _hand_on(request, task, problem, batch)
+        for file, _ in items:
+            _hand_on(file, problem, batch)
         return
-    by_path: dict[Path, list[tuple[SimpleRequest, FileTask, list[Row]]]] = {}
-    for (request, task, _), rows in zip(items, marked, strict=True):
-        by_path.setdefault(_csv_of(task, rows), []).append((request, task, rows))
+    by_path: dict[Path, list[tuple[_File, list[Row]]]] = {}
+    for (file, _), rows in zip(items, marked, strict=True):
+        by_path.setdefault(_csv_of(file.task, rows), []).append((file, rows))
     for path, same_csv in by_path.items():
         try:
-            written = append_drops(path, [(request.id, rows) for request, _, rows in same_csv], _marks())
+            written = append_drops(path, [(file.id, rows) for file, rows in same_csv], _marks())
             count_written(_marks(), sum(written))
-            _enqueue_for_people([row for _, _, rows in same_csv for row in rows], path)
-            results = [(request.id, FileResult.of(rows, str(path)).model_dump()) for request, _, rows in same_csv]
+            _enqueue_for_people([row for _, rows in same_csv for row in rows], path)
+            results = [(file.id, FileResult.of(rows, str(path)).model_dump()) for file, rows in same_csv]
             recognize.backend.store_many(results, states.SUCCESS)
         except (OSError, RedisError) as problem:
-            for request, task, _ in same_csv:
-                _hand_on(request, task, problem, batch)
+            for file, _ in same_csv:
+                _hand_on(file, problem, batch)
             continue
         now = time.time()
-        for _, task, rows in same_csv:
-            batch.written(rows, task.queued_at, now)
+        for file, rows in same_csv:
+            batch.written(rows, file.task.queued_at, now)
 
 
 def _enqueue_for_people(rows: list[Row], path: Path) -> None:
