@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     ``task_time_limit``: a task still running when it expires would be run twice (its
     rows are still written once), and a batch may wait behind one other in its process."""
 
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(64, ge=1)
     """Most files a worker process reads together, every digit of them in one call per model."""
 
     batch_wait: float = Field(0.05, gt=0)
