@@ -72,8 +72,9 @@ class FileBatches(Batches):
 
         def count_files(message: Message, *args: object, **kwargs: object) -> None:
             # celery-batches counts messages; a chunk is many files, and the batch is flushed by files.
-            handler(message, *args, **kwargs)
+            # Counted first: should the handler flush (by its own count), this file goes with that batch.
             self._files += _files_in(message)
+            handler(message, *args, **kwargs)
             if self._files >= self.flush_every:
                 self._do_flush()
 
