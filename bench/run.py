@@ -376,6 +376,10 @@ def chart(report: dict, path: Path) -> None:
             values.append(result["files_per_second"])
             colours.append("#999999" if way == "model_only" else "#4477aa")
     bars = left.bar(labels, values, color=colours)
+    alone = report["files_per_second"]["singles"]["model_only"]["files_per_second"]
+    target = report["targets"]["service_vs_model_only"] * alone
+    left.axhline(target, color="#cc3311", linestyle="--", linewidth=1, label="target for the service (single digits)")
+    left.legend(loc="upper right", fontsize=8)
     left.tick_params(axis="x", labelsize=8)
     left.bar_label(bars, fmt="%.0f")
     left.set_ylabel("files per second")
