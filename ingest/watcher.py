@@ -1,11 +1,13 @@
 """The inbox ingester: take each new scan once it is stable, queue it, file it away when done.
 
-A file's life: ``inbox/<rel>`` -> ``processing/<drop_id>/<rel>`` (task sent with
-the file's bytes, task id = drop id) -> ``done/<rel>`` or ``failed/<rel>`` with
-``failed/<rel>.error.txt``. The drop id in the processing path is what lets a
-restarted ingester pick up where it left off: it asks Redis about each file
-still in ``processing/`` and re-sends those whose task left no result (a
-re-sent task that did run anyway writes no second row; see ``digits.results``).
+A file's life: ``inbox/<folder>/<name>`` -> ``processing/<folder>/<drop_id>__<name>``
+(task sent with the file's bytes, task id = drop id) -> ``done/<folder>/<name>`` or
+``failed/<folder>/<name>`` with ``failed/<folder>/<name>.error.txt``. The drop id in the
+processing path is what lets a restarted ingester pick up where it left off: it asks
+Redis about each file still in ``processing/`` and re-sends those whose task left no
+result (a re-sent task that did run anyway writes no second row; see
+``digits.results``). Files an earlier version left as ``processing/<drop_id>/<rel>``
+are picked up too.
 
 No TensorFlow here: the worker is reached by task name only.
 """
@@ -18,6 +20,7 @@ import fnmatch
 import logging
 import os
 import queue
+import re
 import shutil
 import threading
 import time
@@ -75,6 +78,10 @@ append-only file, or a crash in its last second) has lost both; see ``notice_res
 
 RESTART_CHECK_SECONDS = 5.0
 """How often the ingester asks Redis whether it restarted (its ``run_id`` changed)."""
+
+DROP_NAME = re.compile(r"(?P<drop_id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})__(?P<name>.+)")
+"""A file's name in ``processing/``: its drop id before its own name. A folder per drop would
+cost making and removing it for every file, half the ingester's time on a burst."""
 
 INBOX_SOURCE_MODEL = "-"
 """``model`` column of an error row the ingester writes itself (no model saw the file)."""
@@ -225,15 +232,15 @@ class Ingester:
         if not path.is_file() and not path.is_symlink():
             return
         drop_id = str(uuid.uuid4())
-        target = self.processing / drop_id / path.relative_to(self.inbox)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        relative = path.relative_to(self.inbox)
+        target = self.processing / relative.parent / f"{drop_id}__{relative.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)  # mostly there already: no folder per drop
         try:
             if path.is_symlink():
                 os.rename(path, target)  # the link itself, never what it points to; _drop refuses it
             else:
                 shutil.move(path, target)
         except FileNotFoundError:
-            self._remove_empty_folders(target.parent)
             return  # taken away by the user in the meantime
         log.debug("took %s as %s", self._source(target), drop_id)
         self.unsent[drop_id] = target
@@ -373,15 +380,16 @@ class Ingester:
         Empty drop folders an earlier run left are removed.
         """
         left: dict[str, Path] = {}
-        for drop_dir in (d for d in self.processing.iterdir() if d.is_dir()):
-            files = [Path(root, name) for root, _, names in os.walk(drop_dir) for name in names]
-            if files:
-                left[drop_dir.name] = files[-1]
-                continue
-            # Killed between making a drop's folder and moving its file in, or
-            # between moving the file on and removing the folder: nothing to send.
-            for root, _, _ in os.walk(drop_dir, topdown=False):
-                self._remove_empty_folders(Path(root))
+        for root, _, names in os.walk(self.processing):
+            for name in names:
+                path = Path(root, name)
+                drop_id = self._drop_id(path)
+                if drop_id is not None:
+                    left[drop_id] = path
+        # Empty folders: an earlier version's folder per drop, killed between making it and
+        # moving its file in (or moving it on and removing the folder), or an inbox folder's.
+        for root, _, _ in os.walk(self.processing, topdown=False):
+            self._remove_empty_folders(Path(root))
         try:
             finished = task_states(self.celery, list(left))
         except Exception:
@@ -403,17 +411,17 @@ class Ingester:
 
     def _archive(self, path: Path, folder: Path, reason: str | None = None) -> None:
         """Move a finished file from ``processing/`` to ``folder``, with its reason if it failed."""
-        drop_dir = self.processing / path.relative_to(self.processing).parts[0]
-        target = _free_name(folder / path.relative_to(drop_dir))
+        target = _free_name(folder / self._source(path))
         target.parent.mkdir(parents=True, exist_ok=True)
         if reason is not None:
             Path(f"{target}.error.txt").write_text(f"{utc_now()} {reason}\n", encoding="utf-8")
         shutil.move(path, target)
-        self._remove_empty_folders(path.parent)
+        if DROP_NAME.fullmatch(path.name) is None:
+            self._remove_empty_folders(path.parent)  # an earlier version's folder per drop
         log.info("%s -> %s", self._source(path), target)
 
     def _remove_empty_folders(self, folder: Path) -> None:
-        """Remove the empty folders of a drop in ``processing/`` (only ours, only empty)."""
+        """Remove ``folder`` and the folders above it in ``processing/``, as long as they are empty."""
         for parent in [folder, *folder.parents]:
             if parent == self.processing or not parent.is_relative_to(self.processing):
                 return
@@ -425,8 +433,20 @@ class Ingester:
     def _source(self, path: Path) -> str:
         """The name rows carry: the path relative to the inbox, with ``/``."""
         if path.is_relative_to(self.processing):
-            return Path(*path.relative_to(self.processing).parts[1:]).as_posix()
+            relative = path.relative_to(self.processing)
+            named = DROP_NAME.fullmatch(relative.name)
+            if named is not None:
+                return (relative.parent / named["name"]).as_posix()
+            return Path(*relative.parts[1:]).as_posix()  # an earlier version's processing/<drop_id>/<rel>
         return path.relative_to(self.inbox).as_posix()
+
+    def _drop_id(self, path: Path) -> str | None:
+        """The drop id of a file in ``processing/`` (None for a file that is no drop of ours)."""
+        relative = path.relative_to(self.processing)
+        named = DROP_NAME.fullmatch(relative.name)
+        if named is not None:
+            return named["drop_id"]
+        return relative.parts[0] if len(relative.parts) > 1 else None  # an earlier version's processing/<drop_id>/<rel>
 
 
 def failure_reason(result: object) -> str:

@@ -61,6 +61,29 @@ def test_empty_drop_folders_left_by_a_killed_ingester_are_removed_when_it_starts
     assert ingester.unsent == {"drop-full": waiting}
 
 
+def test_a_file_waits_in_processing_under_its_drop_id_without_a_folder_of_its_own(tmp_path, private_redis):
+    settings = Settings(redis_url=private_redis.url, inbox=tmp_path / "inbox", archive=tmp_path,
+                        results=tmp_path / "results")  # fmt: skip
+    (settings.inbox / "cheque").mkdir(parents=True)
+    (settings.inbox / "cheque" / "taken.png").write_bytes(b"the scan")
+    ingester = Ingester(settings, make_app(private_redis.url))
+    ingester.take(settings.inbox / "cheque" / "taken.png")
+    [(drop_id, path)] = ingester.unsent.items()
+    assert path == tmp_path / "processing" / "cheque" / f"{drop_id}__taken.png" and path.read_bytes() == b"the scan"
+
+    # A restarted ingester finds it (and an earlier version's processing/<drop_id>/<rel> beside it).
+    old = tmp_path / "processing" / "drop-old" / "left.png"
+    old.parent.mkdir()
+    old.write_bytes(b"another scan")
+    restarted = Ingester(settings, make_app(private_redis.url))
+    restarted.recover()
+    assert restarted.unsent == {drop_id: path, "drop-old": old}
+    assert [restarted._source(p) for p in (path, old)] == ["cheque/taken.png", "left.png"]
+    restarted._archive(path, tmp_path / "done")
+    assert (tmp_path / "done" / "cheque" / "taken.png").read_bytes() == b"the scan"
+    assert (tmp_path / "processing" / "cheque").is_dir(), "the inbox's folder stays, for the next file"
+
+
 def test_a_burst_of_files_is_queued_a_chunk_at_a_time_and_refused_files_fail_on_the_way(tmp_path, private_redis):
     settings = Settings(redis_url=private_redis.url, inbox=tmp_path / "inbox", archive=tmp_path,
                         results=tmp_path / "results", stable_seconds=0, max_file_mb=0.001)  # fmt: skip

@@ -15,6 +15,7 @@ import pytest
 
 from digits.contracts import COLUMNS
 from digits.results import read_rows
+from ingest.watcher import DROP_NAME
 from tests.conftest import wait_until
 from tests.synth import FONTS, draw_digits, encode
 
@@ -176,7 +177,7 @@ def test_a_hung_task_is_stopped_at_the_time_limit_and_its_file_fails_with_the_re
     celery = make_app(stack.redis_url)
 
     def started() -> bool:
-        drops = [p.name for p in stack.processing.iterdir()] if stack.processing.exists() else []
+        drops = [DROP_NAME.fullmatch(p.name)["drop_id"] for p in stack.processing.glob("*__*")]
         return any(m["status"] == states.STARTED for m in task_states(celery, drops).values())
 
     wait_until(started, 30, "the task to start", interval=0.01)
@@ -279,7 +280,8 @@ def test_a_batch_stopped_at_the_time_limit_is_read_again_file_by_file(stack):
     celery = make_app(stack.redis_url)
 
     def batch_started() -> bool:
-        started = [m for m in task_states(celery, [p.name for p in stack.processing.iterdir()]).values()]
+        drops = [DROP_NAME.fullmatch(p.name)["drop_id"] for p in stack.processing.glob("*__*")]
+        started = [m for m in task_states(celery, drops).values()]
         return any(m["status"] == states.STARTED and m["result"]["batch"] > 1 for m in started)
 
     wait_until(batch_started, 60, "a batch of several files to start", interval=0.01)
