@@ -377,7 +377,7 @@ class Ingester:
     def recover(self) -> None:
         """Pick up files left in ``processing/`` by an earlier run: file them away or re-send them.
 
-        Empty drop folders an earlier run left are removed.
+        Empty folders an earlier run left there are removed.
         """
         left: dict[str, Path] = {}
         for root, _, names in os.walk(self.processing):
