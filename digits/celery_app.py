@@ -40,14 +40,8 @@ PUBLISH_CHUNK = 64
 ``Producer.batch``). Sent one by one, each would cost a round trip and a new Redis client;
 so, a burst of files still reaches the workers as it is sent."""
 
-CHUNK_FILES = 16
-"""Most files one ``digits.recognize`` message carries (``send_files``). A worker pays Kombu's
-fetch and acknowledgement once per message; more files per message would also let one
-worker hold more of a burst while another stands idle (each holds ``PREFETCHED_BATCHES``
-batches' worth of messages per pool process)."""
-
 CHUNK_BYTES = 8 * MEGABYTE
-"""Most bytes of files (base64) one message carries, beside ``CHUNK_FILES``: a few large scans go alone."""
+"""Most bytes of files (base64) one message carries, beside ``DIGITS_CHUNK_FILES`` files: a few large scans go alone."""
 
 RESULT_TTL_SECONDS = 7 * 24 * 3600
 """How long task results (and so ``Job.rows()``) stay in Redis."""
@@ -134,15 +128,15 @@ def make_app(redis_url: str, time_limit: int | None = None) -> Celery:
 app = make_app(get_settings().redis_url)
 
 
-def send_files(celery: Celery, files: list[tuple[str, FileTask]], producer: object) -> None:
+def send_files(celery: Celery, files: list[tuple[str, FileTask]], producer: object, chunk_files: int) -> None:
     """Send each ``(id, file)`` to be read, as ``digits.recognize`` messages over ``producer``.
 
     Files that come together travel in chunks (``FileChunk``) of at most
-    ``CHUNK_FILES`` files and ``CHUNK_BYTES``; a file alone, or too large to
-    share, is a message of its own whose task id is its id. Either way each
-    file's result is stored under its own id.
+    ``chunk_files`` files (``DIGITS_CHUNK_FILES``) and ``CHUNK_BYTES``; a file
+    alone, or too large to share, is a message of its own whose task id is its
+    id. Either way each file's result is stored under its own id.
     """
-    for chunk in _chunks(files):
+    for chunk in _chunks(files, chunk_files):
         if len(chunk) == 1:
             [(file_id, file)] = chunk
             message, message_id, about = file.model_dump(), file_id, repr(file.source)
@@ -154,13 +148,13 @@ def send_files(celery: Celery, files: list[tuple[str, FileTask]], producer: obje
         celery.send_task(RECOGNIZE_TASK, args=[message], task_id=message_id, argsrepr=about, producer=producer)
 
 
-def _chunks(files: list[tuple[str, FileTask]]) -> list[list[tuple[str, FileTask]]]:
-    """``files`` in order, cut into runs of at most ``CHUNK_FILES`` files and ``CHUNK_BYTES`` (a larger file alone)."""
+def _chunks(files: list[tuple[str, FileTask]], most: int) -> list[list[tuple[str, FileTask]]]:
+    """``files`` in order, cut into runs of at most ``most`` files and ``CHUNK_BYTES`` (a larger file alone)."""
     chunks: list[list[tuple[str, FileTask]]] = []
     size = 0
     for item in files:
         weight = len(item[1].data)
-        if not chunks or len(chunks[-1]) >= CHUNK_FILES or size + weight > CHUNK_BYTES:
+        if not chunks or len(chunks[-1]) >= most or size + weight > CHUNK_BYTES:
             chunks.append([])
             size = 0
         chunks[-1].append(item)

@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     batch_wait: float = Field(0.05, gt=0)
     """Longest a file waits in a worker, in seconds, for others to be read with it."""
 
+    chunk_files: int = Field(16, ge=1)
+    """Most files the ingester and ``submit`` put in one message when they arrive together. A
+    worker pays for fetching and acknowledging a message once, however many files it carries;
+    but each holds two batches' worth of messages per pool process, so larger chunks let one
+    node hold more of a burst while another stands idle."""
+
     metrics_port: int = Field(9808, ge=0, le=65535)
     """Port on which each worker node serves Prometheus metrics at ``/metrics``; 0 for none."""
 

@@ -186,7 +186,7 @@ def submit(
         for task_id, (name, data) in zip(task_ids, named, strict=True)
     ]
     with celery.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_CHUNK):
-        send_files(celery, files, producer)
+        send_files(celery, files, producer, settings.chunk_files)
     return Job(job_id, task_ids, [name for name, _ in named], celery)
 
 

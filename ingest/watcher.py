@@ -276,7 +276,7 @@ class Ingester:
             drops.append((drop_id, drop))
             queued.append((drop_id, path))
         with self.celery.producer_or_acquire() as producer, producer.batch():
-            send_files(self.celery, drops, producer)
+            send_files(self.celery, drops, producer, self.settings.chunk_files)
         # The messages are on Redis once the batch's context has ended (a failure there leaves
         # the whole chunk unsent, to be sent again); only then are their ids noted.
         for drop_id, path in queued:

@@ -11,7 +11,7 @@ from billiard.exceptions import TimeLimitExceeded
 from redis import Redis
 
 import ingest.watcher
-from digits.celery_app import CHUNK_FILES, PUBLISH_CHUNK, QUEUE, make_app
+from digits.celery_app import PUBLISH_CHUNK, QUEUE, make_app
 from digits.contracts import files_of
 from digits.results import read_rows
 from digits.settings import Settings
@@ -111,8 +111,8 @@ def test_a_burst_of_files_is_queued_a_chunk_at_a_time_and_refused_files_fail_on_
     # One note per chunk (the two refused files took their places in theirs), after its messages.
     assert len(notes) == math.ceil((files + 2) / PUBLISH_CHUNK) and max(map(len, notes)) <= PUBLISH_CHUNK
     # The files of each chunk travel together, a few messages for many files.
-    assert len(messages) == sum(math.ceil(len(ids) / CHUNK_FILES) for ids in notes)
-    assert max(map(len, carried)) == CHUNK_FILES
+    assert len(messages) == sum(math.ceil(len(ids) / settings.chunk_files) for ids in notes)
+    assert max(map(len, carried)) == settings.chunk_files
     failed = {p.name: p for p in (tmp_path / "failed").iterdir()}
     assert "over the 0.001 MB limit" in failed["huge.png.error.txt"].read_text()
     assert "symbolic links are not followed" in failed["link.png.error.txt"].read_text()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from digits.celery_app import CHUNK_BYTES, CHUNK_FILES, _chunks
+from digits.celery_app import CHUNK_BYTES, _chunks
 from digits.contracts import JOB, FileChunk, FileTask, files_of
 
 
@@ -36,9 +36,9 @@ def test_anything_else_is_refused(message):
 
 
 def test_files_sent_together_are_cut_into_chunks_bounded_by_count_and_bytes():
-    small = [(f"id-{i}", _file(f"{i}.png")) for i in range(CHUNK_FILES + 3)]
+    small = [(f"id-{i}", _file(f"{i}.png")) for i in range(16 + 3)]
     large = ("id-large", _file("large.tif", CHUNK_BYTES))  # its base64 alone is over the bound
-    chunks = _chunks([*small, large, ("id-last", _file("last.png"))])
-    assert [len(chunk) for chunk in chunks] == [CHUNK_FILES, 3, 1, 1]
+    chunks = _chunks([*small, large, ("id-last", _file("last.png"))], 16)
+    assert [len(chunk) for chunk in chunks] == [16, 3, 1, 1]
     assert chunks[2] == [large]
     assert [file_id for chunk in chunks for file_id, _ in chunk] == [*(i for i, _ in small), "id-large", "id-last"]

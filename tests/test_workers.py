@@ -91,8 +91,9 @@ def test_two_workers_write_no_interleaved_or_doubled_rows(stack):
 def test_pool_processes_killed_mid_run_lose_nothing_and_double_nothing(stack):
     # The whole backlog is queued before the worker starts, so its pool processes work back to back
     # and a kill lands mid-task. With files trickling in, a kill could hit an idle process (CI saw it).
-    # Small batches, so that a kill lands mid-batch rather than after a batch of 30 is written.
-    stack.start_ingester()
+    # Small batches (and messages: a batch cannot split one), so that a kill lands mid-batch rather than
+    # after a batch of 30 is written; a killed batch's chunks of 3 files come back whole.
+    stack.start_ingester(DIGITS_CHUNK_FILES="3")
     expected = drop_many(stack, 60, "kill")
     wait_until(lambda: len(list(stack.processing.iterdir())) == 60, 60, "all 60 files queued")
     worker = stack.start_worker(concurrency=2, name="victim", DIGITS_BATCH_SIZE="3")
