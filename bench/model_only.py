@@ -4,9 +4,9 @@
 
 Cuts the digits from the files first (untimed), then classifies them with the
 classifier ensemble of the settings (``DIGITS_MODEL``) in one process, in
-batches of ``BATCH`` 28x28 digits, each member through Keras'
-``predict_on_batch``, their probabilities averaged: the model's work and
-nothing else. Passes over the digits go on for at least ``SECONDS``. Prints
+batches of 64 28x28 digits (``LARGEST_BATCH``, as a worker calls them), each
+member through Keras' ``predict_on_batch``, their probabilities averaged: the
+model's work and nothing else. Passes over the digits go on for at least ``SECONDS``. Prints
 JSON: ``{"digits": …, "seconds": …, "digits_per_second": …}``.
 """
 
@@ -18,9 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-BATCH = 64
-"""Digits per model call: the largest call a worker makes (``digits.recognition.model.LARGEST_BATCH``)."""
 
 SECONDS = 5.0
 """Least time spent classifying, so that a short set is timed over several passes."""
@@ -36,9 +33,10 @@ def cut_digits(files: list[Path]) -> np.ndarray:
 
 
 def classify(members: list, digits: np.ndarray) -> np.ndarray:
-    """The ensemble's averaged probabilities for ``digits``, ``BATCH`` at a time."""
-    parts = np.split(digits, range(BATCH, len(digits), BATCH))
-    return np.concatenate([np.mean([m.predict_on_batch(part) for m in members], axis=0) for part in parts])
+    """The ensemble's averaged probabilities for ``digits``, ``LARGEST_BATCH`` at a time (``model.predict``)."""
+    from digits.recognition.model import predict
+
+    return np.mean([predict(member, digits) for member in members], axis=0)
 
 
 def main() -> None:

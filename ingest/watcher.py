@@ -416,7 +416,7 @@ class Ingester:
         if reason is not None:
             Path(f"{target}.error.txt").write_text(f"{utc_now()} {reason}\n", encoding="utf-8")
         shutil.move(path, target)
-        if DROP_NAME.fullmatch(path.name) is None:
+        if _in_processing(path.relative_to(self.processing))[2]:
             self._remove_empty_folders(path.parent)  # an earlier version's folder per drop
         log.info("%s -> %s", self._source(path), target)
 
@@ -433,20 +433,23 @@ class Ingester:
     def _source(self, path: Path) -> str:
         """The name rows carry: the path relative to the inbox, with ``/``."""
         if path.is_relative_to(self.processing):
-            relative = path.relative_to(self.processing)
-            named = DROP_NAME.fullmatch(relative.name)
-            if named is not None:
-                return (relative.parent / named["name"]).as_posix()
-            return Path(*relative.parts[1:]).as_posix()  # an earlier version's processing/<drop_id>/<rel>
+            return _in_processing(path.relative_to(self.processing))[1]
         return path.relative_to(self.inbox).as_posix()
 
     def _drop_id(self, path: Path) -> str | None:
         """The drop id of a file in ``processing/`` (None for a file that is no drop of ours)."""
-        relative = path.relative_to(self.processing)
-        named = DROP_NAME.fullmatch(relative.name)
-        if named is not None:
-            return named["drop_id"]
-        return relative.parts[0] if len(relative.parts) > 1 else None  # an earlier version's processing/<drop_id>/<rel>
+        return _in_processing(path.relative_to(self.processing))[0]
+
+
+def _in_processing(relative: Path) -> tuple[str | None, str, bool]:
+    """What a path relative to ``processing/`` holds: the drop id (None if no drop of ours), the
+    file's source name, and whether it lies in an earlier version's folder per drop."""
+    named = DROP_NAME.fullmatch(relative.name)
+    if named is not None:
+        return named["drop_id"], (relative.parent / named["name"]).as_posix(), False
+    # An earlier version's processing/<drop_id>/<rel>.
+    drop_id = relative.parts[0] if len(relative.parts) > 1 else None
+    return drop_id, Path(*relative.parts[1:]).as_posix(), True
 
 
 def failure_reason(result: object) -> str:

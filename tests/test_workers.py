@@ -61,6 +61,11 @@ def drop_many(stack, count: int, prefix: str) -> dict[str, str]:
     return expected
 
 
+def _waiting(stack) -> list[str]:
+    """The drop ids of the files waiting in ``processing/`` (dropped into the inbox itself)."""
+    return [DROP_NAME.fullmatch(path.name)["drop_id"] for path in stack.processing.glob("*__*")]
+
+
 def assert_each_file_once(stack, expected: dict[str, str]) -> None:
     rows = stack.inbox_rows()
     counts = Counter(r["source"] for r in rows)
@@ -178,8 +183,7 @@ def test_a_hung_task_is_stopped_at_the_time_limit_and_its_file_fails_with_the_re
     celery = make_app(stack.redis_url)
 
     def started() -> bool:
-        drops = [DROP_NAME.fullmatch(p.name)["drop_id"] for p in stack.processing.glob("*__*")]
-        return any(m["status"] == states.STARTED for m in task_states(celery, drops).values())
+        return any(m["status"] == states.STARTED for m in task_states(celery, _waiting(stack)).values())
 
     wait_until(started, 30, "the task to start", interval=0.01)
     [pool] = children(worker.pid)
@@ -281,8 +285,7 @@ def test_a_batch_stopped_at_the_time_limit_is_read_again_file_by_file(stack):
     celery = make_app(stack.redis_url)
 
     def batch_started() -> bool:
-        drops = [DROP_NAME.fullmatch(p.name)["drop_id"] for p in stack.processing.glob("*__*")]
-        started = [m for m in task_states(celery, drops).values()]
+        started = [m for m in task_states(celery, _waiting(stack)).values()]
         return any(m["status"] == states.STARTED and m["result"]["batch"] > 1 for m in started)
 
     wait_until(batch_started, 60, "a batch of several files to start", interval=0.01)
