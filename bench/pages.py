@@ -1,102 +1,176 @@
-"""A long PDF read one task per page against the same PDF read as one task, side by side.
+"""Long documents: memory against page count, and the latency of ordinary scans while one is read.
 
-    python -m bench.pages --pages 50 --workers 2
+    python -m bench.pages [--pages 10,100,1000] [--workers 2] [--out bench/results]
 
-For each way, starts `digits up` in a temporary folder with a Redis of its own,
-warms the workers up with the two-page sample form, then drops a PDF of
-``--pages`` filled-in form pages into ``inbox/form/`` and times it until all its
-rows are in the CSV. Prints the rows, how many were right, and the seconds of
-each way, and the speed-up of splitting.
+Inputs are PDFs of blank Letter pages (a few hundred bytes of file per page, a
+full page of pixels each, as a careless scanner or an attacker sends them).
+
+1. In one process: ``digits recognize`` on each PDF, each in a process of its
+   own; its peak resident memory (the kernel's ``ru_maxrss``) and seconds.
+2. The service: ``digits up --workers N`` (and its page worker), warm; each PDF
+   dropped in turn and read to its last row, while the resident memory of every
+   process of the service, summed, is sampled; during the longest, a single-digit
+   scan is dropped every ``ORDINARY_EVERY_SECONDS`` and timed until its row.
+
+Prints the report and writes ``pages.json`` into ``--out``. The memory of
+both should not grow with the page count.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
-import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.drop import free_port
-from digits.layouts import load_layout
-from digits.results import read_rows
-from digits.samples import SAMPLE_VALUES, draw_page, scan_bytes
-from layouts import FOLDER
+import cv2
+import numpy as np
+
+from bench.drop import digit_images
+from bench.run import POLL_SECONDS, Service
+
+ORDINARY_EVERY_SECONDS = 1.0
+"""How often a single-digit scan is dropped while the longest document is read."""
+
+SAMPLE_SECONDS = 0.5
+"""How often the service's memory is sampled."""
 
 
-def run(split_above: int, pdf: bytes, warm_up: bytes, expected: list[tuple[str, str, str]], workers: int) -> dict:
-    """Seconds from dropping ``pdf`` into a warm `digits up` to its last row, and how many rows were right."""
-    root = Path(tempfile.mkdtemp(prefix="digits-pages-"))
-    env = dict(
-        os.environ,
-        DIGITS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
-        DIGITS_REVIEW_PORT="0",
-        DIGITS_SPLIT_ABOVE_PAGES=str(split_above),
-        TF_CPP_MIN_LOG_LEVEL="2",
-    )
-    with open(root / "up.log", "wb") as log:
-        up = subprocess.Popen(
-            [sys.executable, "-m", "digits.cli", "up", "--workers", str(workers)],
-            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+def blank_pdf(pages: int) -> bytes:
+    """A PDF of ``pages`` blank Letter pages: a few hundred bytes of file per page, a full page of pixels each."""
+    import pypdfium2 as pdfium
+
+    document = pdfium.PdfDocument.new()
+    for _ in range(pages):
+        document.new_page(612, 792)  # points: 8.5 x 11 inches
+    out = io.BytesIO()
+    document.save(out)
+    document.close()
+    return out.getvalue()
+
+
+def tiny_frames_tiff(frames: int) -> bytes:
+    """A TIFF of ``frames`` blank 20 x 20 frames."""
+    ok, data = cv2.imencodemulti(".tiff", [np.full((20, 20), 255, np.uint8)] * frames)
+    if not ok:
+        raise RuntimeError("OpenCV could not write a multi-frame TIFF")
+    return data.tobytes()
+
+
+def in_process(pdf: Path, pages: int) -> dict:
+    """``digits recognize`` on ``pdf`` in a process of its own: its peak memory and time."""
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "digits.cli", "recognize", "--max-pages", str(pages), str(pdf)],
+            stdout=out, stderr=subprocess.DEVNULL, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
         )  # fmt: skip
-    try:
-        (root / "inbox" / "form").mkdir(parents=True, exist_ok=True)
-        rows = _drop_and_wait(root, "warm-up.tif", warm_up, 8)
-        started = time.monotonic()
-        rows = _drop_and_wait(root, "long.pdf", pdf, len(expected))
-        seconds = time.monotonic() - started
-    finally:
-        up.send_signal(signal.SIGTERM)
-        up.wait(120)
-    read = [(r["page"], r["field"], r["digits"]) for r in rows]
+        _, _, usage = os.wait4(process.pid, 0)  # this child's own peak, not the largest child's so far
+        process.returncode = 0
+        out.seek(0)
+        rows = out.read().count(b"\n") - 1
     return {
-        "split_above_pages": split_above,
-        "rows": len(rows),
-        "right": sum(a == b for a, b in zip(read, expected, strict=False)),
-        "seconds": round(seconds, 1),
-        "folder": str(root),
+        "pages": pages,
+        "rows": rows,
+        "seconds": round(time.monotonic() - started, 1),
+        "peak_mb": round(usage.ru_maxrss / 1024, 1),
     }
 
 
-def _drop_and_wait(root: Path, name: str, data: bytes, count: int, timeout: float = 1800) -> list[dict]:
-    staged = root / name
-    staged.write_bytes(data)
-    os.rename(staged, root / "inbox" / "form" / name)  # appears whole, as a scanner's rename would
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = [row for path in (root / "results" / "inbox").glob("*.csv") for row in read_rows(path)]
-        mine = [row for row in rows if row["source"] == f"form/{name}"]
-        if len(mine) >= count:
-            return mine
-        time.sleep(0.2)
-    raise TimeoutError(f"{name}: not all {count} rows after {timeout} s; see {root}/up.log")
+def service_memory(service: Service) -> float:
+    return sum(service.memory_mb().values())
+
+
+def in_service(service: Service, pdfs: dict[int, Path], longest: int) -> list[dict]:
+    """Each PDF dropped into the warm service and read to its last row, its memory sampled.
+
+    Ordinary scans are dropped beside the longest and timed to their rows.
+    """
+    warm = service_memory(service)
+    digits = iter(digit_images(10_000))
+    report = []
+    for pages, pdf in pdfs.items():
+        [staged] = service.stage([pdf])
+        service.drop([staged])
+        peak, latencies, waiting, rows = warm, [], {}, 0
+        started = last_drop = next_sample = time.monotonic()
+        done_at = None
+        while rows < pages or waiting:
+            now = time.monotonic()
+            if pages == longest and rows < pages and now - last_drop >= ORDINARY_EVERY_SECONDS:
+                image, _ = next(digits)
+                name = f"plain-{len(latencies) + len(waiting):04d}.png"
+                cv2.imwrite(str(service.root / "staged" / name), image)
+                os.rename(service.root / "staged" / name, service.root / "inbox" / name)
+                waiting[name], last_drop = now, now
+            for row in service.rows.new_rows():
+                if row["source"] == pdf.name:
+                    rows += 1
+                    done_at = time.monotonic() if rows == pages else done_at
+                elif row["source"] in waiting:
+                    latencies.append(time.monotonic() - waiting.pop(row["source"]))
+            if now >= next_sample:
+                peak, next_sample = max(peak, service_memory(service)), now + SAMPLE_SECONDS
+            time.sleep(POLL_SECONDS)
+        entry = {
+            "pages": pages,
+            "seconds_to_last_row": round(done_at - started, 1),
+            "warm_mb": round(warm, 1),
+            "peak_mb": round(peak, 1),
+            "growth_mb": round(peak - warm, 1),
+        }
+        if latencies:
+            entry |= {
+                "ordinary_files": len(latencies),
+                "ordinary_p50_seconds": round(statistics.median(latencies), 2),
+                "ordinary_p95_seconds": round(statistics.quantiles(latencies, n=20)[-1], 2),
+            }
+        report.append(entry)
+    return report
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pages", type=int, default=50)
+    parser.add_argument("--pages", default="10,100,1000", help="page counts, comma-separated")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
+    counts = [int(count) for count in args.pages.split(",")]
 
-    layout = load_layout("form", FOLDER)
-    values = [SAMPLE_VALUES["form"][i % 2] for i in range(args.pages)]
-    pdf = scan_bytes([draw_page(layout, page, seed=i) for i, page in enumerate(values)], ".pdf")
-    warm_up = scan_bytes([draw_page(layout, page, seed=i) for i, page in enumerate(SAMPLE_VALUES["form"])], ".tif")
-    expected = [(str(n), field, digits) for n, page in enumerate(values, 1) for field, digits in page.items()]
-    whole = run(args.pages + 1, pdf, warm_up, expected, args.workers)
-    split = run(2, pdf, warm_up, expected, args.workers)
-    report = {
-        "pages": args.pages,
-        "workers": args.workers,
-        "one_task": whole,
-        "one_task_per_page": split,
-        "speed_up": round(whole["seconds"] / split["seconds"], 2),
-    }
+    folder = Path(tempfile.mkdtemp(prefix="digits-pages-"))
+    pdfs = {}
+    for pages in counts:
+        pdfs[pages] = folder / f"blank-{pages}.pdf"
+        pdfs[pages].write_bytes(blank_pdf(pages))
+    report = {"in_process": [in_process(pdfs[pages], pages) for pages in counts]}
+    service = Service(args.workers)
+    service.env["DIGITS_MAX_PAGES"] = str(max(counts))
+    service.start()
+    try:
+        [warm_up] = service.stage([_single(folder)])
+        service.drop([warm_up])
+        service.wait_for({warm_up.name}, timeout=300)
+        time.sleep(3)  # the larger batch sizes are traced after the first file
+        report["service"] = in_service(service, pdfs, max(counts))
+    finally:
+        service.stop()
+    report["workers"] = args.workers
     print(json.dumps(report, indent=2))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "pages.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+def _single(folder: Path) -> Path:
+    image, _ = digit_images(1)[0]
+    path = folder / "warm-up.png"
+    cv2.imwrite(str(path), image)
+    return path
 
 
 if __name__ == "__main__":

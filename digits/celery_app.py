@@ -24,16 +24,23 @@ RECOGNIZE_ONE_TASK = "digits.recognize_one"
 """Recognise one file on its own: a file whose batch ran out of time is sent again as this."""
 
 RECOGNIZE_PAGE_TASK = "digits.recognize_page"
-"""Recognise one page of a long document split across workers; returns its rows."""
+"""Recognise one page of a long document read page by page (it renders that page only); returns its rows."""
 
 WRITE_PAGES_TASK = "digits.write_pages"
-"""Append the rows of all pages of a split document to its CSV, once, when the last page is read."""
+"""Append the rows of all pages of a document read page by page to its CSV, once, when the last page is read."""
 
 PREFETCHED_BATCHES = 2
 """Batches of messages a worker holds per pool process: the one being read and the next."""
 
 QUEUE = "digits"
-"""The queue recognition tasks go through."""
+"""The queue files go through (``digits worker``)."""
+
+PAGES_QUEUE = "digits.pages"
+"""The queue the pages of long documents go through (``digits worker --pages``). Apart, so that
+thousands of pages never stand between a worker and the files dropped after them."""
+
+DOCUMENT_KEY = "digits:document:{drop_id}"
+"""Redis key of a long document's bytes, stored once while its pages are read."""
 
 PUBLISH_CHUNK = 64
 """Files the ingester sends in one Redis round trip, and messages ``submit`` does (kombu's
@@ -42,9 +49,6 @@ so, a burst of files still reaches the workers as it is sent."""
 
 CHUNK_BYTES = 8 * MEGABYTE
 """Most bytes of files (base64) one message carries, beside ``DIGITS_CHUNK_FILES`` files: a few large scans go alone."""
-
-RESULT_TTL_SECONDS = 7 * 24 * 3600
-"""How long task results (and so ``Job.rows()``) stay in Redis."""
 
 
 REDELIVERY_SWEEP_SECONDS = 5
@@ -106,9 +110,13 @@ def make_app(redis_url: str, time_limit: int | None = None) -> Celery:
         # The batches' own callbacks put messages back when a process dies.
         worker_prefetch_multiplier=PREFETCHED_BATCHES * settings.batch_size,
         task_default_queue=QUEUE,
+        task_routes={RECOGNIZE_PAGE_TASK: {"queue": PAGES_QUEUE}, WRITE_PAGES_TASK: {"queue": PAGES_QUEUE}},
+        # A pool process that rendered or decoded something huge keeps that memory (the C
+        # allocator rarely gives it back): it is replaced once its task is done (KiB here).
+        worker_max_memory_per_child=settings.max_process_mb * 1024 or None,
         # A task stuck on a pathological scan is killed; its file gets an error row.
         task_time_limit=time_limit or settings.task_time_limit,
-        result_expires=RESULT_TTL_SECONDS,
+        result_expires=settings.result_seconds,
         task_track_started=True,
         broker_connection_retry_on_startup=True,
         # `digits models rollout` replaces pool processes so that they load other models.

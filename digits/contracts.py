@@ -158,10 +158,10 @@ class PageTask(BaseModel):
     """The document's own message, without its data."""
     sha256: str
     """Hash of the whole document's bytes, as its rows carry it."""
-    page: int
-    """The page's number in the document, from 1."""
-    png: str
-    """The page, decoded and encoded again as PNG, base64."""
+    page: int = Field(ge=1)
+    """The page's number in the document, from 1: the only page this task renders."""
+    document_key: str
+    """The Redis key holding the document's bytes, stored once for all its pages."""
 
 
 class FileResult(BaseModel):

@@ -23,9 +23,7 @@ from pydantic import BaseModel
 from redis import Redis
 
 from digits.contracts import COLUMNS, Row
-
-MARK_TTL_SECONDS = 30 * 24 * 3600
-"""How long Redis remembers that a drop's rows were written."""
+from digits.settings import get_settings
 
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """What a job id may look like: it names a file, so no separators and no dots."""
@@ -68,8 +66,9 @@ def append_drops(
     that finds such a note (the writer died before marking the drop done)
     looks at what stands at that offset instead of writing again. One write
     and one fsync for a whole batch of files: one of each per file would make
-    every file wait for the disk.
+    every file wait for the disk. The marks are kept ``DIGITS_MARK_DAYS``.
     """
+    keep = get_settings().mark_seconds
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     done_keys = [f"digits:written:{drop_id}" for drop_id, _ in drops]
@@ -93,7 +92,7 @@ def append_drops(
             notes = marks.pipeline()
             for i, start in written.items():
                 # The path goes along: a retry after midnight UTC writes to another day's file.
-                notes.set(pending_keys[i], f"{start} {path}", ex=MARK_TTL_SECONDS)
+                notes.set(pending_keys[i], f"{start} {path}", ex=keep)
             notes.execute()
             try:
                 with open(path, "ab") as handle:
@@ -108,7 +107,7 @@ def append_drops(
                 raise
         marked = marks.pipeline()
         for i in [*settled, *written]:
-            marked.set(done_keys[i], str(path), ex=MARK_TTL_SECONDS).delete(pending_keys[i])
+            marked.set(done_keys[i], str(path), ex=keep).delete(pending_keys[i])
         marked.execute()
     return [i in written for i in range(len(drops))]
 

@@ -19,6 +19,8 @@ DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
 MEGABYTE = 1024 * 1024
 
+DAY = 24 * 3600
+
 PROMISED_ERROR = 0.005
 """The error rate among ``ok`` rows the service promises, at most: what the operating curve and the
 promotion gate measure read rates at (``--target-error``)."""
@@ -59,7 +61,24 @@ class Settings(BaseSettings):
     """Folder of layouts (``<name>.toml``); an inbox sub-folder named like a layout uses it."""
 
     split_above_pages: int = Field(2, ge=1)
-    """Documents with more pages than this are read one task per page, so that workers share them."""
+    """Documents with more pages than this are read one task per page, each rendering only its own
+    page, by the page workers (``digits worker --pages``); shorter ones are read whole, in batches."""
+
+    max_pages: int = Field(300, ge=1)
+    """Documents (PDF pages, TIFF frames) with more pages than this get one ``error`` row instead of
+    being read: a small file can hold thousands of pages."""
+
+    max_process_mb: int = Field(2048, ge=0)
+    """A worker pool process whose memory grew past this many MB is replaced once its task is done
+    (each holds the models, about 1 GB); 0 for no limit."""
+
+    result_days: float = Field(7, gt=0)
+    """How long Redis keeps each file's result (what ``Job.rows()``, ``digits submit --wait`` and the
+    ingester read) and each job's list of files."""
+
+    mark_days: float = Field(30, gt=0)
+    """How long Redis remembers each file it read: that its rows were written (so a message delivered
+    again does not write them twice) and its content (so the same scan dropped again is a ``duplicate``)."""
 
     annotate: bool = False
     """Draw a review picture for every inbox row, not only for rows sent to ``review``."""
@@ -143,6 +162,14 @@ class Settings(BaseSettings):
     @property
     def max_file_bytes(self) -> int:
         return int(self.max_file_mb * MEGABYTE)
+
+    @property
+    def result_seconds(self) -> int:
+        return round(self.result_days * DAY)
+
+    @property
+    def mark_seconds(self) -> int:
+        return round(self.mark_days * DAY)
 
 
 def redacted(url: str) -> str:

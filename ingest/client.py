@@ -17,7 +17,7 @@ from pathlib import Path
 from celery import Celery, states
 from redis import Redis
 
-from digits.celery_app import PUBLISH_CHUNK, RESULT_TTL_SECONDS, send_files, task_states
+from digits.celery_app import PUBLISH_CHUNK, send_files, task_states
 from digits.celery_app import app as default_app
 from digits.contracts import JOB, FileResult, FileTask
 from digits.layouts import load_layout
@@ -86,7 +86,8 @@ class Job:
         redis = _redis(celery)
         task_ids = [t.decode() for t in redis.lrange(JOB_KEY.format(job_id=job_id), 0, -1)]
         if not task_ids:
-            raise KeyError(f"no job {job_id!r} in Redis (jobs are kept {RESULT_TTL_SECONDS // 86400} days)")
+            kept = get_settings().result_days
+            raise KeyError(f"no job {job_id!r} in Redis (jobs are kept {kept:g} days, DIGITS_RESULT_DAYS)")
         sources = [s.decode() for s in redis.lrange(JOB_SOURCES_KEY.format(job_id=job_id), 0, -1)]
         return cls(job_id, task_ids, sources, celery)
 
@@ -177,8 +178,8 @@ def submit(
     with redis.pipeline() as pipe:
         pipe.rpush(JOB_KEY.format(job_id=job_id), *task_ids)
         pipe.rpush(JOB_SOURCES_KEY.format(job_id=job_id), *[name for name, _ in named])
-        pipe.expire(JOB_KEY.format(job_id=job_id), RESULT_TTL_SECONDS)
-        pipe.expire(JOB_SOURCES_KEY.format(job_id=job_id), RESULT_TTL_SECONDS)
+        pipe.expire(JOB_KEY.format(job_id=job_id), settings.result_seconds)
+        pipe.expire(JOB_SOURCES_KEY.format(job_id=job_id), settings.result_seconds)
         pipe.zadd(JOBS_KEY, {job_id: time.time()})
         pipe.execute()
     files = [

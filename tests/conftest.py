@@ -182,9 +182,9 @@ class Stack:
         self.processes.append(process)
         return process
 
-    def start_worker(self, concurrency: int = 1, name: str = "w1", **env: str) -> subprocess.Popen:
-        """A real Celery worker (``env``: extra settings); returns once it answers a ping."""
-        args = ("worker", "--concurrency", str(concurrency), "--hostname", f"{name}@%h")
+    def start_worker(self, concurrency: int = 1, name: str = "w1", pages: bool = False, **env: str) -> subprocess.Popen:
+        """A real Celery worker (``pages``: a page worker; ``env``: extra settings); returns once it answers a ping."""
+        args = ("worker", "--concurrency", str(concurrency), "--hostname", f"{name}@%h", *(["--pages"] * pages))
         process = self.digits(*args, env=self.env(**env))
         app = make_app(self.redis_url)
         wait_until(

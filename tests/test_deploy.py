@@ -34,6 +34,16 @@ def test_redis_is_persistent_and_has_a_password():
     assert "ports" not in redis, "Redis must not be published on the host"
 
 
+def test_a_page_worker_reads_long_documents_and_a_full_redis_never_evicts():
+    services = compose()["services"]
+    pages = services["page-worker"]
+    assert pages["command"][:2] == ["worker", "--pages"], "long documents' pages would wait forever"
+    assert "ports" not in pages
+    assert pages["environment"] == services["worker"]["environment"]
+    # Evicted marks would let a message delivered again write its rows twice.
+    assert "--maxmemory-policy noeviction" in " ".join(services["redis"]["command"])
+
+
 def test_workers_scale_and_every_setting_named_exists():
     services = compose()["services"]
     worker = services["worker"]

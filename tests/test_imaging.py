@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from digits.recognition.imaging import PDF_DPI, UnreadableImage, decode_pages
-from digits.samples import pdf_bytes
+from bench.pages import tiny_frames_tiff
+from digits.recognition.imaging import PDF_DPI, UnreadableImage, check_page_count, count_pages, decode_pages
+from digits.samples import pdf_bytes, scan_bytes
 from tests.synth import cmyk_tiff, draw_digits, encode, pdf_with_javascript, png_bomb
 
 
@@ -94,3 +95,20 @@ def test_a_pdf_without_pages_is_refused():
     pdfium.PdfDocument.new().save(out)
     with pytest.raises(UnreadableImage, match="PDF"):  # PDFium will not even open it
         decode_pages(out.getvalue())
+
+
+@pytest.mark.parametrize("ext", [".tif", ".pdf"])
+def test_pages_are_counted_without_being_decoded_and_decoded_one_at_a_time(ext):
+    pages = [np.full((80, 60), 40 * shade, np.uint8) for shade in range(5)]
+    data = scan_bytes(pages, ext)
+    assert count_pages(data) == 5
+    [third] = decode_pages(data, range(3, 4))
+    assert abs(float(third.mean()) - 80) < 3
+    assert [round(float(page.mean()) / 40) for page in decode_pages(data, range(4, 6))] == [3, 4]
+
+
+def test_a_document_over_the_page_limit_is_refused_saying_what_to_do():
+    with pytest.raises(UnreadableImage, match=r"2,001 pages, over the limit of 2,000 pages per document.*split it"):
+        check_page_count(count_pages(tiny_frames_tiff(2001)), 2000)
+    check_page_count(2000, 2000)
+    assert count_pages(encode(draw_digits("5"))) == 1

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.pages import blank_pdf
+from digits.settings import Settings
 from tests.conftest import wait_until
 from tests.synth import cmyk_tiff, draw_digits, encode, pdf_with_javascript, png_bomb
 
@@ -95,17 +97,20 @@ def test_bad_files_get_an_error_row_and_go_to_failed_while_good_ones_go_on(inbox
     inbox_stack.drop("bomb-bad.png", png_bomb())
     inbox_stack.drop("script-bad.pdf", pdf_with_javascript())
     inbox_stack.drop("dot-bad.png", encode(np.full((1, 1), 200, np.uint8)))
+    too_many = Settings().max_pages + 1
+    inbox_stack.drop("long-bad.pdf", blank_pdf(too_many))
     inbox_stack.drop("program-bad.png", Path(sys.executable).read_bytes()[:4096])
     inbox_stack.drop("after-bad-6.png", encode(draw_digits("6")))
     inbox_stack.drop("cmyk print 9 ünïcode.tif", cmyk_tiff(draw_digits("9")))
 
-    rows = {r["source"]: r for r in inbox_stack.wait_for_inbox_rows(9)}
+    rows = {r["source"]: r for r in inbox_stack.wait_for_inbox_rows(10)}
     assert rows["after-bad-6.png"]["digits"] == "6"
     assert rows["cmyk print 9 ünïcode.tif"]["digits"] == "9"
     for name, reason in [("notes-bad.png", "not an image"), ("broken-bad.png", "corrupt or truncated PNG"),
                          ("empty-bad.jpg", "empty file"), ("bomb-bad.png", "declares 50000x50000 pixels"),
                          ("script-bad.pdf", "holds JavaScript"), ("dot-bad.png", "too small"),
-                         ("program-bad.png", "not an image")]:  # fmt: skip
+                         ("program-bad.png", "not an image"),
+                         ("long-bad.pdf", f"{too_many} pages, over the limit of {too_many - 1} pages")]:  # fmt: skip
         assert rows[name]["status"] == "error"
         assert rows[name]["digits"] == ""
         assert name in rows[name]["error"] and reason in rows[name]["error"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 
@@ -11,6 +12,7 @@ import pytest
 
 from digits.recognition.model import LARGEST_BATCH, SHIFTS, SURE, Classifier, Models, get_models, padded, padded_sizes
 from digits.recognition.pipeline import (
+    PAGES_AT_ONCE,
     choose,
     read_as_lines,
     read_by_cutting,
@@ -20,6 +22,7 @@ from digits.recognition.pipeline import (
 )
 from digits.recognition.segment import PREPROCESSING_VERSION, find_digits
 from digits.results import file_sha256
+from digits.samples import scan_bytes
 from digits.settings import Settings
 from digits.store import list_models, resolve_members
 from digits.training.data import split_indices
@@ -206,6 +209,17 @@ def test_files_read_together_get_the_rows_they_get_read_one_by_one(models):
         assert [(r.digits, r.status) for r in batch_rows] == [(r.digits, r.status) for r in own_rows]
         confidences = [float(r.confidence or 0) for r in batch_rows], [float(r.confidence or 0) for r in own_rows]
         assert np.allclose(*confidences, atol=1e-3)
+
+
+def test_a_long_document_read_a_slice_of_pages_at_a_time_gets_every_page_in_order(models):
+    digits = [str(n % 10) for n in range(PAGES_AT_ONCE + 4)]
+    long = scan_bytes([draw_digits(digit, font=FONTS[n % len(FONTS)]) for n, digit in enumerate(digits)], ".tif")
+    [rows] = recognize_files([(long, "long.tif")], "t", models, 0.9, max_pages=len(digits))
+    assert [(row.page, row.digits) for row in rows] == list(enumerate(digits, 1))
+    assert {row.sha256 for row in rows} == {hashlib.sha256(long).hexdigest()}
+    [rows] = recognize_files([(long, "long.tif")], "t", models, 0.9, max_pages=len(digits) - 1)
+    assert [row.status for row in rows] == ["error"]
+    assert f"{len(digits)} pages, over the limit of {len(digits) - 1}" in rows[0].error
 
 
 def test_tensorflow_warnings_of_retracing_for_another_padded_size_are_dropped():

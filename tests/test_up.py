@@ -14,6 +14,7 @@ import pytest
 from redis import Redis
 
 from digits.cli.redis_server import RedisUnavailable, choose_server, installed_servers, start_server
+from digits.samples import scan_bytes
 from tests.conftest import free_port, wait_until
 from tests.synth import draw_digits, encode
 
@@ -50,7 +51,7 @@ def answers(url: str) -> bool:
         return False
 
 
-def test_up_starts_redis_worker_and_ingester_and_stops_them_all(tmp_path):
+def test_up_starts_redis_workers_and_ingester_and_stops_them_all(tmp_path):
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing answers here yet
     env = dict(os.environ, DIGITS_REDIS_URL=url, DIGITS_STABLE_SECONDS="0.3", DIGITS_REVIEW_PORT=str(free_port()))
     up = start_up(tmp_path, env, "-v")
@@ -58,6 +59,14 @@ def test_up_starts_redis_worker_and_ingester_and_stops_them_all(tmp_path):
         read_one_file(tmp_path, up, "up-56.png", "56")
         assert answers(url)
         assert (tmp_path / ".digits" / "redis" / "appendonlydir").exists()  # persistent queue
+        # Full, it refuses writes rather than evict the marks that keep rows from doubling.
+        assert Redis.from_url(url).config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        # A long document is read by the page worker, page by page.
+        pages = [draw_digits(digit) for digit in "483"]
+        (tmp_path / "inbox" / "three.tif").write_bytes(scan_bytes(pages, ".tif"))
+        csv = next((tmp_path / "results" / "inbox").glob("*.csv"))
+        wait_until(lambda: csv.read_text().count("three.tif") == 3, 90, "the long document's three rows")
+        assert re.findall(r"three\.tif,(\d),all,(\d),", csv.read_text()) == [("1", "4"), ("2", "8"), ("3", "3")]
     finally:
         up.send_signal(signal.SIGTERM)
         code = up.wait(60)

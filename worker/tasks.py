@@ -1,5 +1,8 @@
 """The Celery tasks a worker runs: read files in batches (a long one page by page), append their rows to the CSV.
 
+Files go through the ``digits`` queue, read by ``digits worker``; the pages of
+long documents through ``digits.pages``, read by ``digits worker --pages``.
+
 Each pool process loads the models once, in a thread it starts as it starts:
 loading them inside ``worker_process_init`` would exceed Celery's 4 s start-up
 allowance for a pool process, and loading them in the parent before fork would
@@ -9,7 +12,6 @@ them.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import json
@@ -21,8 +23,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
-import cv2
-import numpy as np
 from celery import Signature, chord, group, states
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_process_init
 from celery_batches import SimpleRequest
@@ -31,16 +31,23 @@ from pydantic import ValidationError
 from redis import Redis
 from redis.exceptions import RedisError
 
-from digits.celery_app import RECOGNIZE_ONE_TASK, RECOGNIZE_PAGE_TASK, RECOGNIZE_TASK, WRITE_PAGES_TASK, app
+from digits.celery_app import (
+    DOCUMENT_KEY,
+    RECOGNIZE_ONE_TASK,
+    RECOGNIZE_PAGE_TASK,
+    RECOGNIZE_TASK,
+    WRITE_PAGES_TASK,
+    app,
+)
 from digits.contracts import DUPLICATE, ERROR, INBOX, FileResult, FileTask, PageTask, Row, files_of
 from digits.layouts import LayoutError, load_layout
 from digits.logs import reformat
 from digits.readiness import announce_ready
 from digits.recognition.annotate import Pictures
-from digits.recognition.imaging import UnreadableImage, decode_pages
+from digits.recognition.imaging import UnreadableImage, check_page_count, count_pages, decode_pages
 from digits.recognition.model import Models, get_models, limit_threads, padded_sizes
 from digits.recognition.pipeline import Document, open_document, recognize_documents
-from digits.results import MARK_TTL_SECONDS, append_drops, append_rows, inbox_csv, job_csv
+from digits.results import append_drops, append_rows, inbox_csv, job_csv
 from digits.reviews import ReviewQueue, items_of
 from digits.rollout import active
 from digits.settings import get_settings
@@ -58,6 +65,21 @@ PROCESSES_ENV = "DIGITS_WORKER_PROCESSES"
 @worker_init.connect
 def _serve_metrics(**_: object) -> None:
     metrics.serve(get_settings().metrics_port)
+
+
+@worker_init.connect
+def _warn_if_redis_evicts(**_: object) -> None:
+    # A Redis that evicts keys when full could drop the marks that keep rows from being written twice.
+    try:
+        policy = _marks().config_get("maxmemory-policy").get("maxmemory-policy", "noeviction")
+    except RedisError:
+        return  # managed services may refuse CONFIG; `digits status` shows the policy too
+    if policy != "noeviction":
+        log.warning(
+            "Redis evicts keys when its memory is full (maxmemory-policy %s): the marks that keep rows from being "
+            "written twice could go. Set maxmemory-policy noeviction in its configuration.",
+            policy,
+        )
 
 
 @after_setup_logger.connect
@@ -252,45 +274,94 @@ def recognize_one(self, task: FileTask) -> FileResult:
 def _open(task: FileTask, drop_id: str) -> Document | list[Row] | Signature:
     """A file decoded for reading; its error row if it cannot be; for a long document, the tasks to send.
 
-    A document with more pages than ``split_above_pages`` is read one task per
-    page (a chord) whose last task writes all its rows under the drop's task
-    id, so whoever waits for the drop gets them, written once.
+    Pages are counted before any is decoded: a document over ``max_pages``
+    gets its error row, and one over ``split_above_pages`` is read page by
+    page (``_page_by_page``).
     """
     settings = get_settings()
     data = task.content()
     try:
         layout = load_layout(task.layout, settings.layouts) if task.layout else None
-        document = open_document(data, task.source, task.job_id, layout, _pictures(task))
+        pages = count_pages(data)
+        check_page_count(pages, settings.max_pages)
+        if pages > settings.split_above_pages:
+            return _page_by_page(task, data, pages, drop_id)
+        return open_document(data, task.source, task.job_id, layout, _pictures(task))
     except (LayoutError, UnreadableImage) as problem:
         sha256 = hashlib.sha256(data).hexdigest()
         return [Row.failed(task.job_id, task.source, sha256, models().label, f"{task.source}: {problem}")]
-    if len(document.pages) > settings.split_above_pages:
-        log.info("%s: %d pages, read one task per page", task.source, len(document.pages))
-        about = task.model_copy(update={"data": ""})
-        per_page = group(
-            recognize_page.s(PageTask(file=about, sha256=document.sha256, page=n, png=_png(page)).model_dump())
-            for n, page in enumerate(document.pages, 1)
-        )
-        return chord(per_page, write_pages.s(about.model_dump()).set(task_id=drop_id))
-    return document
 
 
-@app.task(name=RECOGNIZE_PAGE_TASK, pydantic=True, **RETRIED)
+def _page_by_page(task: FileTask, data: bytes, pages: int, drop_id: str) -> Signature:
+    """The tasks that read a long document: one per page on the pages queue, then one that writes all its rows.
+
+    The document's bytes are stored once in Redis, for as long as results are
+    kept; each page task renders its own page only, so that no process holds
+    more than a page, however many the document has. The last task writes
+    every row under the drop's task id, so whoever waits for the drop gets them,
+    written once.
+    """
+    log.info("%s: %d pages, read one task per page", task.source, pages)
+    key = DOCUMENT_KEY.format(drop_id=drop_id)
+    _marks().set(key, data, ex=get_settings().result_seconds)
+    about = task.model_copy(update={"data": ""})
+    sha256 = hashlib.sha256(data).hexdigest()
+    per_page = group(
+        recognize_page.s(PageTask(file=about, sha256=sha256, page=n, document_key=key).model_dump())
+        for n in range(1, pages + 1)
+    )
+    return chord(per_page, write_pages.s(about.model_dump(), key).set(task_id=drop_id))
+
+
+@app.task(name=RECOGNIZE_PAGE_TASK, pydantic=True, ignore_result=True, **RETRIED)
 def recognize_page(page: PageTask) -> list[dict]:
-    """The rows of one page of a document read page by page."""
+    """The rows of one page of a document read page by page; an error row for that page if it cannot be read.
+
+    Its rows go only to the chord that gathers the pages (``write_pages``):
+    kept as its own result too, every page would stay in Redis as long as a file does.
+    """
     settings = get_settings()
     task = page.file
-    layout = load_layout(task.layout, settings.layouts) if task.layout else None
-    image = decode_pages(base64.b64decode(page.png))
+    data = _document(page.document_key)
+    try:
+        layout = load_layout(task.layout, settings.layouts) if task.layout else None
+        if data is None:
+            raise UnreadableImage(
+                f"the document was no longer in Redis (kept DIGITS_RESULT_DAYS={settings.result_days:g}); drop it again"
+            )
+        image = decode_pages(data, range(page.page, page.page + 1))
+    except (LayoutError, UnreadableImage) as problem:
+        failed = Row.failed(task.job_id, task.source, page.sha256, models().label, f"{task.source}: {problem}")
+        return [failed.model_copy(update={"page": page.page}).model_dump()]
     document = Document(image, task.source, task.job_id, page.sha256, layout, _pictures(task), first_page=page.page)
     return [row.model_dump() for row in recognize_documents([document], models(), settings.review_threshold)[0]]
 
 
+_last_document: tuple[str, bytes] = ("", b"")
+"""The document this process read a page of last, by its key: its next page task needs the same bytes."""
+
+
+def _document(key: str) -> bytes | None:
+    """The bytes of the long document stored under ``key``; None if they are gone."""
+    global _last_document
+    if _last_document[0] != key:
+        data = _marks().get(key)
+        if data is None:
+            return None
+        _last_document = (key, data)
+    return _last_document[1]
+
+
 @app.task(name=WRITE_PAGES_TASK, bind=True, pydantic=True, **RETRIED)
-def write_pages(self, pages_rows: list[list[dict]], task: FileTask) -> FileResult:
-    """Write the rows of every page of a document read page by page, at once (the chord gives them in page order)."""
+def write_pages(self, pages_rows: list[list[dict]], task: FileTask, document_key: str) -> FileResult:
+    """Write the rows of every page of a document read page by page, at once (the chord gives them in page order).
+
+    The document's stored bytes are then dropped: every page is read.
+    """
     rows = [Row.model_validate(row) for page_rows in pages_rows for row in page_rows]
-    return _write(task, rows, self.request.id)
+    result = _write(task, rows, self.request.id)
+    _marks().delete(document_key)
+    return result
 
 
 def _write(task: FileTask, rows: list[Row], drop_id: str) -> FileResult:
@@ -367,7 +438,7 @@ def _marked_if_seen(files: list[tuple[FileTask, list[Row], str]]) -> list[list[R
 
     A scan dropped twice (or copied under another name) would otherwise pay a
     cheque twice. The first drop of some content claims its hash in Redis (for
-    ``MARK_TTL_SECONDS``); later drops of it into the same inbox are read and
+    ``DIGITS_MARK_DAYS``); later drops of it into the same inbox are read and
     written, but marked, naming the first (in a batch, the first is the one
     listed first). A submitted job is a deliberate request and is never marked.
     Two round trips at most, however many files.
@@ -380,9 +451,10 @@ def _marked_if_seen(files: list[tuple[FileTask, list[Row], str]]) -> list[list[R
             claims[i] = (key, json.dumps({"drop_id": drop_id, "source": first.source, "at": first.processed_at}))
     if not claims:
         return [rows for _, rows, _ in files]
+    keep = get_settings().mark_seconds
     with _marks().pipeline() as pipe:
         for key, claim in claims.values():
-            pipe.set(key, claim, nx=True, ex=MARK_TTL_SECONDS)
+            pipe.set(key, claim, nx=True, ex=keep)
         claimed = dict(zip(claims, pipe.execute(), strict=True))
     taken = [i for i in claims if not claimed[i]]
     before = dict(zip(taken, _marks().mget([claims[i][0] for i in taken]), strict=True)) if taken else {}
@@ -403,14 +475,6 @@ def _marked_if_seen(files: list[tuple[FileTask, list[Row], str]]) -> list[list[R
 def _pictures(task: FileTask) -> Pictures:
     settings = get_settings()
     return Pictures(_csv_folder(task, settings.results), every_row=task.annotate, audit_share=settings.audit_share)
-
-
-def _png(page: np.ndarray) -> str:
-    """A decoded page as base64 PNG, small enough to travel in its own task."""
-    ok, data = cv2.imencode(".png", page)
-    if not ok:
-        raise UnreadableImage("a page could not be encoded for its own task")
-    return base64.b64encode(data.tobytes()).decode("ascii")
 
 
 def _csv_folder(task: FileTask, results: Path) -> Path:

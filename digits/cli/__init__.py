@@ -53,10 +53,16 @@ def main() -> None:
     "--workers", default=os.cpu_count() or 1, show_default="one per core",
     help="Worker pool processes (each holds the models, about 0.9 GB).",
 )  # fmt: skip
+@click.option(
+    "--page-workers", default=1, show_default=True, type=click.IntRange(min=1),
+    help="Pool processes that read the pages of long documents (more than DIGITS_SPLIT_ABOVE_PAGES pages).",
+)  # fmt: skip
 @click.option("--redis-url", help="Redis URL [DIGITS_REDIS_URL]; started privately if local and down.")
 @click.option("-v", "--verbose", is_flag=True, help="Show everything: the worker's banner and logs, TensorFlow's own.")
-def up(inbox: Path | None, results: Path | None, workers: int, redis_url: str | None, verbose: bool) -> None:
-    """Run everything in the foreground: Redis if needed, a worker, and the ingester.
+def up(
+    inbox: Path | None, results: Path | None, workers: int, page_workers: int, redis_url: str | None, verbose: bool
+) -> None:
+    """Run everything in the foreground: Redis if needed, the workers, the ingester and the review station.
 
     Where no Redis answers at a local DIGITS_REDIS_URL, a private one is started
     with its data in ./.digits/redis: redis-server if it is on PATH, else the
@@ -70,7 +76,7 @@ def up(inbox: Path | None, results: Path | None, workers: int, redis_url: str | 
     from digits.settings import get_settings
 
     try:
-        sys.exit(run_up(get_settings(), workers, verbose))
+        sys.exit(run_up(get_settings(), workers, verbose, page_workers))
     except RedisUnavailable as problem:
         raise click.ClickException(str(problem)) from None
 
@@ -81,17 +87,26 @@ def up(inbox: Path | None, results: Path | None, workers: int, redis_url: str | 
     help="Pool processes (each holds the models, about 0.9 GB).",
 )  # fmt: skip
 @click.option("--results", type=click.Path(path_type=Path), help="Folder for CSVs [DIGITS_RESULTS].")
+@click.option("--pages", is_flag=True, help="Read the pages of long documents (queue digits.pages) instead of files.")
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No start-up banner.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-def worker(concurrency: int, results: Path | None, loglevel: str, quiet: bool, celery_args: tuple[str, ...]) -> None:
-    """Run a Celery worker that recognises files (extra arguments go to Celery)."""
-    use_settings(results=results, worker_processes=concurrency)
-    from digits.celery_app import QUEUE, app
+def worker(
+    concurrency: int, results: Path | None, pages: bool, loglevel: str, quiet: bool, celery_args: tuple[str, ...]
+) -> None:
+    """Run a Celery worker that recognises files, or with --pages the pages of long documents.
 
+    Every deployment needs both kinds. A page worker takes one page per pool
+    process at a time (prefetch 1), so that pages wait on Redis, behind nothing,
+    rather than in a worker. Extra arguments go to Celery.
+    """
+    use_settings(results=results, worker_processes=concurrency)
+    from digits.celery_app import PAGES_QUEUE, QUEUE, app
+
+    queue = ["--queues", PAGES_QUEUE, "--prefetch-multiplier", "1"] if pages else ["--queues", QUEUE]
     app.worker_main(
-        [*(["--quiet"] if quiet else []), "worker", "--queues", QUEUE, "--concurrency", str(concurrency),
-         "--loglevel", loglevel, "--hostname", "digits@%h", *celery_args]
+        [*(["--quiet"] if quiet else []), "worker", *queue, "--concurrency", str(concurrency),
+         "--loglevel", loglevel, "--hostname", "digits-pages@%h" if pages else "digits@%h", *celery_args]
     )  # fmt: skip
 
 
@@ -192,11 +207,23 @@ def submit(files: tuple[Path, ...], wait_: bool, timeout: float | None, layout: 
     help="Folder to put review pictures in (annotations/ below it); none without it.",
 )
 @click.option("--annotate", is_flag=True, help="With --pictures: a picture for every row, not only for rows to review.")
+@click.option(
+    "--max-pages", type=click.IntRange(min=1),
+    help="Documents with more pages get one error row [DIGITS_MAX_PAGES, 300].",
+)  # fmt: skip
 def recognize(
-    files: tuple[Path, ...], model: str | None, layout: str | None, pictures: Path | None, annotate: bool
+    files: tuple[Path, ...],
+    model: str | None,
+    layout: str | None,
+    pictures: Path | None,
+    annotate: bool,
+    max_pages: int | None,
 ) -> None:
-    """Recognise files in this process (no Redis) and write CSV rows to stdout."""
-    use_settings(model=model)
+    """Recognise files in this process (no Redis) and write CSV rows to stdout.
+
+    Long documents are read a batch of pages at a time, so memory does not grow with their length.
+    """
+    use_settings(model=model, max_pages=max_pages)
     import uuid
 
     from digits.layouts import LayoutError, load_layout
@@ -220,7 +247,8 @@ def recognize(
     # Files are read a batch at a time, as a worker reads them: one model call per batch.
     for start in range(0, len(files), settings.batch_size):
         batch = [(path.read_bytes(), path.as_posix()) for path in files[start : start + settings.batch_size]]
-        for rows in recognize_files(batch, job_id, models, settings.review_threshold, chosen, drawn):
+        read = recognize_files(batch, job_id, models, settings.review_threshold, chosen, drawn, settings.max_pages)
+        for rows in read:
             out.write(encode_rows(rows, header=False))
         out.flush()
 

@@ -1,10 +1,12 @@
-"""``digits up``: Redis (when none answers), one Celery worker, the ingester and the review station, stopped in order.
+"""``digits up``: Redis (when none answers), the workers, the ingester and the review station, stopped in order.
 
-Children run in their own sessions so that Ctrl-C reaches only this process,
-which then stops them in the order that loses nothing: first the ingester
-(no new files taken), then the worker (warm shutdown: tasks in progress
-finish, queued ones stay on Redis), and last the private Redis it started
-(append-only file on, so the queue survives until the next ``digits up``).
+Two Celery workers run: one reads files, the other the pages of long
+documents (``digits worker --pages``). Children run in their own sessions so
+that Ctrl-C reaches only this process, which then stops them in the order
+that loses nothing: first the ingester (no new files taken), then the workers
+(warm shutdown: tasks in progress finish, queued ones stay on Redis), and last
+the private Redis it started (append-only file on, so the queue survives until
+the next ``digits up``).
 
 It says in a line which Redis it uses (and, with no reviewer yet, how to log
 in to the station), and ends its start-up with one line once every pool
@@ -21,6 +23,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -46,9 +49,10 @@ READY_POLL_SECONDS = 0.2
 """How often ``digits up`` asks Redis whether the pool processes are warm."""
 
 
-def start_worker(workers: int, env: dict[str, str], verbose: bool) -> subprocess.Popen:
-    """Start ``digits worker`` as a child process; without ``verbose``, it says only warnings and errors."""
-    command = [sys.executable, "-m", "digits.cli", "worker", "--concurrency", str(workers)]
+def start_worker(workers: int, env: dict[str, str], verbose: bool, pages: bool = False) -> subprocess.Popen:
+    """Start ``digits worker`` (``--pages``: the page worker) as a child process; without ``verbose``, it says
+    only warnings and errors."""
+    command = [sys.executable, "-m", "digits.cli", "worker", "--concurrency", str(workers), *(["--pages"] * pages)]
     if not verbose:
         command += ["--quiet", "--loglevel", "WARNING"]
     return subprocess.Popen(command, env=env, start_new_session=True)
@@ -60,24 +64,26 @@ def start_station(env: dict[str, str], verbose: bool) -> subprocess.Popen:
     return subprocess.Popen(command, env=env, start_new_session=True)
 
 
-def stop(process: subprocess.Popen | None, timeout: float) -> None:
-    """SIGTERM a child, wait for it, SIGKILL it if it does not go."""
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+def stop(*processes: subprocess.Popen | None, timeout: float) -> None:
+    """SIGTERM children (together), wait for them, SIGKILL those that do not go within ``timeout`` seconds."""
+    running = [process for process in processes if process is not None and process.poll() is None]
+    for process in running:
+        process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in running:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
-def _stop_when_gone(worker: subprocess.Popen, stopping: threading.Event) -> None:
+def _stop_when_gone(worker: subprocess.Popen, stopping: threading.Event, name: str) -> None:
     # Taking files with no worker to read them would only fill the queue:
     # stop, so that whatever supervises `digits up` sees it and restarts it.
     code = worker.wait()
     if not stopping.is_set():
-        log.error("the worker exited with code %s; stopping", code)
+        log.error("the %s exited with code %s; stopping", name, code)
         stopping.set()
 
 
@@ -115,10 +121,11 @@ def _shown(folder: Path) -> str:
     return f"./{folder.relative_to(Path.cwd())}" if folder.is_relative_to(Path.cwd()) else str(folder)
 
 
-def run_up(settings: Settings, workers: int, verbose: bool = False) -> int:
+def run_up(settings: Settings, workers: int, verbose: bool = False, page_workers: int = 1) -> int:
     """Run the whole service in the foreground until SIGINT or SIGTERM.
 
-    Returns the exit status: 0 when stopped by a signal, 1 when the worker died.
+    ``workers`` pool processes read files, and ``page_workers`` the pages of long documents.
+    Returns the exit status: 0 when stopped by a signal, 1 when a worker died.
     Raises ``RedisUnavailable`` when no Redis answers and none can be started.
     """
     url = settings.redis_url
@@ -141,22 +148,26 @@ def run_up(settings: Settings, workers: int, verbose: bool = False) -> int:
     env = dict(os.environ, **{READY_KEY_ENV: ready_key})
     if verbose:
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")  # TensorFlow's own logs too
-    log.info("starting a worker with %d pool process(es), each loading the models", workers)
+    log.info("starting workers: %d pool process(es) for files and %d for long documents' pages, each loading "
+             "the models", workers, page_workers)  # fmt: skip
     worker = start_worker(workers, env, verbose)
+    page_worker = start_worker(page_workers, env, verbose, pages=True)
     marks = Redis.from_url(url)
     station = None
     if settings.review_port:
         _first_reviewer(marks)
         station = start_station(env, verbose)
-    threading.Thread(target=_stop_when_gone, args=(worker, stopping), daemon=True).start()
-    threading.Thread(target=_say_when_ready, args=(marks, ready_key, workers, settings, stopping), daemon=True).start()
+    for child, name in ((worker, "worker"), (page_worker, "page worker")):
+        threading.Thread(target=_stop_when_gone, args=(child, stopping, name), daemon=True).start()
+    warm = workers + page_workers
+    threading.Thread(target=_say_when_ready, args=(marks, ready_key, warm, settings, stopping), daemon=True).start()
     try:
         Ingester(settings, app).run(stopping)
     finally:
-        log.info("stopping: the worker finishes its tasks in progress")
-        stop(station, 10)
-        stop(worker, WORKER_STOP_SECONDS)
+        log.info("stopping: the workers finish their tasks in progress")
+        stop(station, timeout=10)
+        stop(worker, page_worker, timeout=WORKER_STOP_SECONDS)
         with contextlib.suppress(RedisError):  # else it expires
             marks.delete(ready_key)
-        stop(private_server, 30)
+        stop(private_server, timeout=30)
     return 0 if asked_to_stop.is_set() else 1

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import struct
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    import pypdfium2
 
 MAX_PIXELS = 100_000_000
 """Pages larger than this (a 10,000 x 10,000 scan) are refused rather than decoded."""
@@ -39,8 +46,72 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def decode_pages(data: bytes) -> list[np.ndarray]:
-    """Decode PNG, JPEG, BMP, TIFF or PDF bytes into 8-bit grayscale pages (TIFF and PDF may have several)."""
+def count_pages(data: bytes) -> int:
+    """How many pages a file holds (PDF pages, TIFF frames; 1 for other images), without decoding them.
+
+    Raises ``UnreadableImage`` for a file that is no image we read, or a corrupt one.
+    """
+    kind = _kind(data)
+    if kind == "PDF":
+        with _pdf(data) as document:
+            return len(document)
+    if kind != "TIFF":
+        return 1
+    # OpenCV counts a TIFF's frames only from a file; its decoder would decode them all.
+    with tempfile.NamedTemporaryFile(suffix=".tiff") as copy:
+        copy.write(data)
+        copy.flush()
+        frames = cv2.imcount(copy.name, cv2.IMREAD_UNCHANGED)
+    if frames < 1:
+        raise UnreadableImage("corrupt or truncated TIFF file; scan or export it again")
+    return frames
+
+
+def check_page_count(pages: int, limit: int) -> None:
+    """Refuse a document of more than ``limit`` pages (``DIGITS_MAX_PAGES``), saying what to do."""
+    if pages > limit:
+        raise UnreadableImage(
+            f"{pages:,} pages, over the limit of {limit:,} pages per document (DIGITS_MAX_PAGES); split it into "
+            f"documents of at most {limit:,} pages, or raise the limit (DIGITS_MAX_PAGES, or --max-pages of "
+            "digits recognize)"
+        )
+
+
+def decode_pages(data: bytes, pages: range | None = None) -> list[np.ndarray]:
+    """Decode PNG, JPEG, BMP, TIFF or PDF bytes into 8-bit grayscale pages (TIFF and PDF may have several).
+
+    Args:
+        data: the file's bytes.
+        pages: the page numbers (from 1) to decode, e.g. ``range(5, 6)`` for the fifth only; all if None.
+            Only those pages are ever held in memory.
+    """
+    kind = _kind(data)
+    if kind == "PDF":
+        return _render_pdf(data, pages)
+    if kind == "PNG" and len(data) >= 24:
+        # Checked before decoding: a few kilobytes can declare gigabytes of pixels.
+        width, height = struct.unpack(">II", data[16:24])
+        _check_size(width, height, kind)
+    buffer = np.frombuffer(data, np.uint8)
+    try:
+        if kind == "TIFF":
+            wanted = (pages.start - 1, pages.stop - 1) if pages else (0, 2**31 - 1)
+            ok, decoded = cv2.imdecodemulti(buffer, cv2.IMREAD_UNCHANGED, None, wanted)
+            decoded = list(decoded) if ok else []
+        else:
+            page = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+            decoded = [page] if page is not None and (pages is None or 1 in pages) else []
+    except cv2.error as problem:
+        # OpenCV refuses some files outright, e.g. a JPEG or TIFF declaring over 2**30 pixels.
+        reason = "too many pixels" if "MAX_IMAGE_PIXELS" in str(problem) else "the decoder failed"
+        raise UnreadableImage(f"{kind} file that cannot be decoded ({reason}); scan or export it again") from None
+    if not decoded:
+        raise UnreadableImage(f"corrupt or truncated {kind} file; scan or export it again")
+    return [_to_gray(page) for page in decoded]
+
+
+def _kind(data: bytes) -> str:
+    """The format of a file we read; raises ``UnreadableImage`` for an empty file or another format."""
     if not data:
         raise UnreadableImage("empty file (0 bytes); the scan was not written completely, drop it again")
     kind = sniff_format(data)
@@ -49,27 +120,7 @@ def decode_pages(data: bytes) -> list[np.ndarray]:
             "not an image: the file is not PNG, JPEG, BMP, TIFF or PDF (unknown first bytes "
             f"{data[:8]!r}); export the scan in one of those formats"
         )
-    if kind == "PDF":
-        return _render_pdf(data)
-    if kind == "PNG" and len(data) >= 24:
-        # Checked before decoding: a few kilobytes can declare gigabytes of pixels.
-        width, height = struct.unpack(">II", data[16:24])
-        _check_size(width, height, kind)
-    buffer = np.frombuffer(data, np.uint8)
-    try:
-        if kind == "TIFF":
-            ok, pages = cv2.imdecodemulti(buffer, cv2.IMREAD_UNCHANGED)
-            pages = list(pages) if ok else []
-        else:
-            page = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
-            pages = [page] if page is not None else []
-    except cv2.error as problem:
-        # OpenCV refuses some files outright, e.g. a JPEG or TIFF declaring over 2**30 pixels.
-        reason = "too many pixels" if "MAX_IMAGE_PIXELS" in str(problem) else "the decoder failed"
-        raise UnreadableImage(f"{kind} file that cannot be decoded ({reason}); scan or export it again") from None
-    if not pages:
-        raise UnreadableImage(f"corrupt or truncated {kind} file; scan or export it again")
-    return [_to_gray(page) for page in pages]
+    return kind
 
 
 def _check_size(width: int, height: int, kind: str) -> None:
@@ -84,8 +135,9 @@ def _check_size(width: int, height: int, kind: str) -> None:
         )
 
 
-def _render_pdf(data: bytes) -> list[np.ndarray]:
-    """Every page of a PDF rendered to grey at ``PDF_DPI``, by PDFium (no system binaries)."""
+@contextmanager
+def _pdf(data: bytes) -> Iterator[pypdfium2.PdfDocument]:
+    """A PDF opened by PDFium (no system binaries), closed after use; refused if it is corrupt or has scripts."""
     import pypdfium2 as pdfium
 
     try:
@@ -100,18 +152,27 @@ def _render_pdf(data: bytes) -> list[np.ndarray]:
             raise UnreadableImage(
                 "the PDF holds JavaScript, which a scan never has; save the scan again as a plain PDF"
             )
-        pages = []
+        yield document
+    finally:
+        document.close()
+
+
+def _render_pdf(data: bytes, pages: range | None) -> list[np.ndarray]:
+    """The PDF's pages (all, or those numbered in ``pages``) rendered to grey at ``PDF_DPI``."""
+    with _pdf(data) as document:
+        rendered = []
         scale = PDF_DPI / 72  # PDF sizes are in points, 72 to the inch
-        for number, page in enumerate(document, start=1):
+        for number in pages or range(1, len(document) + 1):
+            if number > len(document):
+                raise UnreadableImage(f"the PDF has no page {number}; it has {len(document)}")
+            page = document[number - 1]
             width, height = page.get_size()
             if width * scale * height * scale > MAX_PIXELS:
                 raise UnreadableImage(f"PDF page {number} is {width / 72:.0f}x{height / 72:.0f} inches, too large")
             # Forms are not drawn: nothing in the file is run, scripts included.
             bitmap = page.render(scale=scale, grayscale=True, may_draw_forms=False)
-            pages.append(np.array(bitmap.to_numpy()).reshape(bitmap.height, bitmap.width))
-        return pages
-    finally:
-        document.close()
+            rendered.append(np.array(bitmap.to_numpy()).reshape(bitmap.height, bitmap.width))
+        return rendered
 
 
 def _to_gray(page: np.ndarray) -> np.ndarray:

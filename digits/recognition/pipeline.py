@@ -28,7 +28,7 @@ from digits.recognition.align import align_page
 from digits.recognition.annotate import Pictures, field_frame
 from digits.recognition.borders import erase, find_printed_lines
 from digits.recognition.choice import ReadingChoice
-from digits.recognition.imaging import UnreadableImage, decode_pages
+from digits.recognition.imaging import UnreadableImage, check_page_count, count_pages, decode_pages
 from digits.recognition.lines import LINE_VIEWS, dark_on_light, prepare_views
 from digits.recognition.model import Classifier, Models
 from digits.recognition.reading import Reading
@@ -39,6 +39,15 @@ NOTHING_ON_THE_PAGE = (
     "drop it into the inbox folder named like the layout (inbox/cheque/), or pass --layout NAME"
 )
 """The ``error`` of an ``empty`` row of a page read whole: a form's fields are read through a layout."""
+
+PAGES_AT_ONCE = 16
+"""Pages of a long document decoded at a time in one process (``recognize_files``)."""
+
+READ_PIXELS = 48_000_000
+"""Most page pixels read together (``recognize_documents``): about a dozen Letter pages at 200 dpi,
+a batch of 64 cheques, or thousands of single-digit scans. Each page read holds some times its own size
+in intermediate images until its group is done; a full page costs far more than a model call,
+so larger groups would gain little."""
 
 SINGLE_DIGIT_ASPECT = 1.5
 """Ink no wider than this times its height has room for one digit only: the bar lies
@@ -315,11 +324,19 @@ class Document:
 
 
 def open_document(
-    data: bytes, source: str, job_id: str, layout: Layout | None = None, pictures: Pictures | None = None
+    data: bytes,
+    source: str,
+    job_id: str,
+    layout: Layout | None = None,
+    pictures: Pictures | None = None,
+    pages: range | None = None,
 ) -> Document:
-    """A file's bytes decoded into a ``Document``; raises ``UnreadableImage`` with the reason."""
+    """A file's bytes decoded into a ``Document`` (of the pages numbered in ``pages`` only, if given).
+
+    Raises ``UnreadableImage`` with the reason.
+    """
     sha256 = hashlib.sha256(data).hexdigest()
-    return Document(decode_pages(data), source, job_id, sha256, layout, pictures)
+    return Document(decode_pages(data, pages), source, job_id, sha256, layout, pictures, pages.start if pages else 1)
 
 
 def recognize_bytes(
@@ -346,19 +363,34 @@ def recognize_files(
     review_threshold: float,
     layout: Layout | None = None,
     pictures: Pictures | None = None,
+    max_pages: int | None = None,
 ) -> list[list[Row]]:
-    """``recognize_bytes`` for many ``(data, source)`` files, read together (see ``recognize_documents``)."""
-    rows: list[list[Row] | None] = []
-    readable: list[tuple[int, Document]] = []
-    for data, source in files:
+    """``recognize_bytes`` for many ``(data, source)`` files, read together (see ``recognize_documents``).
+
+    A file of more than ``max_pages`` pages gets one error row. One of more than
+    ``PAGES_AT_ONCE`` is read that many pages at a time, so that memory does
+    not grow with its length.
+    """
+    rows: list[list[Row]] = [[] for _ in files]
+    short: list[tuple[int, Document]] = []
+    for index, (data, source) in enumerate(files):
         try:
-            readable.append((len(rows), open_document(data, source, job_id, layout, pictures)))
-            rows.append(None)
+            pages = count_pages(data)
+            if max_pages is not None:
+                check_page_count(pages, max_pages)
+            if pages <= PAGES_AT_ONCE:
+                short.append((index, open_document(data, source, job_id, layout, pictures)))
+                continue
+            for first in range(1, pages + 1, PAGES_AT_ONCE):
+                part = open_document(
+                    data, source, job_id, layout, pictures, range(first, min(first + PAGES_AT_ONCE, pages + 1))
+                )
+                rows[index] += recognize_documents([part], models, review_threshold)[0]
         except UnreadableImage as problem:
             sha256 = hashlib.sha256(data).hexdigest()
-            rows.append([Row.failed(job_id, source, sha256, models.label, f"{source}: {problem}")])
-    read = recognize_documents([document for _, document in readable], models, review_threshold)
-    for (index, _), document_rows in zip(readable, read, strict=True):
+            rows[index] = [Row.failed(job_id, source, sha256, models.label, f"{source}: {problem}")]
+    read = recognize_documents([document for _, document in short], models, review_threshold)
+    for (index, _), document_rows in zip(short, read, strict=True):
         rows[index] = document_rows
     return rows
 
@@ -368,10 +400,31 @@ def recognize_documents(documents: list[Document], models: Models, review_thresh
 
     One model call costs about as much for one digit as for a few hundred, so a
     worker reads the files it has gathered as one batch. The string models read
-    every area but the single digits the classifier is sure of alone.
+    every area but the single digits the classifier is sure of alone. Documents
+    of large pages are read in groups of at most ``READ_PIXELS``, so that a
+    batch of full-page scans does not hold the intermediate images of all of them at once.
     """
-    if not documents:
-        return []
+    rows: list[list[Row]] = []
+    for group in _by_pixels(documents, READ_PIXELS):
+        rows += _recognize_together(group, models, review_threshold)
+    return rows
+
+
+def _by_pixels(documents: list[Document], most: int) -> list[list[Document]]:
+    """``documents`` in order, cut into runs of at most ``most`` page pixels (a larger document alone)."""
+    groups: list[list[Document]] = []
+    size = 0
+    for document in documents:
+        pixels = sum(page.size for page in document.pages)
+        if not groups or size + pixels > most:
+            groups.append([])
+            size = 0
+        groups[-1].append(document)
+        size += pixels
+    return groups
+
+
+def _recognize_together(documents: list[Document], models: Models, review_threshold: float) -> list[list[Row]]:
     documents = [replace(d, pages=[align_page(p) for p in d.pages]) if d.layout else d for d in documents]
     areas = [areas_of(document.pages, document.layout) for document in documents]
     chosen = iter(read_images([area.image for own in areas for area in own], models, review_threshold))

@@ -1,0 +1,106 @@
+"""Page bombs: small files that unfold into thousands of pages are read in bounded memory, page by page,
+while the scans dropped beside them are answered; or they are refused by the page limit."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.drop import pool_processes
+from bench.pages import blank_pdf, tiny_frames_tiff
+from bench.soak import rss_mb
+from tests.synth import draw_digits, encode
+
+PDF_PAGES, TIFF_FRAMES = 3000, 2000
+"""The bombs of issue 21: a 3,000-page PDF of blank Letter pages (about 300 KB) and a 2,000-frame TIFF."""
+
+ORDINARY_EVERY_SECONDS = 2.0
+"""How often an ordinary scan is dropped while the bombs are read."""
+
+ANSWERED_WITHIN_SECONDS = 10
+"""What the issue asks of ordinary scans dropped beside a bomb (p95)."""
+
+MEMORY_GROWTH_MB = 1536
+"""What the issue allows the service's memory to grow over what it holds warm."""
+
+
+def service_memory_mb(roots: list[int]) -> float:
+    """Resident memory of ``roots`` and every process below them, summed."""
+    total, seen, todo = 0.0, set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        total += rss_mb(pid) or 0.0
+        todo += pool_processes(pid)
+    return total
+
+
+def test_page_bombs_are_read_page_by_page_in_bounded_memory_while_ordinary_scans_are_answered(stack, private_redis):
+    raised = {"DIGITS_MAX_PAGES": str(PDF_PAGES), "DIGITS_METRICS_PORT": "0"}
+    stack.start_worker(name="files", **raised)
+    stack.start_worker(concurrency=2, name="pages", pages=True, **raised)
+    stack.start_ingester()
+    stack.drop("warm-0.png", encode(draw_digits("0")))
+    stack.wait_for_inbox_rows(1, timeout=120)
+    roots = [process.pid for process in stack.processes] + [private_redis.process.pid]
+    time.sleep(3)  # the larger batch sizes are traced after the first file
+    warm = service_memory_mb(roots)
+
+    stack.drop("blank.pdf", blank_pdf(PDF_PAGES))
+    stack.drop("frames.tif", tiny_frames_tiff(TIFF_FRAMES))
+    dropped: dict[str, tuple[float, str]] = {}
+    answered: dict[str, tuple[float, str]] = {}
+    peak, bombs_done_at = warm, None
+    deadline = time.monotonic() + 1200
+    while time.monotonic() < deadline:
+        if bombs_done_at is None and time.monotonic() >= ORDINARY_EVERY_SECONDS * len(dropped) + _started(dropped):
+            name, digit = f"plain-{len(dropped)}.png", str(len(dropped) % 10)
+            stack.drop(name, encode(draw_digits(digit)))
+            dropped[name] = (time.monotonic(), digit)
+        rows = stack.inbox_rows()
+        now = time.monotonic()
+        for row in rows:
+            if row["source"] in dropped and row["source"] not in answered:
+                answered[row["source"]] = (now - dropped[row["source"]][0], row["digits"])
+        peak = max(peak, service_memory_mb(roots))
+        bomb_rows = sum(row["source"] in ("blank.pdf", "frames.tif") for row in rows)
+        if bombs_done_at is None and bomb_rows == PDF_PAGES + TIFF_FRAMES:
+            bombs_done_at = now
+        if bombs_done_at is not None and len(answered) == len(dropped):
+            break
+        time.sleep(0.25)
+    assert bombs_done_at is not None, f"the bombs were not read in time\n{stack.whereabouts()}"
+
+    pages = {source: [row for row in rows if row["source"] == source] for source in ("blank.pdf", "frames.tif")}
+    assert [int(row["page"]) for row in pages["blank.pdf"]] == list(range(1, PDF_PAGES + 1))
+    assert [int(row["page"]) for row in pages["frames.tif"]] == list(range(1, TIFF_FRAMES + 1))
+    assert {row["status"] for rows in pages.values() for row in rows} == {"empty"}
+
+    # Ordinary scans kept being answered while the bombs were read, and were read right.
+    during = [seconds for name, (seconds, _) in answered.items() if dropped[name][0] + seconds < bombs_done_at]
+    assert len(during) >= 20, f"only {len(during)} ordinary scans were answered while the bombs were read"
+    assert statistics.quantiles(during, n=20)[-1] <= ANSWERED_WITHIN_SECONDS, sorted(during)
+    assert all(digits == dropped[name][1] for name, (_, digits) in answered.items())
+    assert peak - warm <= MEMORY_GROWTH_MB, f"memory grew from {warm:.0f} to {peak:.0f} MB"
+
+
+def _started(dropped: dict[str, tuple[float, str]]) -> float:
+    return min((at for at, _ in dropped.values()), default=0.0)
+
+
+def test_digits_recognize_refuses_a_document_over_max_pages(tmp_path: Path):
+    long = tmp_path / "long.tif"
+    long.write_bytes(tiny_frames_tiff(4))
+    done = subprocess.run(
+        [sys.executable, "-m", "digits.cli", "recognize", "--max-pages", "3", str(long)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    _, row, *more = done.stdout.splitlines()
+    assert not more
+    assert ",error," in row
+    assert "4 pages, over the limit of 3 pages per document" in row
