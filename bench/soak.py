@@ -8,8 +8,9 @@ a duplicate), and samples the resident memory of every process of the stack.
 Reports rows, doubled and missing files, what is left in `processing/`,
 throughput, and for each process its memory once warm (after the first tenth of
 the files) and at its highest afterwards. Our own processes must stay within
-``MAX_GROWTH`` of their warm size; Redis grows by design, as it keeps a week of
-task results and a month of written-marks.
+``MAX_GROWTH`` of their warm size; Redis grows by design, as it keeps each
+file's result for ``DIGITS_RESULT_DAYS`` and its marks for ``DIGITS_MARK_DAYS``:
+what it keeps per file is measured at the end (``redis_kept``).
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from collections import Counter
 from pathlib import Path
 
 import cv2
+from redis import Redis
 
 from bench.drop import digit_images, free_port, pool_processes
 from bench.rows import RowTail
+from digits.settings import Settings
 
 MAX_GROWTH = 0.10
 """Largest allowed growth of a process's resident memory after warm-up."""
@@ -123,6 +126,7 @@ def run(files: int, workers: int, timeout: float) -> dict:
         sample()
         time.sleep(3)  # a late duplicate would show up now
         rows += tail.new_rows()
+        kept = redis_kept(Redis.from_url(env["DIGITS_REDIS_URL"]), len(rows))
     finally:
         up.send_signal(signal.SIGTERM)
         up.wait(120)
@@ -152,7 +156,37 @@ def run(files: int, workers: int, timeout: float) -> dict:
         "files_per_second": round(len(rows) / elapsed, 1),
         "memory": memory,
         "memory_flat": bool(ours) and all(m["growth"] <= MAX_GROWTH for m in ours),
+        "redis": kept,
         "folder": str(root),
+    }
+
+
+KEPT_FOR = {"celery-task-meta-": "result", "digits:written:": "mark", "digits:seen:": "mark"}
+"""Key prefixes of what Redis keeps per file, and which retention setting keeps it: ``DIGITS_RESULT_DAYS``
+(the file's result, read by ``Job`` and the ingester) or ``DIGITS_MARK_DAYS`` (written once, duplicates)."""
+
+
+def redis_kept(redis: Redis, files: int) -> dict:
+    """What Redis holds per file once ``files`` were read, from ``MEMORY USAGE`` of each of its keys.
+
+    Returns bytes per file kept under each retention setting, the other keys in
+    total, and Redis's memory per 100,000 files a day once it holds as many
+    days of each as the defaults keep.
+    """
+    kept = Counter()
+    for key in redis.scan_iter(count=1000):
+        kind = next((kind for prefix, kind in KEPT_FOR.items() if key.startswith(prefix.encode())), "other")
+        kept[kind] += redis.memory_usage(key, samples=0) or 0
+    settings = Settings()
+    per_file = {kind: round(kept[kind] / max(1, files)) for kind in ("result", "mark")}
+    steady = 100_000 * (per_file["result"] * settings.result_days + per_file["mark"] * settings.mark_days)
+    return {
+        "result_bytes_per_file": per_file["result"],
+        "mark_bytes_per_file": per_file["mark"],
+        "other_bytes": kept["other"],
+        "result_days": settings.result_days,
+        "mark_days": settings.mark_days,
+        "gb_at_100k_files_a_day": round(steady / 1e9, 2),
     }
 
 

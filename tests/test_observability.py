@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
+from redis import Redis
 
 from tests.conftest import free_port, wait_until
 from tests.synth import draw_digits, encode
@@ -79,9 +81,19 @@ def test_status_shows_the_files_written_per_second(stack):
     for i in range(6):
         stack.drop(f"rate-{i}.png", encode(draw_digits(str(i))))
     stack.wait_for_inbox_rows(6, timeout=90)
-    status = subprocess.run([sys.executable, "-m", "digits.cli", "status"], env=stack.env(), capture_output=True,
-                            text=True, timeout=60, check=True).stdout  # fmt: skip
-    figures = dict(line.strip().split(": ", 1) for line in status.splitlines())
+    figures = _status(stack)
     assert figures["files in last hour"] == "6"
     assert figures["workers alive"] == "1"
     assert float(figures["files/s (10 s)"]) > 0
+    assert figures["queued pages"] == "0"
+    assert re.fullmatch(r"(\S+) used \(no maxmemory set\), peak \S+, noeviction", figures["redis memory"])
+
+    # A Redis that evicts keys when full is called out: it could drop the marks that keep rows single.
+    Redis.from_url(stack.redis_url).config_set("maxmemory-policy", "allkeys-lru")
+    assert "WARNING: it evicts keys when full" in _status(stack)["redis memory"]
+
+
+def _status(stack) -> dict[str, str]:
+    status = subprocess.run([sys.executable, "-m", "digits.cli", "status"], env=stack.env(), capture_output=True,
+                            text=True, timeout=60, check=True).stdout  # fmt: skip
+    return dict(line.strip().split(": ", 1) for line in status.splitlines())

@@ -128,6 +128,8 @@ def start_server(url: str, data_dir: Path) -> tuple[subprocess.Popen, ServerProg
         "--dir", str(data_dir.resolve()),
         "--appendonly", "yes",
         "--save", "",
+        # Full, it refuses writes (workers retry) rather than evict the marks that keep rows from doubling.
+        "--maxmemory-policy", "noeviction",
         "--logfile", LOG_FILE,
     ]  # fmt: skip
     if parsed.password:
