@@ -17,6 +17,7 @@ from pathlib import Path
 from celery import Celery, states
 from redis import Redis
 
+from digits.capacity import check_room
 from digits.celery_app import PUBLISH_CHUNK, send_files, task_states
 from digits.celery_app import app as default_app
 from digits.contracts import JOB, FileResult, FileTask
@@ -155,7 +156,8 @@ def submit(
     Rows sent to review get a picture of what was read; ``annotate`` asks for
     one for every row.
     Files over the size limit, and layouts that do not exist, are refused
-    here, before anything is queued.
+    here, before anything is queued; so is everything while Redis is nearly
+    full (``digits.capacity.RedisFull``).
     """
     celery = celery or default_app
     settings = get_settings()
@@ -174,6 +176,7 @@ def submit(
             )
     task_ids = [str(uuid.uuid4()) for _ in named]
     redis = _redis(celery)
+    check_room(redis)
     # Record the job before queueing, so status() never misses a task that ran fast.
     with redis.pipeline() as pipe:
         pipe.rpush(JOB_KEY.format(job_id=job_id), *task_ids)

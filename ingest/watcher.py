@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from digits.capacity import check_room
 from digits.celery_app import PUBLISH_CHUNK, send_files, task_states
 from digits.contracts import INBOX, FileResult, FileTask, Row, utc_now
 from digits.layouts import layout_for_inbox_path
@@ -266,7 +267,11 @@ class Ingester:
         self._send_failures = 0
 
     def _send(self, chunk: list[tuple[str, Path]]) -> None:
-        """Queue a chunk of drops in one round trip; refuse those that must not be read."""
+        """Queue a chunk of drops in one round trip; refuse those that must not be read.
+
+        Raises ``RedisFull`` while Redis is nearly full: the files wait, none is lost.
+        """
+        check_room(self._marks)
         queued, drops = [], []
         for drop_id, path in chunk:
             drop = self._drop(drop_id, path)

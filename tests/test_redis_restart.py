@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,6 +72,33 @@ def test_files_dropped_while_redis_is_down_wait_and_go_when_it_is_back(persisten
     stack.wait_for_inbox_rows(5, timeout=120)
     time.sleep(1)
     assert_each_once_and_right(stack, 5)
+
+
+def test_files_wait_while_redis_is_nearly_full_and_go_once_it_has_room(persistent):
+    server, stack = persistent
+    worker = stack.start_worker(concurrency=1, name="full")
+    stack.start_ingester()
+    drop_digits(stack, ["roomy-13"])
+    stack.wait_for_inbox_rows(1, timeout=60)
+
+    # Nearly at its maxmemory, with noeviction: the ingester holds new files back, saying why.
+    redis = Redis.from_url(server.url)
+    redis.config_set("maxmemory-policy", "noeviction")
+    redis.config_set("maxmemory", int(redis.info("memory")["used_memory"] / 0.95))
+    drop_digits(stack, ["full-24", "full-57"])
+    log = stack.root / "ingest-1.log"
+    wait_until(lambda: "full" in log.read_text(errors="replace"), 30, "the ingester to say Redis is full",
+               explain=stack.whereabouts)  # fmt: skip
+    said = log.read_text(errors="replace")
+    assert re.search(r"cannot queue \S+full-\d+\.png \(Redis is 9\d% full .* of its maxmemory .*\); 2 file", said)
+    assert "DIGITS_RESULT_DAYS" in said
+    assert len(stack.inbox_rows()) == 1 and not list(stack.failed.iterdir())
+
+    redis.config_set("maxmemory", 0)
+    stack.wait_for_inbox_rows(3, timeout=120)
+    time.sleep(1)
+    assert_each_once_and_right(stack, 3)
+    assert worker.poll() is None
 
 
 def test_queued_work_survives_a_restart_of_a_persistent_redis(persistent):

@@ -103,9 +103,9 @@ class FileBatches(Batches):
                 for args, task_id in sends:
                     app.send_task(RECOGNIZE_ONE_TASK, args, task_id=task_id)
             except (RedisError, OperationalError):
-                request.reject(requeue=True)  # those sent already are written once, by their marks
+                _settle(request, requeue=True)  # those sent already are written once, by their marks
                 continue
-            request.acknowledge()
+            _settle(request)
 
     def _busy_processes(self) -> int:
         """Batches handed to the pool and not finished (billiard keeps them in ``_cache``)."""
@@ -119,10 +119,7 @@ class FileBatches(Batches):
                 self._one_by_one(requests)
                 return
             for request in requests:
-                if request.id in batch.unfinished:
-                    request.reject(requeue=True)
-                else:
-                    request.acknowledge()
+                _settle(request, requeue=True if request.id in batch.unfinished else None)
             metrics.record(batch)
 
         def on_error(failure: ExceptionInfo) -> None:
@@ -135,15 +132,32 @@ class FileBatches(Batches):
                 self._one_by_one(requests)
             elif isinstance(problem, TimeLimitExceeded):
                 self.backend.mark_as_failure(files[0] if files else requests[0].id, problem)
-                requests[0].acknowledge()
+                _settle(requests[0])
             else:
                 log.error("a batch of %d files failed with %r; they go back to the queue", len(requests), problem)
                 for request in requests:
-                    request.reject(requeue=True)
+                    _settle(request, requeue=True)
 
         return self._pool.apply_async(
             apply_batches_task, (self, payload, 0, None), callback=on_return, error_callback=on_error
         )
+
+
+def _settle(request: Request, requeue: bool | None = None) -> None:
+    """Acknowledge ``request`` (``requeue`` None), or reject it; if Redis refuses (full, or away), leave it taken.
+
+    A message left taken comes back after ``DIGITS_REDELIVER_SECONDS`` (kombu's
+    visibility timeout), and its rows are written once all the same: better
+    than letting the error stop the worker.
+    """
+    try:
+        if requeue is None:
+            request.acknowledge()
+        else:
+            request.reject(requeue=requeue)
+    except (RedisError, OperationalError) as problem:
+        log.error("Redis refused to settle message %s (%s); it comes back after DIGITS_REDELIVER_SECONDS",
+                  request.id, problem)  # fmt: skip
 
 
 def _files_in(message: Message) -> int:

@@ -160,6 +160,7 @@ def submit(files: tuple[Path, ...], wait_: bool, timeout: float | None, layout: 
     from kombu.exceptions import OperationalError
     from redis.exceptions import RedisError
 
+    from digits.capacity import RedisFull
     from digits.contracts import ERROR
     from digits.settings import get_settings, redacted
     from ingest.client import JobTimeout
@@ -167,7 +168,7 @@ def submit(files: tuple[Path, ...], wait_: bool, timeout: float | None, layout: 
 
     try:
         job = submit_job(files, layout=layout, annotate=annotate)
-    except ValueError as problem:  # a layout that does not exist, a file over the size limit
+    except (ValueError, RedisFull) as problem:  # a layout that does not exist, a file over the size limit
         raise click.ClickException(str(problem)) from None
     except (RedisError, OperationalError) as problem:
         url = redacted(get_settings().redis_url)
