@@ -117,7 +117,12 @@ class Settings(BaseSettings):
     node hold more of a burst while another stands idle."""
 
     metrics_port: int = Field(9808, ge=0, le=65535)
-    """Port on which each worker node serves Prometheus metrics at ``/metrics``; 0 for none."""
+    """Port on which each worker node serves Prometheus metrics at ``/metrics``; 0 for none. The page
+    worker that ``digits up`` starts serves them on the next port."""
+
+    metrics_host: str = "127.0.0.1"
+    """Address the metrics listen on: this machine only, unless you choose otherwise (``0.0.0.0`` in a
+    container, for Prometheus on the compose network)."""
 
     audit_share: float = Field(0.01, ge=0, le=1)
     """Share of ``ok`` rows that also go before a person, blind, to measure the error rate among them."""

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
@@ -23,6 +24,17 @@ def scrape(port: int) -> dict[tuple[str, tuple], float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+def listening_on(port: int) -> set[str]:
+    """The IPv4 addresses a socket listens on at ``port`` on this machine (from /proc/net/tcp)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, listening_port = local.split(":")
+        if state == "0A" and int(listening_port, 16) == port:  # 0A: LISTEN
+            found.add(".".join(str(b) for b in reversed(bytes.fromhex(address))))
+    return found
 
 
 def json_lines(path) -> list[dict]:
@@ -43,6 +55,7 @@ def test_a_worker_counts_files_rows_digits_batches_and_latency_and_logs_json(sta
     metrics = wait_until(lambda: (m := scrape(port)) and m.get(("digits_batch_files_sum", ())) == 5 and m, 10,
                          "every batch counted")  # fmt: skip
     files = {dict(labels)["status"]: value for (name, labels), value in metrics.items() if name == "digits_files_total"}
+    assert listening_on(port) == {"127.0.0.1"}, "metrics listen on this machine only, unless told otherwise"
     assert sum(files.values()) == 5 and files["error"] == 1
     assert metrics[("digits_digits_total", ())] == sum(len(row["digits"]) for row in rows)
     assert metrics[("digits_file_latency_seconds_count", ())] == 5

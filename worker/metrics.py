@@ -72,13 +72,13 @@ def record(batch: Batch) -> None:
         LATENCY.observe(seconds)
 
 
-def serve(port: int) -> None:
-    """Serve ``/metrics`` on ``port`` (0: not at all); a port in use is reported, not fatal."""
+def serve(port: int, host: str) -> None:
+    """Serve ``/metrics`` on ``host``:``port`` (port 0: not at all); a port in use is reported, not fatal."""
     if not port:
         return
     try:
-        start_http_server(port)
+        start_http_server(port, addr=host)
     except OSError as problem:
         log.warning("metrics: cannot listen on port %d (%s); set DIGITS_METRICS_PORT to a free port", port, problem)
         return
-    log.info("metrics at http://0.0.0.0:%d/metrics", port)
+    log.info("metrics at http://%s:%d/metrics", host, port)

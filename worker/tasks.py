@@ -64,7 +64,8 @@ PROCESSES_ENV = "DIGITS_WORKER_PROCESSES"
 
 @worker_init.connect
 def _serve_metrics(**_: object) -> None:
-    metrics.serve(get_settings().metrics_port)
+    settings = get_settings()
+    metrics.serve(settings.metrics_port, settings.metrics_host)
 
 
 @worker_init.connect

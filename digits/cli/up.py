@@ -151,7 +151,8 @@ def run_up(settings: Settings, workers: int, verbose: bool = False, page_workers
     log.info("starting workers: %d pool process(es) for files and %d for long documents' pages, each loading "
              "the models", workers, page_workers)  # fmt: skip
     worker = start_worker(workers, env, verbose)
-    page_worker = start_worker(page_workers, env, verbose, pages=True)
+    next_port = str(settings.metrics_port + 1) if settings.metrics_port else "0"  # one node per port
+    page_worker = start_worker(page_workers, env | {"DIGITS_METRICS_PORT": next_port}, verbose, pages=True)
     marks = Redis.from_url(url)
     station = None
     if settings.review_port:
