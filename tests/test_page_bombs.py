@@ -3,6 +3,7 @@ while the scans dropped beside them are answered; or they are refused by the pag
 
 from __future__ import annotations
 
+import re
 import statistics
 import subprocess
 import sys
@@ -104,3 +105,18 @@ def test_digits_recognize_refuses_a_document_over_max_pages(tmp_path: Path):
     assert not more
     assert ",error," in row
     assert "4 pages, over the limit of 3 pages per document" in row
+
+
+def test_a_pool_process_grown_past_its_bound_is_replaced_once_its_task_is_done(stack):
+    """With a bound below what the models alone take, each task is its process's last."""
+    worker = stack.start_worker(name="bounded", DIGITS_MAX_PROCESS_MB="1", DIGITS_METRICS_PORT="0")
+    stack.start_ingester()
+    for count, name in enumerate(("first-1.png", "second-2.png"), start=1):
+        stack.drop(name, encode(draw_digits(name[-5])))
+        stack.wait_for_inbox_rows(count, timeout=120)
+    rows = {row["source"]: row["digits"] for row in stack.inbox_rows()}
+    assert rows == {"first-1.png": "1", "second-2.png": "2"}
+    log = (stack.root / "worker-0.log").read_text(errors="replace")
+    readers = re.findall(r"INFO/(ForkPoolWorker-\d+)\] read a batch", log)
+    assert len(readers) == 2 and readers[0] != readers[1], "the process that read the first file was replaced"
+    assert worker.poll() is None
