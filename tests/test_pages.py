@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 
+from digits.cli import PAGE_WORKER_NICENESS
 from digits.layouts import load_layout
 from digits.results import read_rows
 from digits.samples import SAMPLE_VALUES, draw_page, scan_bytes
@@ -18,8 +20,11 @@ def test_a_six_page_pdf_is_read_one_task_per_page_and_written_once(stack):
     layout = load_layout("form", FOLDER)
     values = SAMPLE_VALUES["form"] * 3
     pages = [draw_page(layout, page_values, seed=i) for i, page_values in enumerate(values)]
-    stack.start_worker(concurrency=1, name="files")
+    files = stack.start_worker(concurrency=1, name="files")
     worker = stack.start_worker(concurrency=2, name="pages", pages=True)
+    # Pages are read at a lower CPU priority than files, on a machine that reads both.
+    niceness = [os.getpriority(os.PRIO_PROCESS, process.pid) for process in (files, worker)]
+    assert niceness[1] - niceness[0] == PAGE_WORKER_NICENESS
     celery = make_app(stack.redis_url)
     job = submit([("six.pdf", scan_bytes(pages, ".pdf"))], layout="form", celery=celery)
     job.wait(timeout=180)

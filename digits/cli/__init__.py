@@ -41,6 +41,10 @@ class _Commands(click.Group):
             ) from None
 
 
+PAGE_WORKER_NICENESS = 10
+"""How much lower a page worker's CPU priority is than a file worker's (``nice``)."""
+
+
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Recognise handwritten digits on scanned cheques and forms, in batches."""
@@ -98,9 +102,13 @@ def worker(
 
     Every deployment needs both kinds. A page worker takes one page per pool
     process at a time (prefetch 1), so that pages wait on Redis, behind nothing,
-    rather than in a worker. Extra arguments go to Celery.
+    rather than in a worker; and it runs at a lower CPU priority, so that on a
+    machine it shares with a file worker, a long document never slows the files.
+    Extra arguments go to Celery.
     """
     use_settings(results=results, worker_processes=concurrency)
+    if pages:
+        os.nice(PAGE_WORKER_NICENESS)  # its pool processes inherit it
     from digits.celery_app import PAGES_QUEUE, QUEUE, app
 
     queue = ["--queues", PAGES_QUEUE, "--prefetch-multiplier", "1"] if pages else ["--queues", QUEUE]
