@@ -1,6 +1,6 @@
 """Long documents: memory against page count, and the latency of ordinary scans while one is read.
 
-    python -m bench.pages [--pages 10,100,1000] [--workers 2] [--out bench/results]
+    python -m bench.pages [--pages 10,100,1000] [--frames 0] [--workers 2] [--in-process] [--out bench/results]
 
 Inputs are PDFs of blank Letter pages (a few hundred bytes of file per page, a
 full page of pixels each, as a careless scanner or an attacker sends them).
@@ -11,6 +11,8 @@ full page of pixels each, as a careless scanner or an attacker sends them).
    dropped in turn and read to its last row, while the resident memory of every
    process of the service, summed, is sampled; during the longest, a single-digit
    scan is dropped every ``ORDINARY_EVERY_SECONDS`` and timed until its row.
+   With ``--frames F``, a TIFF of F tiny frames is dropped beside the longest PDF
+   (``--pages 3000 --frames 2000 --no-in-process``: the page bombs of issue 21).
 
 Prints the report and writes ``pages.json`` into ``--out``. The memory of
 both should not grow with the page count.
@@ -34,6 +36,7 @@ import numpy as np
 
 from bench.drop import digit_images
 from bench.run import POLL_SECONDS, Service
+from digits.recognition.imaging import count_pages
 
 ORDINARY_EVERY_SECONDS = 1.0
 """How often a single-digit scan is dropped while the longest document is read."""
@@ -87,7 +90,7 @@ def service_memory(service: Service) -> float:
     return sum(service.memory_mb().values())
 
 
-def in_service(service: Service, pdfs: dict[int, Path], longest: int) -> list[dict]:
+def in_service(service: Service, pdfs: dict[int, Path], longest: int, tiff: Path | None) -> list[dict]:
     """Each PDF dropped into the warm service and read to its last row, its memory sampled.
 
     Ordinary scans are dropped beside the longest and timed to their rows.
@@ -96,30 +99,32 @@ def in_service(service: Service, pdfs: dict[int, Path], longest: int) -> list[di
     digits = iter(digit_images(10_000))
     report = []
     for pages, pdf in pdfs.items():
-        [staged] = service.stage([pdf])
-        service.drop([staged])
+        beside = [tiff] if tiff and pages == longest else []
+        service.drop(service.stage([pdf, *beside]))
+        expected = {pdf.name: pages} | {path.name: count_pages(path.read_bytes()) for path in beside}
+        all_rows = sum(expected.values())
         peak, latencies, waiting, rows = warm, [], {}, 0
         started = last_drop = next_sample = time.monotonic()
         done_at = None
-        while rows < pages or waiting:
+        while rows < all_rows or waiting:
             now = time.monotonic()
-            if pages == longest and rows < pages and now - last_drop >= ORDINARY_EVERY_SECONDS:
+            if pages == longest and rows < all_rows and now - last_drop >= ORDINARY_EVERY_SECONDS:
                 image, _ = next(digits)
                 name = f"plain-{len(latencies) + len(waiting):04d}.png"
                 cv2.imwrite(str(service.root / "staged" / name), image)
                 os.rename(service.root / "staged" / name, service.root / "inbox" / name)
                 waiting[name], last_drop = now, now
             for row in service.rows.new_rows():
-                if row["source"] == pdf.name:
+                if row["source"] in expected:
                     rows += 1
-                    done_at = time.monotonic() if rows == pages else done_at
+                    done_at = time.monotonic() if rows == all_rows else done_at
                 elif row["source"] in waiting:
                     latencies.append(time.monotonic() - waiting.pop(row["source"]))
             if now >= next_sample:
                 peak, next_sample = max(peak, service_memory(service)), now + SAMPLE_SECONDS
             time.sleep(POLL_SECONDS)
         entry = {
-            "pages": pages,
+            "documents": expected,
             "seconds_to_last_row": round(done_at - started, 1),
             "warm_mb": round(warm, 1),
             "peak_mb": round(peak, 1),
@@ -138,7 +143,9 @@ def in_service(service: Service, pdfs: dict[int, Path], longest: int) -> list[di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", default="10,100,1000", help="page counts, comma-separated")
+    parser.add_argument("--frames", type=int, default=0, help="a TIFF of this many frames beside the longest PDF")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-in-process", dest="in_process", action="store_false", help="the service only")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     counts = [int(count) for count in args.pages.split(",")]
@@ -148,16 +155,22 @@ def main() -> None:
     for pages in counts:
         pdfs[pages] = folder / f"blank-{pages}.pdf"
         pdfs[pages].write_bytes(blank_pdf(pages))
-    report = {"in_process": [in_process(pdfs[pages], pages) for pages in counts]}
+    tiff = None
+    if args.frames:
+        tiff = folder / f"frames-{args.frames}.tif"
+        tiff.write_bytes(tiny_frames_tiff(args.frames))
+    report = {"in_process": [in_process(pdfs[pages], pages) for pages in counts] if args.in_process else []}
     service = Service(args.workers)
-    service.env["DIGITS_MAX_PAGES"] = str(max(counts))
+    service.env["DIGITS_MAX_PAGES"] = str(max([*counts, args.frames]))
     service.start()
     try:
         [warm_up] = service.stage([_single(folder)])
         service.drop([warm_up])
         service.wait_for({warm_up.name}, timeout=300)
+        while b"the page worker is warm" not in (service.root / "up.log").read_bytes():
+            time.sleep(POLL_SECONDS)
         time.sleep(3)  # the larger batch sizes are traced after the first file
-        report["service"] = in_service(service, pdfs, max(counts))
+        report["service"] = in_service(service, pdfs, max(counts), tiff)
     finally:
         service.stop()
     report["workers"] = args.workers

@@ -10,9 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+from redis import Redis
+
 from bench.drop import pool_processes
 from bench.pages import blank_pdf, tiny_frames_tiff
 from bench.soak import rss_mb
+from digits.readiness import READY_KEY_ENV, warm_processes
+from tests.conftest import wait_until
 from tests.synth import draw_digits, encode
 
 PDF_PAGES, TIFF_FRAMES = 3000, 2000
@@ -42,12 +46,15 @@ def service_memory_mb(roots: list[int]) -> float:
 
 
 def test_page_bombs_are_read_page_by_page_in_bounded_memory_while_ordinary_scans_are_answered(stack, private_redis):
-    raised = {"DIGITS_MAX_PAGES": str(PDF_PAGES), "DIGITS_METRICS_PORT": "0"}
+    # Each pool process joins the ready set once its models are warm (as for `digits up`).
+    raised = {"DIGITS_MAX_PAGES": str(PDF_PAGES), "DIGITS_METRICS_PORT": "0", READY_KEY_ENV: "bombs:ready"}
     stack.start_worker(name="files", **raised)
     stack.start_worker(concurrency=2, name="pages", pages=True, **raised)
     stack.start_ingester()
     stack.drop("warm-0.png", encode(draw_digits("0")))
     stack.wait_for_inbox_rows(1, timeout=120)
+    redis = Redis.from_url(stack.redis_url)
+    wait_until(lambda: warm_processes(redis, "bombs:ready") == 3, 120, "every pool process to be warm")
     roots = [process.pid for process in stack.processes] + [private_redis.process.pid]
     time.sleep(3)  # the larger batch sizes are traced after the first file
     warm = service_memory_mb(roots)

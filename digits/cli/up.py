@@ -1,7 +1,7 @@
 """``digits up``: Redis (when none answers), the workers, the ingester and the review station, stopped in order.
 
 Two Celery workers run: one reads files, the other the pages of long
-documents (``digits worker --pages``). Children run in their own sessions so
+documents (``digits worker --pages``), started once the first is warm. Children run in their own sessions so
 that Ctrl-C reaches only this process, which then stops them in the order
 that loses nothing: first the ingester (no new files taken), then the workers
 (warm shutdown: tasks in progress finish, queued ones stay on Redis), and last
@@ -9,8 +9,9 @@ the private Redis it started (append-only file on, so the queue survives until
 the next ``digits up``).
 
 It says in a line which Redis it uses (and, with no reviewer yet, how to log
-in to the station), and ends its start-up with one line once every pool
-process has its models warm. The worker's banner and
+in to the station), and ends its start-up with one line, ``ready``, once every
+pool process of the file worker has its models warm (a second line says when the
+page worker's are). The worker's banner and
 informational logs, and TensorFlow's own, are shown with ``-v`` only.
 """
 
@@ -87,16 +88,56 @@ def _stop_when_gone(worker: subprocess.Popen, stopping: threading.Event, name: s
         stopping.set()
 
 
-def _say_when_ready(redis: Redis, key: str, workers: int, settings: Settings, stopping: threading.Event) -> None:
+class PageWorker:
+    """The page worker of ``digits up``: started once the file worker is warm, stopped with it.
+
+    Loading its models beside the file worker's would double the cold start of
+    a small machine, and the pages of a long document can wait on Redis meanwhile.
+    """
+
+    def __init__(self, processes: int, env: dict[str, str], verbose: bool, stopping: threading.Event) -> None:
+        self.processes, self.env, self.verbose, self.stopping = processes, env, verbose, stopping
+        self.process: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def start(self) -> None:
+        """Start it, unless it runs already or ``digits up`` is stopping."""
+        with self._lock:
+            if self._closed or self.process is not None:
+                return
+            self.process = start_worker(self.processes, self.env, self.verbose, pages=True)
+        threading.Thread(target=_stop_when_gone, args=(self.process, self.stopping, "page worker"), daemon=True).start()
+
+    def close(self) -> subprocess.Popen | None:
+        """Never start it from now on; the process to stop, if it was started."""
+        with self._lock:
+            self._closed = True
+            return self.process
+
+
+def _warm_up_in_turn(
+    redis: Redis, key: str, workers: int, pages: PageWorker, settings: Settings, stopping: threading.Event
+) -> None:
+    """Say ``ready`` once the file worker's processes are warm, then start the page worker and say when it is."""
     try:
-        while not stopping.is_set() and warm_processes(redis, key) < workers:
-            stopping.wait(READY_POLL_SECONDS)
-    except RedisError as problem:
-        log.warning("cannot tell when the worker is ready (%s); it starts all the same", problem)
-        return
-    if not stopping.is_set():
+        if not _warm(redis, key, workers, stopping):
+            return
         station = f"; review at {station_url(settings)}" if settings.review_port else ""
         log.info("ready: drop scans into %s; rows in %s%s", _shown(settings.inbox), _shown(settings.results), station)
+        pages.start()
+        if _warm(redis, key, workers + pages.processes, stopping):
+            log.info("long documents: the page worker is warm too")
+    except RedisError as problem:
+        log.warning("cannot tell when the workers are warm (%s); they start all the same", problem)
+        pages.start()
+
+
+def _warm(redis: Redis, key: str, processes: int, stopping: threading.Event) -> bool:
+    """Wait until ``processes`` pool processes have their models warm; False if ``digits up`` stops first."""
+    while not stopping.is_set() and warm_processes(redis, key) < processes:
+        stopping.wait(READY_POLL_SECONDS)
+    return not stopping.is_set()
 
 
 def station_url(settings: Settings) -> str:
@@ -148,26 +189,25 @@ def run_up(settings: Settings, workers: int, verbose: bool = False, page_workers
     env = dict(os.environ, **{READY_KEY_ENV: ready_key})
     if verbose:
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")  # TensorFlow's own logs too
-    log.info("starting workers: %d pool process(es) for files and %d for long documents' pages, each loading "
+    log.info("starting workers: %d pool process(es) for files, then %d for long documents' pages, each loading "
              "the models", workers, page_workers)  # fmt: skip
     worker = start_worker(workers, env, verbose)
     next_port = str(settings.metrics_port + 1) if settings.metrics_port else "0"  # one node per port
-    page_worker = start_worker(page_workers, env | {"DIGITS_METRICS_PORT": next_port}, verbose, pages=True)
+    pages = PageWorker(page_workers, env | {"DIGITS_METRICS_PORT": next_port}, verbose, stopping)
     marks = Redis.from_url(url)
     station = None
     if settings.review_port:
         _first_reviewer(marks)
         station = start_station(env, verbose)
-    for child, name in ((worker, "worker"), (page_worker, "page worker")):
-        threading.Thread(target=_stop_when_gone, args=(child, stopping, name), daemon=True).start()
-    warm = workers + page_workers
-    threading.Thread(target=_say_when_ready, args=(marks, ready_key, warm, settings, stopping), daemon=True).start()
+    threading.Thread(target=_stop_when_gone, args=(worker, stopping, "worker"), daemon=True).start()
+    warming = (marks, ready_key, workers, pages, settings, stopping)
+    threading.Thread(target=_warm_up_in_turn, args=warming, daemon=True).start()
     try:
         Ingester(settings, app).run(stopping)
     finally:
         log.info("stopping: the workers finish their tasks in progress")
         stop(station, timeout=10)
-        stop(worker, page_worker, timeout=WORKER_STOP_SECONDS)
+        stop(worker, pages.close(), timeout=WORKER_STOP_SECONDS)
         with contextlib.suppress(RedisError):  # else it expires
             marks.delete(ready_key)
         stop(private_server, timeout=30)
