@@ -39,6 +39,9 @@ MAX_GROWTH = 0.10
 WAVE = 500
 """Files dropped at a time; the next wave follows once the inbox has room."""
 
+WARM_UP_SECONDS = 180
+"""Longest the soak waits for `digits up` to have every pool process warm before it drops files."""
+
 SAMPLE_SECONDS = 0.5
 """How often memory is sampled (and once more when every row is in: a short soak may be over within seconds)."""
 
@@ -100,8 +103,12 @@ def run(files: int, workers: int, timeout: float) -> dict:
                 highest[pid] = max(highest.get(pid, 0.0), rss)
 
     try:
-        while not (root / "inbox").exists():
+        # Every process warm first, the page worker's too (`digits up` starts it once the files' are).
+        while b"the page worker is warm" not in (root / "up.log").read_bytes():
+            if time.monotonic() - started > WARM_UP_SECONDS or up.poll() is not None:
+                raise RuntimeError(f"`digits up` did not warm up in {WARM_UP_SECONDS} s; see {root}/up.log")
             time.sleep(0.1)
+        started = time.monotonic()  # the soak's time and throughput are the warm service's
         folder.mkdir(parents=True, exist_ok=True)
         dropped = 0
         while time.monotonic() - started < timeout:

@@ -61,6 +61,10 @@ log = logging.getLogger(__name__)
 PROCESSES_ENV = "DIGITS_WORKER_PROCESSES"
 """Set by ``digits worker`` to its pool size, so each process takes its share of the cores."""
 
+PAGES_ENV = "DIGITS_WORKER_PAGES"
+"""Set (to 1) by ``digits worker --pages``: a page worker's processes trace every batch size before
+they say they are warm, as nothing is kept waiting by a page worker's start."""
+
 
 @worker_init.connect
 def _serve_metrics(**_: object) -> None:
@@ -105,17 +109,19 @@ _warming = threading.Lock()
 
 
 def _load_and_warm_up() -> None:
-    smallest, *others = padded_sizes()
+    # A file worker traces the smallest batch size (what a lone file needs) before it says it is
+    # warm, and the larger ones while it may already be reading, so that the first file of a cold
+    # start does not wait for them; a page worker, which nobody waits for, traces them all first.
+    sizes = padded_sizes()
+    first, later = (sizes, []) if os.environ.get(PAGES_ENV) else (sizes[:1], sizes[1:])
     with _warming:
         loaded = _models_for(_chosen())
-        loaded.warm_up([smallest])  # what a lone file needs
+        loaded.warm_up(first)
     try:
         announce_ready(_marks())
     except RedisError as problem:
         log.warning("cannot tell Redis that this process is ready (%s); it reads all the same", problem)
-    # The larger sizes are traced while the first files may already be read, so that the
-    # first file of a cold start does not wait for them.
-    loaded.warm_up(others)
+    loaded.warm_up(later)
 
 
 @lru_cache(maxsize=1)

@@ -106,7 +106,7 @@ def worker(
     machine it shares with a file worker, a long document never slows the files.
     Extra arguments go to Celery.
     """
-    use_settings(results=results, worker_processes=concurrency)
+    use_settings(results=results, worker_processes=concurrency, worker_pages=1 if pages else None)
     if pages:
         os.nice(PAGE_WORKER_NICENESS)  # its pool processes inherit it
     from digits.celery_app import PAGES_QUEUE, QUEUE, app
