@@ -368,11 +368,19 @@ def recognize_files(
     """``recognize_bytes`` for many ``(data, source)`` files, read together (see ``recognize_documents``).
 
     A file of more than ``max_pages`` pages gets one error row. One of more than
-    ``PAGES_AT_ONCE`` is read that many pages at a time, so that memory does
-    not grow with its length.
+    ``PAGES_AT_ONCE`` is read that many pages at a time, and shorter ones are
+    decoded only ``READ_PIXELS`` at a time, so that memory grows neither with a
+    document's length nor with the number of files.
     """
     rows: list[list[Row]] = [[] for _ in files]
-    short: list[tuple[int, Document]] = []
+    short: list[tuple[int, Document]] = []  # decoded whole, read together once they hold READ_PIXELS
+
+    def read_short() -> None:
+        read = recognize_documents([document for _, document in short], models, review_threshold)
+        for (index, _), document_rows in zip(short, read, strict=True):
+            rows[index] = document_rows
+        short.clear()
+
     for index, (data, source) in enumerate(files):
         try:
             pages = count_pages(data)
@@ -380,6 +388,8 @@ def recognize_files(
                 check_page_count(pages, max_pages)
             if pages <= PAGES_AT_ONCE:
                 short.append((index, open_document(data, source, job_id, layout, pictures)))
+                if sum(page.size for _, document in short for page in document.pages) >= READ_PIXELS:
+                    read_short()
                 continue
             for first in range(1, pages + 1, PAGES_AT_ONCE):
                 part = open_document(
@@ -389,14 +399,12 @@ def recognize_files(
         except UnreadableImage as problem:
             sha256 = hashlib.sha256(data).hexdigest()
             rows[index] = [Row.failed(job_id, source, sha256, models.label, f"{source}: {problem}")]
-    read = recognize_documents([document for _, document in short], models, review_threshold)
-    for (index, _), document_rows in zip(short, read, strict=True):
-        rows[index] = document_rows
+    read_short()
     return rows
 
 
 def recognize_documents(documents: list[Document], models: Models, review_threshold: float) -> list[list[Row]]:
-    """The rows of each document, read together: every digit of all of them in one call per model.
+    """The rows of each document, read together: every digit of all of them in one call per model (per group).
 
     One model call costs about as much for one digit as for a few hundred, so a
     worker reads the files it has gathered as one batch. The string models read
@@ -425,6 +433,7 @@ def _by_pixels(documents: list[Document], most: int) -> list[list[Document]]:
 
 
 def _recognize_together(documents: list[Document], models: Models, review_threshold: float) -> list[list[Row]]:
+    """The rows of each document, every digit of all of them in one call per model."""
     documents = [replace(d, pages=[align_page(p) for p in d.pages]) if d.layout else d for d in documents]
     areas = [areas_of(document.pages, document.layout) for document in documents]
     chosen = iter(read_images([area.image for own in areas for area in own], models, review_threshold))
