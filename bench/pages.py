@@ -74,12 +74,13 @@ def in_process(pdf: Path, pages: int) -> dict:
             [sys.executable, "-m", "digits.cli", "recognize", "--max-pages", str(pages), str(pdf)],
             stdout=out, stderr=subprocess.DEVNULL, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
         )  # fmt: skip
-        _, _, usage = os.wait4(process.pid, 0)  # this child's own peak, not the largest child's so far
-        process.returncode = 0
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not the largest child's so far
+        process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         rows = out.read().count(b"\n") - 1
     return {
         "pages": pages,
+        "exit_code": process.returncode,
         "rows": rows,
         "seconds": round(time.monotonic() - started, 1),
         "peak_mb": round(usage.ru_maxrss / 1024, 1),

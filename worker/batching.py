@@ -119,7 +119,7 @@ class FileBatches(Batches):
                 self._one_by_one(requests)
                 return
             for request in requests:
-                _settle(request, requeue=True if request.id in batch.unfinished else None)
+                _settle(request, requeue=request.id in batch.unfinished)
             metrics.record(batch)
 
         def on_error(failure: ExceptionInfo) -> None:
@@ -143,18 +143,18 @@ class FileBatches(Batches):
         )
 
 
-def _settle(request: Request, requeue: bool | None = None) -> None:
-    """Acknowledge ``request`` (``requeue`` None), or reject it; if Redis refuses (full, or away), leave it taken.
+def _settle(request: Request, requeue: bool = False) -> None:
+    """Acknowledge ``request``, or put it back on the queue; if Redis refuses (full, or away), leave it taken.
 
     A message left taken comes back after ``DIGITS_REDELIVER_SECONDS`` (kombu's
     visibility timeout), and its rows are written once all the same: better
     than letting the error stop the worker.
     """
     try:
-        if requeue is None:
-            request.acknowledge()
+        if requeue:
+            request.reject(requeue=True)
         else:
-            request.reject(requeue=requeue)
+            request.acknowledge()
     except (RedisError, OperationalError) as problem:
         log.error("Redis refused to settle message %s (%s); it comes back after DIGITS_REDELIVER_SECONDS",
                   request.id, problem)  # fmt: skip

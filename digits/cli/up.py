@@ -1,18 +1,18 @@
 """``digits up``: Redis (when none answers), the workers, the ingester and the review station, stopped in order.
 
 Two Celery workers run: one reads files, the other the pages of long
-documents (``digits worker --pages``), started once the first is warm. Children run in their own sessions so
-that Ctrl-C reaches only this process, which then stops them in the order
-that loses nothing: first the ingester (no new files taken), then the workers
-(warm shutdown: tasks in progress finish, queued ones stay on Redis), and last
-the private Redis it started (append-only file on, so the queue survives until
-the next ``digits up``).
+documents (``digits worker --pages``), started once the first is warm.
+Children run in their own sessions so that Ctrl-C reaches only this process,
+which then stops them in the order that loses nothing: first the ingester (no
+new files taken), then the workers (warm shutdown: tasks in progress finish,
+queued ones stay on Redis), and last the private Redis it started (append-only
+file on, so the queue survives until the next ``digits up``).
 
 It says in a line which Redis it uses (and, with no reviewer yet, how to log
 in to the station), and ends its start-up with one line, ``ready``, once every
-pool process of the file worker has its models warm (a second line says when the
-page worker's are). The worker's banner and
-informational logs, and TensorFlow's own, are shown with ``-v`` only.
+pool process of the file worker has its models warm (a second line says when
+the page worker's are). The workers' banners and informational logs, and
+TensorFlow's own, are shown with ``-v`` only.
 """
 
 from __future__ import annotations
