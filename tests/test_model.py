@@ -171,8 +171,8 @@ def test_held_out_cheque_amounts_are_read_whole(models, shared_data):
 
 def test_batches_are_padded_to_a_few_sizes_so_that_keras_traces_few_graphs():
     sizes = {len(padded(np.zeros((n, 3), np.float32))) for n in range(1, LARGEST_BATCH + 1)}
-    assert sizes == {4, 8, 16, 32, 64} == set(padded_sizes())
-    assert all(len(padded(np.zeros((n, 3)))) >= n for n in range(1, 400))
+    assert sizes == set(padded_sizes()) and len(sizes) <= 8
+    assert all(n <= len(padded(np.zeros((n, 3)))) <= max(8, 1.5 * n) for n in range(1, LARGEST_BATCH + 1))
 
 
 def test_digits_read_while_other_batch_sizes_are_traced_come_out_the_same(models):
@@ -183,7 +183,7 @@ def test_digits_read_while_other_batch_sizes_are_traced_come_out_the_same(models
     tracing = threading.Thread(target=fresh.warm_up, args=(others,))
     images = np.random.default_rng(1).random((40, 28, 28)).astype(np.float32)
     tracing.start()
-    read = [fresh.probabilities(images[:n]) for n in (3, 10, 40)]  # sizes 4, 16 and 64
+    read = [fresh.probabilities(images[:n]) for n in (3, 10, 40)]  # sizes 4, 12 and 48
     tracing.join()
     for n, probabilities in zip((3, 10, 40), read, strict=True):
         assert np.allclose(probabilities, models.classifier.probabilities(images[:n]), atol=1e-5)

@@ -74,32 +74,35 @@ def import_keras():
         return keras
 
 
-SMALLEST_BATCH = 4
-"""Batches are padded to a power of two at least this big (see ``padded``)..."""
+PADDED_SIZES = (4, 8, 12, 16, 24, 32, 48, 64)
+"""The batch sizes a model is called with (see ``padded``): a batch is padded with blanks to the
+next of them, so that from 8 on at most a third of a call is padding: a padded blank costs as
+much as a digit or line read, and padding to powers of two wasted a third of the string models'
+work on single digits (docs/speed.md). The largest, ``LARGEST_BATCH``, bounds the models' working
+memory, which grows with the batch and which TensorFlow keeps once taken: larger parts would make
+each worker process hold more memory for good, without reading faster."""
 
-LARGEST_BATCH = 64
-"""...and at most this big: larger ones are read in parts of it. The models' working
-memory grows with the batch and TensorFlow keeps what it once took, so larger parts
-would make each worker process hold more memory for good, without reading faster."""
+LARGEST_BATCH = PADDED_SIZES[-1]
+"""Larger batches are read in parts of this many."""
 
 
 def padded(batch: np.ndarray) -> np.ndarray:
-    """``batch`` with blank images added up to the next power of two (at least ``SMALLEST_BATCH``).
+    """``batch`` with blank images added up to the next of ``PADDED_SIZES`` (a larger batch as it is).
 
     Keras traces a new graph for each batch size it meets (each trace takes
     time, and TensorFlow warns past five), and a worker reading batches of
     files meets dozens of sizes; padded, it meets a handful, each traced once
     per process.
     """
-    size = max(SMALLEST_BATCH, 1 << (len(batch) - 1).bit_length())
+    size = next((size for size in PADDED_SIZES if size >= len(batch)), len(batch))
     if size == len(batch):
         return batch
     return np.concatenate([batch, np.zeros((size - len(batch), *batch.shape[1:]), batch.dtype)])
 
 
 def padded_sizes() -> list[int]:
-    """Every size ``padded`` gives a batch of at most ``LARGEST_BATCH``."""
-    return sorted({len(padded(np.zeros((n, 1), np.uint8))) for n in range(1, LARGEST_BATCH + 1)})
+    """Every size ``padded`` gives a batch of at most ``LARGEST_BATCH``, smallest first."""
+    return list(PADDED_SIZES)
 
 
 def predict(model, batch: np.ndarray) -> np.ndarray:
