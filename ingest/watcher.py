@@ -248,7 +248,7 @@ class Ingester:
                 shutil.move(path, target)
         except FileNotFoundError:
             return  # taken away by the user in the meantime
-        log.debug("took %s as %s", self._source(target), drop_id)
+        log.debug("took %s as %s", relative, drop_id)
         self.unsent[drop_id] = target
 
     def send_unsent(self) -> None:
@@ -322,7 +322,7 @@ class Ingester:
             source=source,
             layout=layout_for_inbox_path(source, self.settings.layouts),
             annotate=self.settings.annotate,
-            inbox=str(self.inbox.resolve()),
+            inbox=str(self.inbox),
         )
 
     def collect(self) -> None:
@@ -422,14 +422,15 @@ class Ingester:
 
     def _archive(self, path: Path, folder: Path, reason: str | None = None) -> None:
         """Move a finished file from ``processing/`` to ``folder``, with its reason if it failed."""
-        target = _free_name(folder / self._source(path))
+        source = self._source(path)
+        target = _free_name(folder / source)
         target.parent.mkdir(parents=True, exist_ok=True)
         if reason is not None:
             Path(f"{target}.error.txt").write_text(f"{utc_now()} {reason}\n", encoding="utf-8")
         shutil.move(path, target)
         if _in_processing(path.relative_to(self.processing))[2]:
             self._remove_empty_folders(path.parent)  # an earlier version's folder per drop
-        log.info("%s -> %s", self._source(path), target)
+        log.info("%s -> %s", source, target)
 
     def _remove_empty_folders(self, folder: Path) -> None:
         """Remove ``folder`` and the folders above it in ``processing/``, as long as they are empty."""
