@@ -13,7 +13,10 @@ shipped layout (200 dpi, about 1200 x 550 pixels). Then, on this machine:
    process, reading in batches, timed from the end of its first batch), then, for the
    single digits, the model alone (``bench.model_only``: the classifier ensemble on the
    digits already cut, in batches of 64). The round with the median ratio of the service
-   to the model alone is reported (for cheques, of the service to in-process).
+   to the model alone is reported (for cheques, of the service to in-process);
+4. a single digit's reading in one pool process (``bench.model_work``: one TensorFlow
+   thread, model calls timed apart), which bounds what the service can reach against the
+   model alone with the same readings.
 
 Prints a table and writes ``bench.json`` and ``bench.png`` into ``--out``.
 """
@@ -234,16 +237,29 @@ def measure_model_only(files: list[Path]) -> dict:
     return {"files": report["digits"], "seconds": report["seconds"], "files_per_second": report["digits_per_second"]}
 
 
+def measure_model_work(files: list[Path]) -> dict:
+    """A single file's reading in one pool process, split into model calls and the rest (``bench.model_work``)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    command = [sys.executable, "-m", "bench.model_work", *map(str, files)]
+    return json.loads(subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout)
+
+
 def machine() -> dict:
+    """What the figures depend on. ``vector`` is the widest vector instructions the CPU has, on which
+    TensorFlow's convolutions depend most: machines of one kind ran the model alone four times faster
+    or slower (docs/speed.md)."""
     import importlib.metadata as metadata
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+               platform.processor())  # fmt: skip
+    flags = set(next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), []))
     memory_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
                          if line.startswith("MemTotal")))  # fmt: skip
     return {
         "cores": os.cpu_count(),
         "cpu": cpu,
+        "vector": next((name for name in ("avx512f", "avx2", "avx") if name in flags), "none"),
         "memory_gib": round(memory_kb / 2**20, 1),
         "python": platform.python_version(),
         "tensorflow": metadata.version("tensorflow"),
@@ -284,6 +300,7 @@ def main() -> None:
         memory = service.memory_mb()
     finally:
         service.stop()
+    work = measure_model_work(files["singles"])
 
     latencies = sorted(started["latency_seconds"])
     report = {
@@ -311,6 +328,7 @@ def main() -> None:
         },
         "cold_start_seconds": started["cold_start_seconds"],
         "memory_mb": memory,
+        "reading_one_file_ms": work,
     }
     rate = {kind: {way: r["files_per_second"] for way, r in ways.items()}
             for kind, ways in report["files_per_second"].items()}  # fmt: skip
@@ -358,6 +376,14 @@ def print_table(report: dict) -> None:
     console.print(speed, targets)
     cheques = report["files_per_second"]["cheques"]
     console.print(f"cheques: the service at {_ratio(cheques, 'in_process'):g} of in-process")
+    work, workers = report["reading_one_file_ms"], report["settings"]["workers"]
+    ceiling = workers * 1000 / work["ms"]
+    alone = report["files_per_second"]["singles"]["model_only"]["files_per_second"]
+    console.print(
+        f"a single digit's reading in one pool process: {work['ms']:.2f} ms (classifier {work['classifier_ms']:.2f}, "
+        f"string models {work['string_models_ms']:.2f}, the rest {work['rest_ms']:.2f}); {workers} such processes "
+        f"and nothing else would read {ceiling:.0f} files/s, {ceiling / alone:.2f} of the model alone"
+    )
     console.print("memory (MB): " + ", ".join(f"{role} {mb:.0f}" for role, mb in report["memory_mb"].items()))
 
 
@@ -395,7 +421,10 @@ def chart(report: dict, path: Path) -> None:
     right.set_title("Latency and cold start")
     right.legend(loc="upper left")
     info = report["machine"]
-    figure.suptitle(f"digits bench: {info['cores']} cores, {info['cpu']}, {report['settings']['workers']} workers")
+    figure.suptitle(
+        f"digits bench: {info['cores']} cores, {info['cpu']} ({info.get('vector', '?')}), "
+        f"{report['settings']['workers']} workers"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
