@@ -63,9 +63,9 @@ RESEND_BACKOFF_SECONDS = (1, 2, 5, 10, 30)
 """Waits between attempts to queue a file while Redis is unreachable."""
 
 COLLECT_SECONDS = 0.5
-"""How often the ingester asks Redis which of its files are finished. Their rows are written by the
-workers, so this paces only the move to ``done/``; asking every tick, for every file in flight,
-was a third of the ingester's work on a burst."""
+"""How often the ingester asks Redis which of its files are finished. Each ask fetches the state of
+every file in flight, too much to do every tick during a burst; the rows are the workers' to write,
+so this paces only the move to ``done/``."""
 
 COLLECT_RETRY_SECONDS = 5.0
 """Wait before trying again to file away a finished file that could not be (a full results disk)."""

@@ -76,9 +76,9 @@ def import_keras():
 
 PADDED_SIZES = (4, 8, 12, 16, 24, 32, 48, 64)
 """The batch sizes a model is called with (see ``padded``): a batch is padded with blanks to the
-next of them, so that from 8 on at most a third of a call is padding: a padded blank costs as
-much as a digit or line read, and padding to powers of two wasted a third of the string models'
-work on single digits (docs/speed.md). The largest, ``LARGEST_BATCH``, bounds the models' working
+next of them. A padded blank costs as much as a real input, so the steps are small: from 8 on, at
+most a third of a call is padding (powers of two allowed half, and the string models, asked three
+widths of a line at a time, often met it; docs/speed.md). The largest, ``LARGEST_BATCH``, bounds the models' working
 memory, which grows with the batch and which TensorFlow keeps once taken: larger parts would make
 each worker process hold more memory for good, without reading faster."""
 
