@@ -9,7 +9,7 @@ FAST := not processes and not soak and not needs_data
 up: $(VENV)/.installed
 	@$(BIN)/digits up
 
-# The whole suite, as CI runs it (about 21 minutes on 2 cores).
+# The whole suite, as CI runs it (about 21 minutes on 2 cores, 43 where TensorFlow is slow).
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
