@@ -36,18 +36,25 @@ def main() -> None:
     loaded.warm_up(models_module.padded_sizes())
     spent = {"classifier": 0.0, "string_models": 0.0}
     inputs = {"classifier": 0, "string_models": 0}
-    predict = models_module.predict
+    predict, padded = models_module.predict, models_module.padded
+    fed = [0]  # inputs the current model call was given, padding included
+
+    def counted(batch: np.ndarray) -> np.ndarray:
+        batch = padded(batch)
+        fed[0] += len(batch)
+        return batch
 
     def timed(model, batch: np.ndarray) -> np.ndarray:
+        fed[0] = 0
         started = time.perf_counter()
         out = predict(model, batch)
         which = "classifier" if tuple(model.input_shape[1:3]) == (CANVAS, CANVAS) else "string_models"
         spent[which] += time.perf_counter() - started
-        parts = np.split(batch, range(models_module.LARGEST_BATCH, len(batch), models_module.LARGEST_BATCH))
-        inputs[which] += sum(len(models_module.padded(part)) for part in parts)
+        inputs[which] += fed[0]
         return out
 
-    models_module.predict = timed  # the pipeline's classifier and string reader call it through the module
+    # The classifier and the string reader call predict, and predict calls padded, by their module names.
+    models_module.predict, models_module.padded = timed, counted
     files = [Path(name).read_bytes() for name in sys.argv[1:]]
     size = settings.batch_size
     batches = [files[start : start + size] for start in range(0, len(files), size)]

@@ -231,16 +231,19 @@ def _throughput(files: int, seconds: float) -> dict:
 
 def measure_model_only(files: list[Path]) -> dict:
     """The classifier ensemble alone on the digits of ``files`` (``bench.model_only``), in digits/s."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    command = [sys.executable, "-m", "bench.model_only", *map(str, files)]
-    report = json.loads(subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout)
+    report = _run_json("bench.model_only", files)
     return {"files": report["digits"], "seconds": report["seconds"], "files_per_second": report["digits_per_second"]}
 
 
 def measure_model_work(files: list[Path]) -> dict:
     """A single file's reading in one pool process, split into model calls and the rest (``bench.model_work``)."""
+    return _run_json("bench.model_work", files)
+
+
+def _run_json(module: str, files: list[Path]) -> dict:
+    """What ``python -m module FILE...`` prints, as JSON."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    command = [sys.executable, "-m", "bench.model_work", *map(str, files)]
+    command = [sys.executable, "-m", module, *map(str, files)]
     return json.loads(subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout)
 
 
