@@ -33,7 +33,7 @@ def main() -> None:
     models_module.limit_threads(1)  # as each of a 2-core machine's two pool processes
     settings = get_settings()
     loaded = models_module.get_models(settings)
-    loaded.warm_up(models_module.padded_sizes())
+    loaded.warm_up(models_module.PADDED_SIZES)
     spent = {"classifier": 0.0, "string_models": 0.0}
     inputs = {"classifier": 0, "string_models": 0}
     predict, padded = models_module.predict, models_module.padded

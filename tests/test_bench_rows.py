@@ -43,4 +43,3 @@ def test_model_work_splits_a_files_reading_into_model_calls_and_the_rest(tmp_pat
     assert work["classifier_inputs"] >= 2  # each of the two members reads each file's digit
     assert work["string_model_inputs"] >= 3 * 10 / 70  # the numbers are read as lines, at three widths
     assert 0 < work["classifier_ms"] + work["string_models_ms"] < work["ms"]
-    assert abs(work["classifier_ms"] + work["string_models_ms"] + work["rest_ms"] - work["ms"]) < 0.01

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from digits.recognition.model import LARGEST_BATCH, SHIFTS, SURE, Classifier, Models, get_models, padded, padded_sizes
+from digits.recognition.model import LARGEST_BATCH, PADDED_SIZES, SHIFTS, SURE, Classifier, Models, get_models, padded
 from digits.recognition.pipeline import (
     PAGES_AT_ONCE,
     choose,
@@ -171,14 +171,14 @@ def test_held_out_cheque_amounts_are_read_whole(models, shared_data):
 
 def test_batches_are_padded_to_a_few_sizes_so_that_keras_traces_few_graphs():
     sizes = {len(padded(np.zeros((n, 3), np.float32))) for n in range(1, LARGEST_BATCH + 1)}
-    assert sizes == set(padded_sizes()) and len(sizes) <= 8
+    assert sizes == set(PADDED_SIZES) and len(sizes) <= 8
     assert all(n <= len(padded(np.zeros((n, 3)))) <= max(8, 1.5 * n) for n in range(1, LARGEST_BATCH + 1))
 
 
 def test_digits_read_while_other_batch_sizes_are_traced_come_out_the_same(models):
     """A worker reads its first files while its models trace the larger sizes in another thread."""
     fresh = Classifier(resolve_members(Settings().model, Settings().model_store))  # untraced, unlike ``models``
-    smallest, *others = padded_sizes()
+    smallest, *others = PADDED_SIZES
     fresh.warm_up([smallest])
     tracing = threading.Thread(target=fresh.warm_up, args=(others,))
     images = np.random.default_rng(1).random((40, 28, 28)).astype(np.float32)

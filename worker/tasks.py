@@ -45,7 +45,7 @@ from digits.logs import reformat
 from digits.readiness import announce_ready
 from digits.recognition.annotate import Pictures
 from digits.recognition.imaging import UnreadableImage, check_page_count, count_pages, decode_pages
-from digits.recognition.model import Models, get_models, limit_threads, padded_sizes
+from digits.recognition.model import PADDED_SIZES, Models, get_models, limit_threads
 from digits.recognition.pipeline import Document, open_document, recognize_documents
 from digits.results import append_drops, append_rows, inbox_csv, job_csv
 from digits.reviews import ReviewQueue, items_of
@@ -112,8 +112,8 @@ def _load_and_warm_up() -> None:
     # A file worker traces the smallest batch size (what a lone file needs) before it says it is
     # warm, and the larger ones while it may already be reading, so that the first file of a cold
     # start does not wait for them; a page worker, which nobody waits for, traces them all first.
-    sizes = padded_sizes()
-    first, later = (sizes, []) if os.environ.get(PAGES_ENV) else (sizes[:1], sizes[1:])
+    sizes = PADDED_SIZES
+    first, later = (sizes, ()) if os.environ.get(PAGES_ENV) else (sizes[:1], sizes[1:])
     with _warming:
         loaded = _models_for(_chosen())
         loaded.warm_up(first)

@@ -12,6 +12,7 @@ import re
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,11 +101,6 @@ def padded(batch: np.ndarray) -> np.ndarray:
     return np.concatenate([batch, np.zeros((size - len(batch), *batch.shape[1:]), batch.dtype)])
 
 
-def padded_sizes() -> list[int]:
-    """Every size ``padded`` gives a batch of at most ``LARGEST_BATCH``, smallest first."""
-    return list(PADDED_SIZES)
-
-
 def predict(model, batch: np.ndarray) -> np.ndarray:
     """``model``'s outputs for ``batch``, in calls of at most ``LARGEST_BATCH`` padded inputs.
 
@@ -161,7 +157,7 @@ class Classifier:
     def _average(self, batch: np.ndarray) -> np.ndarray:
         return np.mean([predict(member, batch) for member in self._members], axis=0)
 
-    def warm_up(self, sizes: list[int]) -> None:
+    def warm_up(self, sizes: Sequence[int]) -> None:
         """Trace each model for each of the padded batch ``sizes`` (see ``Models.warm_up``)."""
         _trace_sizes(self._members, (CANVAS, CANVAS, 1), sizes)
 
@@ -191,12 +187,12 @@ class StringReader:
             voters += [logits[:, view] for view in range(views)]
         return decode(voters)
 
-    def warm_up(self, sizes: list[int]) -> None:
+    def warm_up(self, sizes: Sequence[int]) -> None:
         """Trace each model for each of the padded batch ``sizes`` (see ``Models.warm_up``)."""
         _trace_sizes(self._members, (LINE_HEIGHT, LINE_WIDTH, 1), sizes)
 
 
-def _trace_sizes(members: list, shape: tuple[int, ...], sizes: list[int]) -> None:
+def _trace_sizes(members: list, shape: tuple[int, ...], sizes: Sequence[int]) -> None:
     for member in members:
         for size in sizes:
             member.predict_on_batch(np.zeros((size, *shape), np.float32))
@@ -241,7 +237,7 @@ class Models:
     def label(self) -> str:
         return self.classifier.label
 
-    def warm_up(self, sizes: list[int]) -> None:
+    def warm_up(self, sizes: Sequence[int]) -> None:
         """Trace every model's graph for each of the padded batch ``sizes`` now, before work needs them.
 
         Without it, a busy worker would meet new batch sizes while files wait,
