@@ -64,7 +64,7 @@ class Row(BaseModel):
     sha256: str = ""
     processed_at: str = Field(default_factory=utc_now)
     error: str = ""
-    """What went wrong, with which file, and what to do (error rows); why a row needs a look (some others)."""
+    """What went wrong, with which file, and what to do (error rows); why a person should look (review rows)."""
     annotation: str = ""
     """The review picture's path, relative to the CSV's folder."""
 
@@ -212,6 +212,8 @@ class ReviewItem(BaseModel):
     page_image: str
     """The whole page, small, with the field outlined, relative to the results folder."""
     queued_at: float
+    reason: str = ""
+    """Why the machine doubts the row (a ``review`` item): its ``error``, such as "digit 2 (3) at 0.62, below 0.90"."""
 
 
 class Decision(BaseModel):

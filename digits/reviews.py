@@ -4,11 +4,15 @@ A worker that writes a ``review`` row, or an ``ok`` row drawn for the blind
 audit, saves the field's crop and its page beside the CSV and enqueues a
 ``ReviewItem`` (``enqueue``). Reviewers lease items one at a time (``next``):
 two never hold the same item, and a lease that expires (a closed tab) returns
-its item to the queue. Each decision is appended to
+its item to the queue. A decision is taken in Redis by one script, which
+accepts it only from the reviewer holding the item and only once, so that of
+racing decisions exactly one stands; its line is then appended to
 ``results/reviewed/YYYY-MM-DD.csv`` exactly once, under the same lock and marks
-as the result CSVs, and then recorded in Redis; a decision undone appends a
-line that takes it back, so that history is never rewritten. No TensorFlow
-here: the station shows the pictures the worker saved.
+as the result CSVs. The script also notes the line as unwritten until it is
+appended, so that a station that dies between the two writes it at its next
+start (``write_unwritten``). A decision undone appends a line that takes it
+back, so that history is never rewritten. No TensorFlow here: the station shows
+the pictures the worker saved.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from redis import Redis
-from redis.exceptions import WatchError
 
 from digits.contracts import (
     AUDIT_KIND,
@@ -40,6 +43,7 @@ from digits.contracts import (
     Decision,
     ReviewItem,
     Row,
+    utc_now,
 )
 from digits.results import append_drops, read_rows
 
@@ -72,6 +76,15 @@ SECONDS_KEY = "digits:review:seconds"
 
 SECONDS_KEPT = 1000
 """Decisions whose time is kept for the median."""
+
+UNWRITTEN_KEY = "digits:review:unwritten"
+"""Hash of reviewed-CSV line id -> the line (``Decision`` JSON), from its taking in Redis until it is appended."""
+
+GROUP_KEY = "digits:review:group:{reviewer}"
+"""Set of the items a reviewer was given as one group: only these can be confirmed together."""
+
+ALONE_KEY = "digits:review:alone"
+"""Set of the items sent back from a group as wrong: they are keyed alone, never grouped again."""
 
 REVIEWED_FOLDER = "reviewed"
 """Folder of the results folder that holds the reviewers' decisions, a CSV a day."""
@@ -114,6 +127,113 @@ redis.call('HSET', KEYS[7], picked, now)
 return redis.call('HGET', KEYS[1], picked)
 """
 """Lease the oldest waiting item (of one kind, or of either), or the one named, to a reviewer; its JSON."""
+
+
+_COUNT = """
+-- The statistics' counters, moved by a decision (sign 1) or its undoing (sign -1).
+local function count(counts, decision, sign)
+  redis.call('HINCRBY', counts, 'decided', sign)
+  redis.call('HINCRBY', counts, 'reviewer:' .. decision.reviewer, sign)
+  if decision.kind == 'audit' and decision.verdict ~= 'unreadable' then
+    redis.call('HINCRBY', counts, 'audit_checked', sign)
+    if decision.verdict == 'corrected' then redis.call('HINCRBY', counts, 'audit_wrong', sign) end
+  end
+end
+"""
+
+_DECIDE = (
+    _COUNT
+    + """
+local item, reviewer, line, grouped = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == '1'
+if redis.call('HEXISTS', KEYS[6], item) == 1 then return 'decided' end
+local holder = redis.call('HGET', KEYS[5], item)
+local live = tonumber(redis.call('ZSCORE', KEYS[4], item) or '0') > tonumber(redis.call('TIME')[1])
+if holder ~= reviewer or not live then
+  if holder and live then return 'held' end
+  return 'not-held'
+end
+if grouped and redis.call('SISMEMBER', KEYS[11], item) == 0 then return 'not-grouped' end
+local version = redis.call('HGET', KEYS[7], item) or '0'
+redis.call('HSET', KEYS[6], item, line)
+redis.call('ZREM', KEYS[4], item)
+redis.call('HDEL', KEYS[5], item)
+redis.call('ZREM', KEYS[2], item)
+redis.call('ZREM', KEYS[3], item)
+redis.call('SREM', KEYS[11], item)
+local decision = cjson.decode(line)
+count(KEYS[8], decision, 1)
+redis.call('LPUSH', KEYS[9], decision.seconds)
+redis.call('LTRIM', KEYS[9], 0, tonumber(ARGV[5]) - 1)
+local line_id = 'decision:' .. item .. ':' .. version
+redis.call('HSET', KEYS[10], line_id, line)
+return line_id
+"""
+)
+"""Take a decision (``ARGV[3]``, its reviewed-CSV line) on an item the reviewer holds; the line's id.
+
+Else ``decided``, ``held`` (by another), ``not-held``, or ``not-grouped`` (a group
+confirmation, ``ARGV[4]``, of an item not in the reviewer's group)."""
+
+_UNDO = (
+    _COUNT
+    + """
+local item, reviewer = ARGV[1], ARGV[2]
+local raw = redis.call('HGET', KEYS[1], item)
+if not raw then return 'not-decided' end
+local decision = cjson.decode(raw)
+if decision.reviewer ~= reviewer then return 'not-theirs' end
+local version = redis.call('HGET', KEYS[2], item) or '0'
+local now = redis.call('TIME')
+redis.call('HDEL', KEYS[1], item)
+redis.call('HINCRBY', KEYS[2], item, 1)
+redis.call('ZADD', KEYS[3], tonumber(now[1]) + tonumber(ARGV[3]), item)
+redis.call('HSET', KEYS[4], item, reviewer)
+redis.call('HSET', KEYS[5], item, tonumber(now[1]) + tonumber(now[2]) / 1e6)
+count(KEYS[6], decision, -1)
+decision.digits = ''
+decision.verdict = 'undone'
+decision.seconds = 0
+decision.reviewed_at = ARGV[4]
+local line_id = 'undo:' .. item .. ':' .. version
+redis.call('HSET', KEYS[7], line_id, cjson.encode(decision))
+return line_id
+"""
+)
+"""Take back a reviewer's standing decision on an item and lease it to them again; the undo line's id.
+
+Else ``not-decided`` or ``not-theirs``."""
+
+_GIVE_BACK = """
+local item, reviewer = ARGV[1], ARGV[2]
+if redis.call('HGET', KEYS[5], item) ~= reviewer or redis.call('HEXISTS', KEYS[6], item) == 1 then
+  return 'not-held'
+end
+local decoded = cjson.decode(redis.call('HGET', KEYS[1], item))
+local queue = decoded.kind == 'audit' and KEYS[3] or KEYS[2]
+local score = decoded.queued_at
+if ARGV[3] == '1' then
+  local last = redis.call('ZRANGE', queue, -1, -1, 'WITHSCORES')
+  if #last > 0 then score = math.max(score, tonumber(last[2]) + 1e-3) end
+end
+redis.call('ZREM', KEYS[4], item)
+redis.call('HDEL', KEYS[5], item)
+redis.call('SREM', KEYS[8], item)
+redis.call('ZADD', queue, score, item)
+if ARGV[4] == '1' then redis.call('SADD', KEYS[7], item) end
+return 'ok'
+"""
+"""Give a held item back to its queue: where it was, or behind the others (``ARGV[3]``), marked
+to be keyed alone (``ARGV[4]``). Else ``not-held``."""
+
+_REFUSALS = {
+    "decided": "the item is decided already",
+    "held": "another reviewer holds the item",
+    "not-held": "you do not hold the item (its lease may have run out): ask for it again with GET /api/next",
+    "not-grouped": "the item is not in your group: GET /api/group gives you one",
+    "not-decided": "the item is not decided: there is nothing to undo",
+    "not-theirs": "only the reviewer who decided an item can undo it",
+}
+"""What each refusal of the scripts tells the reviewer."""
 
 
 class Conflict(RuntimeError):
@@ -175,6 +295,7 @@ def items_of(rows: Iterable[Row], csv_folder: str, audit_share: float, now: floa
                 id=id_of(row), kind=kind, job_id=row.job_id, source=row.source, page=row.page, field=row.field,
                 sha256=row.sha256, digits=row.digits, confidences=_floats(row.digit_confidences),
                 crop=f"{csv_folder}/{crop}", page_image=f"{csv_folder}/{page}", queued_at=now,
+                reason=row.error if kind == REVIEW_KIND else "",
             )
         )  # fmt: skip
     return items
@@ -216,6 +337,9 @@ class ReviewQueue:
         self.results = Path(results)
         self.lease_seconds = lease_seconds
         self._next = redis.register_script(_NEXT)
+        self._decide = redis.register_script(_DECIDE)
+        self._undo = redis.register_script(_UNDO)
+        self._give = redis.register_script(_GIVE_BACK)
 
     def enqueue(self, items: list[ReviewItem]) -> None:
         """Put items in the queue; an item queued or decided before is left as it is."""
@@ -247,7 +371,7 @@ class ReviewQueue:
     def waiting(self, kind: str, count: int) -> list[ReviewItem]:
         """The oldest ``count`` waiting items of a kind, not leased."""
         ids = self.redis.zrange(PENDING_KEYS[kind], 0, count - 1)
-        return [ReviewItem.model_validate_json(raw) for raw in self.redis.hmget(ITEMS_KEY, ids) if raw]
+        return [ReviewItem.model_validate_json(raw) for raw in self.redis.hmget(ITEMS_KEY, ids) if raw] if ids else []
 
     def held_by(self, reviewer: str, kind: str | None = None) -> list[ReviewItem]:
         """The undecided items a reviewer holds a live lease on, oldest first."""
@@ -267,15 +391,20 @@ class ReviewQueue:
             raise UnknownItem(f"no review item {item!r}")
         return ReviewItem.model_validate_json(raw)
 
-    def decide(self, item: str, reviewer: str, digits: str | None, seconds: float | None = None) -> Decision:
-        """Record what a reviewer read on an item (``digits``; None: unreadable), once; the decision.
+    def decide(
+        self, item: str, reviewer: str, digits: str | None, seconds: float | None = None, grouped: bool = False
+    ) -> Decision:
+        """Record what a reviewer read on an item they hold (``digits``; None: unreadable); the decision.
 
-        ``seconds`` is how long the decision took; by default, since the item
-        was leased. Raises ``Conflict`` when another reviewer holds the item or
-        it is decided already, ``UnknownItem`` for an id no item has.
+        Of decisions racing on one item, exactly one is taken: the first from
+        the reviewer holding it. ``seconds`` is how long the decision took; by
+        default, since the item was leased. ``grouped``: a confirmation from
+        the group view, taken only for an item of the reviewer's group. Raises
+        ``Conflict`` when the reviewer does not hold the item (another does, its
+        lease ran out, or it is decided already), ``UnknownItem`` for an id no
+        item has.
         """
         found = self.item(item)
-        self._check_free_for(item, reviewer)
         if seconds is None:
             shown = self.redis.hget(SHOWN_KEY, item)
             seconds = max(0.0, _now(self.redis) - float(shown)) if shown else 0.0
@@ -285,14 +414,10 @@ class ReviewQueue:
             machine_digits=found.digits, digits=digits or "", verdict=verdict, reviewer=reviewer,
             seconds=round(seconds, 2), sha256=found.sha256, crop=found.crop,
         )  # fmt: skip
-        version = int(self.redis.hget(VERSIONS_KEY, item) or 0)
-        self._append(decision, f"decision:{item}:{version}")
-        with self.redis.pipeline() as pipe:
-            pipe.hset(DECIDED_KEY, item, decision.model_dump_json())
-            self._release(pipe, item)
-            self._count(pipe, decision, +1)
-            pipe.lpush(SECONDS_KEY, decision.seconds).ltrim(SECONDS_KEY, 0, SECONDS_KEPT - 1)
-            pipe.execute()
+        keys = [ITEMS_KEY, *PENDING_KEYS.values(), LEASES_KEY, HOLDERS_KEY, DECIDED_KEY, VERSIONS_KEY, COUNTS_KEY,
+                SECONDS_KEY, UNWRITTEN_KEY, GROUP_KEY.format(reviewer=reviewer)]  # fmt: skip
+        args = [item, reviewer, decision.model_dump_json(), "1" if grouped else "", SECONDS_KEPT]
+        self._write(self._taken(self._decide(keys=keys, args=args)), decision)
         return decision
 
     def undo(self, item: str, reviewer: str) -> ReviewItem:
@@ -300,35 +425,68 @@ class ReviewQueue:
 
         Raises ``Conflict`` when the item is not decided, or was decided by another reviewer.
         """
-        with self.redis.pipeline() as pipe:
-            try:
-                pipe.watch(DECIDED_KEY)
-                raw = pipe.hget(DECIDED_KEY, item)
-                standing = Decision.model_validate_json(raw) if raw else None
-                if standing is None or standing.reviewer != reviewer:
-                    raise Conflict("only the reviewer who decided an item can undo it, and only while it stands")
-                version = int(pipe.hget(VERSIONS_KEY, item) or 0)
-                pipe.multi()
-                pipe.hdel(DECIDED_KEY, item)
-                pipe.hincrby(VERSIONS_KEY, item, 1)
-                pipe.zadd(LEASES_KEY, {item: self.redis.time()[0] + self.lease_seconds})
-                pipe.hset(HOLDERS_KEY, item, reviewer)
-                pipe.hset(SHOWN_KEY, item, _now(self.redis))
-                self._count(pipe, standing, -1)
-                pipe.execute()
-            except WatchError:
-                raise Conflict("the item changed meanwhile; try again") from None
-        taken_back = standing.model_copy(update={"digits": "", "verdict": UNDONE, "seconds": 0.0})
-        self._append(taken_back, f"undo:{item}:{version}")
+        keys = [DECIDED_KEY, VERSIONS_KEY, LEASES_KEY, HOLDERS_KEY, SHOWN_KEY, COUNTS_KEY, UNWRITTEN_KEY]
+        line_id = self._taken(self._undo(keys=keys, args=[item, reviewer, self.lease_seconds, utc_now()]))
+        self._write(line_id, Decision.model_validate_json(self.redis.hget(UNWRITTEN_KEY, line_id)))
         return self.item(item)
 
     def skip(self, item: str, reviewer: str) -> None:
         """Give an item back to the queue, behind the others; ``Conflict`` if the reviewer does not hold it."""
-        self._give_back(item, reviewer, at_the_back=True)
+        self._give_back(item, reviewer, at_the_back=True, alone=False)
 
-    def release(self, item: str, reviewer: str) -> None:
-        """Give an item back to the queue where it was (the group view's wrong ones, to be keyed one by one)."""
-        self._give_back(item, reviewer, at_the_back=False)
+    def lease_group(self, reviewer: str, size: int, lookahead: int) -> list[ReviewItem]:
+        """Up to ``size`` waiting single digits the machine read as the same digit, leased to the reviewer as a group.
+
+        A reviewer who holds a group gets it back. Only ``review`` items are
+        grouped (audit items are keyed blind), and never one sent back from a
+        group as wrong. The most common reading among the oldest ``lookahead``
+        waiting items is the group's.
+        """
+        group = GROUP_KEY.format(reviewer=reviewer)
+        members = {member.decode() for member in self.redis.smembers(group)}
+        held = [i for i in self.held_by(reviewer, REVIEW_KIND) if i.id in members]
+        if held:
+            return held[:size]
+        alone = {member.decode() for member in self.redis.smembers(ALONE_KEY)}
+        singles = [i for i in self.waiting(REVIEW_KIND, lookahead) if len(i.digits) == 1 and i.id not in alone]
+        if not singles:
+            return []
+        digit = max({i.digits for i in singles}, key=lambda d: sum(i.digits == d for i in singles))
+        chosen = [i for i in singles if i.digits == digit][:size]
+        leased = [found for i in chosen if (found := self.lease(i.id, reviewer))]
+        with self.redis.pipeline() as pipe:
+            pipe.delete(group)
+            if leased:
+                pipe.sadd(group, *[i.id for i in leased]).expire(group, self.lease_seconds)
+            pipe.execute()
+        return leased
+
+    def decide_group(self, reviewer: str, confirm: list[str], wrong: list[str]) -> None:
+        """Confirm the machine's reading of the ``confirm`` items of the reviewer's group; send ``wrong`` back.
+
+        The items sent back are keyed alone, never grouped again. Raises
+        ``UnknownItem`` for an id no item has, and ``Conflict``, before
+        anything is decided, for an item not in the reviewer's group or no
+        longer held by them; a confirmation that loses a race meanwhile raises
+        ``Conflict`` too, the ones before it standing.
+        """
+        found = [self.item(i) for i in [*confirm, *wrong]]
+        members = {member.decode() for member in self.redis.smembers(GROUP_KEY.format(reviewer=reviewer))}
+        held = {i.id for i in self.held_by(reviewer, REVIEW_KIND)}
+        stray = [i.id for i in found if i.id not in members or i.id not in held]
+        if stray:
+            raise Conflict(f"{len(stray)} of the items are not in the group you hold: GET /api/group gives it anew")
+        for item in found[: len(confirm)]:
+            self.decide(item.id, reviewer, item.digits, grouped=True)
+        for item in wrong:
+            self._give_back(item, reviewer, at_the_back=False, alone=True)
+
+    def write_unwritten(self) -> int:
+        """Append the decision lines taken in Redis whose append was cut short (a station that died); how many."""
+        lines = self.redis.hgetall(UNWRITTEN_KEY)
+        for line_id, line in sorted(lines.items(), key=lambda pair: Decision.model_validate_json(pair[1]).reviewed_at):
+            self._write(line_id.decode(), Decision.model_validate_json(line))
+        return len(lines)
 
     def left(self) -> int:
         """Items not decided yet, held ones included (three counts, for every item served)."""
@@ -379,43 +537,24 @@ class ReviewQueue:
     def _renew(self, item: str) -> None:
         self.redis.zadd(LEASES_KEY, {item: self.redis.time()[0] + self.lease_seconds}, xx=True)
 
-    def _check_free_for(self, item: str, reviewer: str) -> None:
-        if self.redis.hexists(DECIDED_KEY, item):
-            raise Conflict("the item is decided already")
-        holder = self.redis.hget(HOLDERS_KEY, item)
-        expiry = self.redis.zscore(LEASES_KEY, item)
-        if holder and holder.decode() != reviewer and expiry and expiry > self.redis.time()[0]:
-            raise Conflict("another reviewer holds the item")
-
-    def _give_back(self, item: str, reviewer: str, at_the_back: bool) -> None:
-        holder = self.redis.hget(HOLDERS_KEY, item)
-        if holder is None or holder.decode() != reviewer or self.redis.hexists(DECIDED_KEY, item):
-            raise Conflict("the reviewer does not hold the item")
-        found = self.item(item)
-        queue = PENDING_KEYS[found.kind]
-        last = self.redis.zrange(queue, -1, -1, withscores=True)
-        score = max(found.queued_at, last[0][1] + 1e-3) if at_the_back and last else found.queued_at
-        with self.redis.pipeline() as pipe:
-            self._release(pipe, item)
-            pipe.zadd(queue, {item: score})
-            pipe.execute()
+    def _give_back(self, item: str, reviewer: str, at_the_back: bool, alone: bool) -> None:
+        keys = [ITEMS_KEY, *PENDING_KEYS.values(), LEASES_KEY, HOLDERS_KEY, DECIDED_KEY, ALONE_KEY,
+                GROUP_KEY.format(reviewer=reviewer)]  # fmt: skip
+        self._taken(self._give(keys=keys, args=[item, reviewer, "1" if at_the_back else "", "1" if alone else ""]))
 
     @staticmethod
-    def _release(pipe: Redis, item: str) -> None:
-        pipe.zrem(LEASES_KEY, item).hdel(HOLDERS_KEY, item)
-        for key in PENDING_KEYS.values():
-            pipe.zrem(key, item)
+    def _taken(answer: bytes) -> str:
+        """A script's answer: what it took (a line id, ``ok``), or ``Conflict`` saying why it refused."""
+        said = answer.decode()
+        if said in _REFUSALS:
+            raise Conflict(_REFUSALS[said])
+        return said
 
-    @staticmethod
-    def _count(pipe: Redis, decision: Decision, sign: int) -> None:
-        pipe.hincrby(COUNTS_KEY, "decided", sign).hincrby(COUNTS_KEY, f"reviewer:{decision.reviewer}", sign)
-        if decision.kind == AUDIT_KIND and decision.verdict != UNREADABLE:
-            pipe.hincrby(COUNTS_KEY, "audit_checked", sign)
-            pipe.hincrby(COUNTS_KEY, "audit_wrong", sign * (decision.verdict == CORRECTED))
-
-    def _append(self, decision: Decision, decision_id: str) -> None:
-        path = reviewed_csv(self.results, dt.datetime.now(dt.UTC))
-        append_drops(path, [(decision_id, [decision])], self.redis, columns=REVIEWED_COLUMNS)
+    def _write(self, line_id: str, line: Decision) -> None:
+        """Append a decision's line to its day's reviewed CSV (once, whoever tries); forget it was unwritten."""
+        path = reviewed_csv(self.results, dt.datetime.fromisoformat(line.reviewed_at.replace("Z", "+00:00")))
+        append_drops(path, [(line_id, [line])], self.redis, columns=REVIEWED_COLUMNS)
+        self.redis.hdel(UNWRITTEN_KEY, line_id)
 
 
 def decided(redis: Redis, items: list[str]) -> dict[str, Decision]:

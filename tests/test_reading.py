@@ -8,10 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
+from digits.layouts import Field
 from digits.recognition.choice import ReadingChoice
 from digits.recognition.ctc import decode
 from digits.recognition.lines import FRAME_PIXELS, FRAMES, LINE_HEIGHT, LINE_WIDTH, prepare_line
-from digits.recognition.pipeline import Reading, Support, choose, ok_bar, settled_alone, sure_alone
+from digits.recognition.pipeline import Reading, Support, choose, ok_bar, settled_alone, sure_alone, why_review
 from digits.recognition.segment import Box, find_digits
 from digits.training.choice import fit
 from tests.conftest import REPO
@@ -65,16 +66,20 @@ def _narrow(cut: str, whole: str, confidence: float = 0.99) -> Reading:
 
 
 def test_where_there_is_room_for_one_digit_the_classifier_reads_it_whole():
-    assert choose(_narrow("7", "7", 0.98), _reading("1", "crnn", 0.7)) == (_reading("7", "cnn", 0.98), Support.NONE)
+    chosen, support = choose(_narrow("7", "7", 0.98), _reading("1", "crnn", 0.7))
+    assert (replace(chosen, doubt=""), support) == (_reading("7", "cnn", 0.98), Support.NONE)
+    assert chosen.doubt == "the two ways of reading disagree: 7 cut apart, 1 as a line", "the reviewer is told why"
     # Even a surer string model does not overrule the classifier on one digit.
-    assert choose(_narrow("7", "7", 0.6), _reading("1", "crnn", 0.9)) == (_reading("7", "cnn", 0.6), Support.NONE)
+    chosen, support = choose(_narrow("7", "7", 0.6), _reading("1", "crnn", 0.9))
+    assert (replace(chosen, doubt=""), support) == (_reading("7", "cnn", 0.6), Support.NONE)
     # The string model saw two digits in one: the classifier's single reading stands.
     assert choose(_narrow("8", "8", 0.5), _reading("31", "crnn"))[0].digits == "8"
     # Cutting split a broken "5" in two; the string model saw one digit: the ink is read whole.
     assert choose(_narrow("52", "5"), _reading("5", "crnn", 0.8)) == (_reading("5", "cnn", 0.8), Support.AGREED)
     # Cutting found pieces of a digit that the string models could not read at all: a person sees the
     # classifier's guess at the whole ink, never an empty row.
-    assert choose(_narrow("71", "7", 0.7), _reading("", "crnn")) == (_reading("7", "cnn", 0.7), Support.NONE)
+    chosen, support = choose(_narrow("71", "7", 0.7), _reading("", "crnn"))
+    assert (replace(chosen, doubt=""), support) == (_reading("7", "cnn", 0.7), Support.NONE)
     # Two plain ones side by side: both count two digits, and agree.
     assert choose(_narrow("11", "1"), _reading("11", "crnn"))[0].digits == "11"
     # A short amount written tall: both see several digits, and the string model reads them.
@@ -113,7 +118,21 @@ def test_on_a_wide_line_the_string_model_wins():
     unanimous = _reading("2250", "crnn", 0.6)
     assert choose(_reading("2150", "cnn"), unanimous) == (unanimous, Support.STRING_MODELS)
     split_vote = Reading("2250", [0.6] * 4, [Box(i * 20, 0, 20, 40) for i in range(4)], "crnn", unanimous=False)
-    assert choose(_reading("2150", "cnn"), split_vote) == (split_vote, Support.NONE)
+    chosen, support = choose(_reading("2150", "cnn"), split_vote)
+    assert (replace(chosen, doubt=""), support) == (split_vote, Support.NONE)
+    assert chosen.doubt.startswith("the line readers disagree among themselves")
+
+
+def test_a_row_sent_to_review_says_why_in_the_words_a_reviewer_reads():
+    date = Field("date", (0.1, 0.1, 0.3, 0.1), digits=8)
+    assert why_review(_reading("1234567", "cnn", 0.99), date, 0.9, 0.9) == "the layout wants 8 digits, 7 read"
+    amount = Field("amount", (0.1, 0.1, 0.3, 0.1), max_digits=4)
+    assert why_review(_reading("12345", "cnn", 0.99), amount, 0.9, 0.9) == "the layout allows at most 4 digits, 5 read"
+    year = Reading("1977", [0.999, 0.62, 0.9995, 0.999], [Box(i * 20, 0, 20, 40) for i in range(4)], "cnn")
+    assert why_review(year, None, 0.9, 0.9) == "digit 2 (9) at 0.62, below 0.9"
+    assert why_review(year, None, float("inf"), 0.9) == "digit 2 (9) at 0.62, below 0.9", "a lone digit under the bar"
+    chosen, _ = choose(_narrow("7", "7", 0.98), _reading("1", "crnn", 0.7))
+    assert why_review(chosen, None, float("inf"), 0.9) == chosen.doubt
 
 
 def test_without_a_string_model_the_classifier_decides_alone():
@@ -177,7 +196,8 @@ def test_the_shipped_choice_keeps_clear_separate_digits_and_leaves_touching_ones
     assert choice is not None, "model_store/reading-choice.json is shipped"
     # Five clear digits well apart, which the string models read otherwise: the cut reading, for a person to confirm.
     apart = _spaced("28614", "cnn", 0.999, gap=12)
-    assert choose(apart, _reading("28611", "crnn", 0.96), choice) == (apart, Support.NONE)
+    chosen, support = choose(apart, _reading("28611", "crnn", 0.96), choice)
+    assert (replace(chosen, doubt=""), support) == (apart, Support.NONE)
     assert choose(apart, _reading("28611", "crnn", 0.96)) == (_reading("28611", "crnn", 0.96), Support.STRING_MODELS)
     # Touching digits cut into one wide piece and a sliver: the string models' reading stands.
     touching = Reading("83", [0.9, 0.6], [Box(0, 0, 70, 40), Box(70, 25, 8, 12)], "cnn")

@@ -145,3 +145,21 @@ def test_a_persistent_redis_restarted_keeps_every_waiting_and_decided_item(tmp_p
         assert {queue.next("bob").source, queue.next("ann").source} == {"kept-2", "kept-3"}
     finally:
         server.stop()
+
+
+def test_a_decision_taken_but_not_yet_written_is_written_at_the_next_start(queue, tmp_path, monkeypatch):
+    queue.enqueue(items("cut-short"))
+    held = queue.next("ann")
+
+    def disk_full(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr("digits.reviews.append_drops", disk_full)
+    with pytest.raises(OSError):
+        queue.decide(held.id, "ann", "42", seconds=1.0)
+    monkeypatch.undo()
+    assert queue.standing([held.id])[held.id].digits == "42", "taken in Redis"
+    assert not read_rows(reviewed_csv(tmp_path, dt.datetime.now(dt.UTC))), "but not yet in the CSV"
+    assert queue.write_unwritten() == 1 and queue.write_unwritten() == 0
+    lines = read_rows(reviewed_csv(tmp_path, dt.datetime.now(dt.UTC)))
+    assert [(line["source"], line["digits"]) for line in lines] == [("cut-short", "42")]

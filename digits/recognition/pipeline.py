@@ -234,16 +234,19 @@ def choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None 
         # digit the same way, one of them is rarely confident about it.
         sure = [min(a, b) for a, b in zip(cutting.confidences, line.confidences, strict=True)]
         return Reading(cutting.digits, sure, cutting.boxes, cutting.model), Support.AGREED
+    disagree = f"the two ways of reading disagree: {cutting.digits or '-'} cut apart, {line.digits or '-'} as a line"
     if room_for_one and len(cutting.digits) == 1:
         # The classifier's reading of the one digit stands.
-        return cutting, Support.NONE
+        return replace(cutting, doubt=disagree), Support.NONE
     several = len(cutting.digits) > 1 and len(line.digits) > 1
     if several and choice is not None and choice.prefers_cutting(cutting, line):
         # Separate, clear digits that the string models misread (another writer's
         # hand than the cheques they learnt): a person confirms the cut reading.
-        return cutting, Support.NONE
+        return replace(cutting, doubt=disagree), Support.NONE
     # Touching digits, separators, patterned paper: the string models read them better.
-    return line, Support.STRING_MODELS if line.unanimous else Support.NONE
+    if line.unanimous:
+        return line, Support.STRING_MODELS
+    return replace(line, doubt=f"the line readers disagree among themselves; {disagree}"), Support.NONE
 
 
 def _aspect(boxes: list[Box]) -> float:
@@ -473,7 +476,7 @@ def _rows(
     readings: dict[tuple[int, str], tuple[Reading, Support]] = {}
     for area, (reading, support) in zip(areas, chosen, strict=True):
         shifted = [Box(b.x + area.left, b.y + area.top, b.w, b.h) for b in reading.boxes]
-        reading = Reading(reading.digits, reading.confidences, shifted, reading.model, reading.unanimous)
+        reading = replace(reading, boxes=shifted, whole=None)
         key = (area.page, area.field.name if area.field else WHOLE_PAGE)
         if key in readings:
             before, before_support = readings[key]
@@ -482,6 +485,7 @@ def _rows(
                 before.confidences + reading.confidences,
                 before.boxes + reading.boxes,
                 reading.model,
+                doubt="; ".join(d for d in (before.doubt, reading.doubt) if d),
             )
             support = min(support, before_support)
         readings[key] = (reading, support)
@@ -496,6 +500,8 @@ def _rows(
         row = _row(document, document.first_page + index - 1, name, reading, bar)
         if row.status == EMPTY and layout is None:
             row = row.model_copy(update={"error": NOTHING_ON_THE_PAGE})
+        if row.status == REVIEW:
+            row = row.model_copy(update={"error": why_review(reading, field, bar, review_threshold)})
         region = region_pixels(field.region, page.shape) if field else None
         if pictures and pictures.wanted(row.status):
             row = row.model_copy(update={"annotation": pictures.write(row, *field_frame(page, region))})
@@ -520,6 +526,21 @@ def _row(document: Document, page: int, field: str, reading: Reading, bar: float
         model=reading.model,
         sha256=document.sha256,
     )
+
+
+def why_review(reading: Reading, field: Field | None, bar: float, threshold: float) -> str:
+    """Why a reading goes to review, in the words a reviewer reads beside it (the row's ``error``)."""
+    read = len(reading.digits)
+    if field is not None and field.digits is not None and read != field.digits:
+        return f"the layout wants {field.digits} digits, {read} read"
+    limit = field.max_digits or field.comb if field else None
+    if limit is not None and read > limit:
+        return f"the layout allows at most {limit} digits, {read} read"
+    if reading.doubt:
+        return reading.doubt
+    lowest = min(range(read), key=lambda i: reading.confidences[i])
+    bar = threshold if bar == float("inf") else bar
+    return f"digit {lowest + 1} ({reading.digits[lowest]}) at {reading.confidences[lowest]:.4g}, below {bar:.4g}"
 
 
 def _as_expected(digits: str, field: Field | None) -> bool:

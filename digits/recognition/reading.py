@@ -19,3 +19,5 @@ class Reading:
     """Whether every model (and view) behind the reading read the same digits on its own."""
     whole: Reading | None = None
     """The classifier's reading of all the ink as one digit, where it has room for one only."""
+    doubt: str = ""
+    """Why a person should look whatever the confidences (the readers disagree), for the row's ``error``."""
