@@ -17,7 +17,7 @@ from redis import Redis
 from digits.contracts import utc_now
 
 USERS_KEY = "digits:review:users"
-"""Hash of reviewer name -> JSON with the password's argon2 hash and when it was set."""
+"""Hash of reviewer name -> JSON with the password's argon2 hash, when it was set, and its epoch."""
 
 FIRST_REVIEWER = "admin"
 """The reviewer ``digits up`` creates, with a password it prints once, when there is none yet."""
@@ -35,12 +35,18 @@ class ReviewerError(ValueError):
 
 
 def add(redis: Redis, name: str, password: str) -> None:
-    """Add a reviewer, or set the password of one who exists."""
-    if not _NAME.fullmatch(name):
+    """Add a reviewer, or set the password of one who exists (which ends their sessions: see ``epoch``)."""
+    if not valid_name(name):
         raise ReviewerError(f"reviewer name {name!r}: use 1 to 40 letters, digits, '.', '_', '-' or '@'")
     if len(password) < 8:
         raise ReviewerError("the password is too short: use at least 8 characters")
-    redis.hset(USERS_KEY, name, json.dumps({"hash": _HASHER.hash(password), "since": utc_now()}))
+    record = {"hash": _HASHER.hash(password), "since": utc_now(), "epoch": secrets.token_hex(8)}
+    redis.hset(USERS_KEY, name, json.dumps(record))
+
+
+def valid_name(name: str) -> bool:
+    """Whether ``name`` could be a reviewer's."""
+    return bool(_NAME.fullmatch(name))
 
 
 def remove(redis: Redis, name: str) -> bool:
@@ -53,13 +59,22 @@ def names(redis: Redis) -> list[str]:
     return sorted(name.decode() for name in redis.hkeys(USERS_KEY))
 
 
-def exists(redis: Redis, name: str) -> bool:
-    return bool(redis.hexists(USERS_KEY, name))
+def epoch(redis: Redis, name: str) -> str | None:
+    """What a session of this reviewer must carry to stand: new with each password; None for no such reviewer.
+
+    A session keeps the epoch of its login, so that setting a password or
+    removing the reviewer ends every session they have, on every station.
+    """
+    raw = redis.hget(USERS_KEY, name)
+    if raw is None:
+        return None
+    record = json.loads(raw)
+    return record.get("epoch", record["since"])
 
 
 def check(redis: Redis, name: str, password: str) -> bool:
     """Whether ``password`` is this reviewer's (always as slow as an argon2 check, known name or not)."""
-    raw = redis.hget(USERS_KEY, name) if _NAME.fullmatch(name) else None
+    raw = redis.hget(USERS_KEY, name) if valid_name(name) else None
     stored = json.loads(raw)["hash"] if raw else _NOBODY
     try:
         return _HASHER.verify(stored, password) and raw is not None

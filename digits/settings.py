@@ -137,6 +137,15 @@ class Settings(BaseSettings):
     review_https: bool = False
     """The station is reached over HTTPS (behind a reverse proxy): its session cookie is then sent only over HTTPS."""
 
+    review_trusted_proxies: str = ""
+    """Addresses (or networks, ``10.0.0.0/8``) of the reverse proxies whose ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto`` the station believes, comma-separated; none by default, so that no client
+    can pick the address its failed logins are counted under."""
+
+    review_hosts: str = ""
+    """Host names the station answers to, comma-separated (``review.example.com``, ``*.example.com``);
+    any by default. Set it when the station is reached through a name, against DNS rebinding."""
+
     review_lease_seconds: int = Field(300, ge=1)
     """How long a reviewer holds an item before it returns to the queue (a closed tab)."""
 

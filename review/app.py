@@ -1,28 +1,41 @@
 """The review station's web application: pages for people, and the JSON API they (and keying tools) use.
 
 Every route but the login and the static files answers 401 without a session;
-every request that changes something needs the session's CSRF token in the
-``X-CSRF-Token`` header. Items are named by opaque ids, never by a file, and
-their pictures are served only from the results folder, never cached.
+sessions live in Redis (``starsessions``), so that a logout, a new password or
+a removed reviewer ends them on every station. Every request that changes
+something needs the session's CSRF token in the ``X-CSRF-Token`` header, and
+sends JSON. Bodies are small and shallow, or refused before they are read.
+Items are named by opaque ids, never by a file, and their pictures are served
+only from the results folder, never cached. Every answer, errors included, is
+JSON or a page, with ``HEADERS``.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import json
+import logging
 import secrets
 from pathlib import Path
 
+import anyio
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starsessions import SessionMiddleware, load_session, regenerate_session_id
+from starsessions.session import get_session_handler
+from starsessions.stores.redis import RedisStore
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from digits import reviewers
 from digits.contracts import AUDIT_KIND, REVIEW_KIND, ReviewItem
@@ -30,13 +43,25 @@ from digits.reviews import Conflict, ReviewQueue, UnknownItem
 from digits.settings import Settings
 from review.throttle import LoginThrottle
 
+log = logging.getLogger(__name__)
+
 HERE = Path(__file__).resolve().parent
 
-SECRET_KEY = "digits:review:secret"
-"""The key that signs session cookies, made once and shared by every station on this Redis."""
+SESSION_KEYS = "digits:review:session:"
+"""Prefix of the Redis keys that hold the sessions."""
 
 SESSION_HOURS = 12
 """How long a login lasts."""
+
+MAX_BODY_BYTES = 64 * 1024
+"""Largest request body read; a larger one is refused (413) before it is read whole."""
+
+MAX_JSON_DEPTH = 8
+"""Deepest nesting of a JSON body (the API's own go three deep)."""
+
+PASSWORD_CHECKS = 1
+"""Password checks (argon2, deliberately slow: a fifth of a second of CPU) run at once: a flood of
+logins waits among itself, never in the threads that serve reviewers, and leaves them a core."""
 
 GROUP_SIZE = 24
 """Single digits the group view shows at once."""
@@ -53,11 +78,16 @@ HEADERS = {
 """Sent with every answer: nothing from elsewhere runs in a page, nothing is framed, nothing is kept by a cache."""
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> ASGIApp:
     """The station for the service ``settings`` describe (its Redis and results folder)."""
     redis = Redis.from_url(settings.redis_url)
-    station = Station(redis, ReviewQueue(redis, settings.results, settings.review_lease_seconds), settings)
-    redis.set(SECRET_KEY, secrets.token_urlsafe(48), nx=True)
+    shared = AsyncRedis.from_url(settings.redis_url)
+    sessions = _Sessions(connection=shared, prefix=SESSION_KEYS)
+    queue = ReviewQueue(redis, settings.results, settings.review_lease_seconds)
+    written = queue.write_unwritten()
+    if written:
+        log.warning("appended %d decision line(s) a station had taken but not written (it stopped meanwhile)", written)
+    station = Station(redis, queue, settings, sessions, LoginThrottle(shared))
     routes = [
         Route("/", station.page("station.html"), methods=["GET"]),
         Route("/group", station.page("group.html"), methods=["GET"]),
@@ -76,32 +106,42 @@ def create_app(settings: Settings) -> Starlette:
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     middleware = [
-        Middleware(_SecurityHeaders),
+        Middleware(_Guard, hosts=_names(settings.review_hosts)),
         Middleware(
             SessionMiddleware,
-            secret_key=redis.get(SECRET_KEY).decode(),
-            session_cookie="digits_review",
-            max_age=SESSION_HOURS * 3600,
-            same_site="strict",
-            https_only=settings.review_https,
+            store=sessions,
+            cookie_name="digits_review",
+            lifetime=SESSION_HOURS * 3600,
+            cookie_same_site="strict",
+            cookie_https_only=settings.review_https,
         ),
     ]
-    return Starlette(routes=routes, middleware=middleware, exception_handlers={HTTPException: _as_json})
+    app = Starlette(
+        routes=routes, middleware=middleware, exception_handlers={HTTPException: _as_json, Exception: _crashed}
+    )
+    if settings.review_trusted_proxies:
+        # Only the proxies the user names may say who the client is (the login throttle counts by it).
+        return ProxyHeadersMiddleware(app, trusted_hosts=_names(settings.review_trusted_proxies))
+    return app
 
 
 class Station:
     """The handlers, over one review queue."""
 
-    def __init__(self, redis: Redis, queue: ReviewQueue, settings: Settings) -> None:
+    def __init__(
+        self, redis: Redis, queue: ReviewQueue, settings: Settings, sessions: _Sessions, throttle: LoginThrottle
+    ) -> None:
         self.redis = redis
         self.queue = queue
         self.results = Path(settings.results).resolve()
         self.templates = Jinja2Templates(directory=HERE / "templates")
-        self.throttle = LoginThrottle(redis)
+        self.sessions = sessions
+        self.throttle = throttle
+        self.password_checks = anyio.CapacityLimiter(PASSWORD_CHECKS)
 
     def page(self, template: str):
         async def show(request: Request) -> Response:
-            user = await run_in_threadpool(self._user, request)
+            user = await self._user(request)
             if user is None:
                 return self.templates.TemplateResponse(request, "login.html", {}, status_code=401)
             return self.templates.TemplateResponse(request, template, {"user": user, "csrf": request.session["csrf"]})
@@ -111,17 +151,32 @@ class Station:
     async def login(self, request: Request) -> Response:
         body = await _json(request)
         name, password = str(body.get("username", "")), str(body.get("password", ""))
-        accepted = await run_in_threadpool(self.throttle.attempt, request.client.host if request.client else "",
-                                           lambda: reviewers.check(self.redis, name, password))  # fmt: skip
+        address = request.client.host if request.client else ""
+        wait = await self.throttle.refusal(name, address)
+        if wait is not None:
+            return JSONResponse(
+                {"error": f"too many failed logins: try again in {wait} s, or ask an administrator"},
+                status_code=429,
+                headers={"Retry-After": str(wait)},
+            )
+        accepted = await anyio.to_thread.run_sync(
+            reviewers.check, self.redis, name, password, limiter=self.password_checks
+        )
         if not accepted:
+            await self.throttle.failed(address)
             return JSONResponse({"error": "wrong name or password"}, status_code=401)
+        await self.throttle.succeeded(name)
+        await load_session(request)
+        await get_session_handler(request).destroy()  # a session from before the login never carries over
+        await self.sessions.start(regenerate_session_id(request))
+        epoch = await run_in_threadpool(reviewers.epoch, self.redis, name)
         request.session.clear()
-        request.session.update(user=name, csrf=secrets.token_urlsafe(32))
+        request.session.update(user=name, csrf=secrets.token_urlsafe(32), epoch=epoch)
         return JSONResponse({"csrf": request.session["csrf"], "user": name})
 
     async def logout(self, request: Request) -> Response:
         await self._changing(request)
-        request.session.clear()
+        request.session.clear()  # the session is removed from Redis as the answer goes
         return JSONResponse({})
 
     async def next_item(self, request: Request) -> Response:
@@ -156,7 +211,8 @@ class Station:
     async def undo(self, request: Request) -> Response:
         user = await self._changing(request)
         item = await self._on_item(self.queue.undo, request.path_params["item"], user)
-        return JSONResponse(_shown(item))
+        left = await run_in_threadpool(self.queue.left)
+        return JSONResponse(_shown(item) | {"left": left})
 
     def image(self, which: str):
         async def send(request: Request) -> Response:
@@ -176,44 +232,33 @@ class Station:
     async def group(self, request: Request) -> Response:
         """Waiting single digits that the machine read as the same digit, leased to the reviewer together."""
         user = await self._reviewer(request)
-        items = await run_in_threadpool(self._lease_group, user)
+        items = await run_in_threadpool(self.queue.lease_group, user, GROUP_SIZE, GROUP_LOOKAHEAD)
         return JSONResponse({"digit": items[0].digits if items else None, "items": [_shown(i) for i in items]})
 
     async def decide_group(self, request: Request) -> Response:
         """Confirm the group's items the reviewer left alone; give the ones marked wrong back, to be keyed alone."""
         user = await self._changing(request)
         body = await _json(request)
-        confirmed, wrong = list(body.get("confirm", [])), list(body.get("wrong", []))
-        for item in confirmed:
-            found = await run_in_threadpool(self.queue.item, str(item))
-            await self._on_item(self.queue.decide, str(item), user, found.digits)
-        for item in wrong:
-            await self._on_item(self.queue.release, str(item), user)
-        return JSONResponse({"confirmed": len(confirmed), "returned": len(wrong)})
+        confirm, wrong = _ids(body, "confirm"), _ids(body, "wrong")
+        if set(confirm) & set(wrong):
+            raise HTTPException(400, "an item is either confirmed or wrong, not both")
+        await self._on_item(self.queue.decide_group, user, confirm, wrong)
+        return JSONResponse({"confirmed": len(confirm), "returned": len(wrong)})
 
     async def stats(self, request: Request) -> Response:
         await self._reviewer(request)
         return JSONResponse(await run_in_threadpool(self.queue.stats))
 
-    def _lease_group(self, user: str) -> list[ReviewItem]:
-        held = [item for item in self.queue.held_by(user, REVIEW_KIND) if len(item.digits) == 1]
-        if held:
-            return [item for item in held if item.digits == held[0].digits][:GROUP_SIZE]
-        singles = [item for item in self.queue.waiting(REVIEW_KIND, GROUP_LOOKAHEAD) if len(item.digits) == 1]
-        if not singles:
-            return []
-        digit = max({item.digits for item in singles}, key=lambda d: sum(item.digits == d for item in singles))
-        chosen = [item for item in singles if item.digits == digit][:GROUP_SIZE]
-        return [leased for item in chosen if (leased := self.queue.lease(item.id, user))]
-
-    def _user(self, request: Request) -> str | None:
-        user = request.session.get("user")
-        if user and reviewers.exists(self.redis, user):
+    async def _user(self, request: Request) -> str | None:
+        """The reviewer whose session the request carries, if it stands (they exist, with the same password)."""
+        await load_session(request)
+        user, epoch = request.session.get("user"), request.session.get("epoch")
+        if user and epoch and epoch == await run_in_threadpool(reviewers.epoch, self.redis, user):
             return user
         return None
 
     async def _reviewer(self, request: Request) -> str:
-        user = await run_in_threadpool(self._user, request)
+        user = await self._user(request)
         if user is None:
             raise HTTPException(401, "log in first: POST /api/login")
         return user
@@ -226,9 +271,9 @@ class Station:
             raise HTTPException(403, "missing or wrong X-CSRF-Token: send the token /api/login returned")
         return user
 
-    async def _on_item(self, action, item: str, *args: object):
+    async def _on_item(self, action, *args: object):
         try:
-            return await run_in_threadpool(action, item, *args)
+            return await run_in_threadpool(action, *args)
         except UnknownItem:
             raise HTTPException(404, "no such item") from None
         except Conflict as conflict:
@@ -246,33 +291,101 @@ def _shown(item: ReviewItem) -> dict:
         "field": item.field,
         "digits": None if blind else item.digits,
         "confidences": None if blind else item.confidences,
+        "reason": None if blind else item.reason,
         "image": f"/api/items/{item.id}/image",
         "page_image": f"/api/items/{item.id}/page",
     }
 
 
+class _Sessions(RedisStore):
+    """starsessions' Redis store, where only a login starts a session (``start``).
+
+    Every answer writes its session back; a request still in flight when its
+    session ends (a logout) must not bring it back, so a write only replaces a
+    session that still exists.
+    """
+
+    async def start(self, session_id: str) -> None:
+        await self._connection.set(self.prefix(session_id), b"{}", ex=SESSION_HOURS * 3600, nx=True)
+
+    async def write(self, session_id: str, data: bytes, lifetime: int, ttl: int) -> str:
+        await self._connection.set(self.prefix(session_id), data, ex=max(1, ttl), xx=True)
+        return session_id
+
+
+def _ids(body: dict, key: str) -> list[str]:
+    """The item ids a JSON body lists under ``key`` (none if absent); 400 for anything but a list of ids."""
+    ids = body.get(key, [])
+    if not isinstance(ids, list) or not all(isinstance(i, str) and 0 < len(i) <= 64 for i in ids):
+        raise HTTPException(400, f'"{key}" is a list of item ids')
+    if len(ids) > GROUP_SIZE:
+        raise HTTPException(400, f"a group holds at most {GROUP_SIZE} items")
+    return ids
+
+
+def _names(listed: str) -> list[str]:
+    """A comma-separated setting as a list, blanks left out."""
+    return [name.strip() for name in listed.split(",") if name.strip()]
+
+
 async def _as_json(request: Request, problem: HTTPException) -> Response:
     """An error as JSON, ``{"error": what to do}``, with its status."""
-    return JSONResponse({"error": problem.detail}, status_code=problem.status_code)
+    return JSONResponse({"error": problem.detail}, status_code=problem.status_code, headers=problem.headers)
+
+
+async def _crashed(request: Request, problem: Exception) -> Response:
+    """A failure of the station itself, as JSON (logged with its traceback by the server)."""
+    return JSONResponse(
+        {"error": "the station failed to answer: its log says why; try again, or tell its administrator"},
+        status_code=500,
+        headers=HEADERS,
+    )
 
 
 async def _json(request: Request) -> dict:
+    """The request's JSON object (at most ``MAX_JSON_DEPTH`` deep); 415 for another type, 400 for bad JSON."""
+    if Headers(scope=request.scope).get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        raise HTTPException(415, "send JSON, with Content-Type: application/json")
     try:
-        body = await request.json()
-    except ValueError:
+        body = json.loads(await request.body())
+    except (ValueError, RecursionError):
         raise HTTPException(400, "send a JSON object") from None
     if not isinstance(body, dict):
         raise HTTPException(400, "send a JSON object")
+    if _depth(body) > MAX_JSON_DEPTH:
+        raise HTTPException(400, f"the JSON is nested more than {MAX_JSON_DEPTH} deep")
     return body
 
 
-class _SecurityHeaders:
-    """Adds ``HEADERS`` to every answer."""
+def _depth(value: object) -> int:
+    """How deep lists and objects nest in a parsed JSON value (a scalar is 0)."""
+    deepest, level = 0, [(value, 0)]
+    while level:
+        node, depth = level.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth + 1)
+            level += [(child, depth + 1) for child in (node.values() if isinstance(node, dict) else node)]
+    return deepest
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class _BodyTooLarge(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(413, f"the request body is larger than {MAX_BODY_BYTES // 1024} KB")
+
+
+class _Guard:
+    """Before anything else: refuses Host names not allowed, and bodies over ``MAX_BODY_BYTES`` unread;
+    adds ``HEADERS`` to every answer."""
+
+    def __init__(self, app: ASGIApp, hosts: list[str]) -> None:
         self.app = app
+        self.hosts = hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {name.lower() for name, _ in message.get("headers", [])}
@@ -284,4 +397,26 @@ class _SecurityHeaders:
                 ]
             await send(message)
 
-        await self.app(scope, receive, with_headers)
+        headers = Headers(scope=scope)
+        host = headers.get("host", "").rsplit(":", 1)[0].strip("[]").lower()
+        if self.hosts and not any(fnmatch.fnmatchcase(host, allowed.lower()) for allowed in self.hosts):
+            refusal = {"error": f"this station does not answer to the host name {host!r} (DIGITS_REVIEW_HOSTS)"}
+            await JSONResponse(refusal, status_code=400)(scope, receive, with_headers)
+            return
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            problem = _BodyTooLarge()
+            await JSONResponse({"error": problem.detail}, status_code=413)(scope, receive, with_headers)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            # A body sent without its length (chunked) is counted as it comes.
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_BODY_BYTES:
+                raise _BodyTooLarge()
+            return message
+
+        await self.app(scope, counted, with_headers)

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import csv
 import io
+import socket
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 
+from digits import reviewers
+from digits.reviews import decided, id_of
 from digits.settings import Settings
-from tests.conftest import LEASE_SECONDS, PASSWORD, digits_command
+from review.app import create_app
+from review.throttle import ADDRESS_FAILURES
+from tests.conftest import LEASE_SECONDS, PASSWORD, digits_command, free_port, wait_until
 
 pytestmark = pytest.mark.processes
 
@@ -49,17 +55,129 @@ def test_every_route_but_login_wants_a_session_and_every_change_a_csrf_token(fre
     assert ann.post(f"/api/items/{item['id']}", json={"digits": "1"}).status_code == 409, "decided already"
 
 
-def test_a_login_answers_only_the_right_password_and_answers_wrong_ones_slowly(fresh):
+def test_a_login_answers_only_the_right_password_in_json_and_a_session_ends_with_logout_or_a_new_password(fresh):
     fresh.reviewer("bea")
     client = httpx.Client(base_url=fresh.url, timeout=30)
-    started = time.monotonic()
     assert client.post("/api/login", json={"username": "bea", "password": "not it"}).status_code == 401
     assert client.post("/api/login", json={"username": "nobody", "password": PASSWORD}).status_code == 401
-    assert time.monotonic() - started >= 1.5, "failed logins are slowed down (0.5 s, then 1 s)"
+    form = client.post("/api/login", content=f'{{"username": "bea", "password": "{PASSWORD}"}}',
+                       headers={"Content-Type": "text/plain"})  # fmt: skip
+    assert form.status_code == 415, "an ordinary form on another site cannot log anyone in"
     answer = client.post("/api/login", json={"username": "bea", "password": PASSWORD})
     assert answer.status_code == 200 and answer.json()["csrf"]
     set_cookie = answer.headers["set-cookie"].lower()
     assert "httponly" in set_cookie and "samesite=strict" in set_cookie
+    saved = dict(client.cookies)
+    assert client.post("/api/logout", headers={"X-CSRF-Token": answer.json()["csrf"]}, json={}).status_code == 200
+    assert httpx.get(fresh.url + "/api/stats", cookies=saved).status_code == 401, "a saved cookie is dead after logout"
+
+    again = fresh.reviewer("bea")
+    assert again.get("/api/stats").status_code == 200
+    reviewers.add(fresh.redis, "bea", "a new password")
+    assert again.get("/api/stats").status_code == 401, "a new password ends the sessions of the old one"
+
+
+def test_decisions_racing_on_one_item_give_one_200_and_the_export_agrees_with_redis(fresh):
+    rows = fresh.submit([str(n) for n in range(20, 40)], "race")
+    ann, bob = fresh.reviewer("ann"), fresh.reviewer("bob")
+    accepted = []
+    while (answer := ann.get("/api/next")).status_code == 200:
+        item = answer.json()
+        start = threading.Barrier(3)
+
+        def post(client: httpx.Client, digits: str, item=item, start=start) -> None:
+            start.wait()
+            accepted.append((item["id"], digits, client.post(f"/api/items/{item['id']}", json={"digits": digits})))
+
+        racing = [threading.Thread(target=post, args=args) for args in ((ann, "1"), (ann, "2"), (bob, "3"))]
+        for thread in racing:
+            thread.start()
+        for thread in racing:
+            thread.join(30)
+    by_item: dict[str, list] = {}
+    for item, digits, answer in accepted:
+        by_item.setdefault(item, []).append((digits, answer.status_code))
+    assert len(by_item) == len(rows) and all(len(tries) == 3 for tries in by_item.values())
+    for tries in by_item.values():
+        assert sorted(code for _, code in tries) == [200, 409, 409], tries
+        assert ("3", 409) in tries, "only the reviewer holding an item decides it"
+    standing = {item: next(d for d, code in tries if code == 200) for item, tries in by_item.items()}
+    in_redis = {item: decision.digits for item, decision in decided(fresh.redis, list(standing)).items()}
+    assert in_redis == standing
+    done = digits_command(fresh.stack, "export", "--job", rows[0]["job_id"])
+    exported = {id_of(row): row["digits"] for row in csv.DictReader(io.StringIO(done.stdout))}
+    assert exported == standing, "the export and Redis agree on every item"
+    assert ann.get("/api/stats").json()["decided"] == len(rows)
+
+
+def test_group_confirms_only_the_review_items_of_its_group_and_refuses_malformed_bodies(fresh):
+    ann = fresh.reviewer("ann")
+    empty = ann.get("/api/group")
+    assert empty.status_code == 200 and empty.json() == {"digit": None, "items": []}, "nothing waiting"
+    fresh.submit([*"0123456789", "3", "3"], "grouped")
+    audit = ann.get("/api/next", params={"kind": "audit"})
+    assert audit.status_code == 200, "sure single digits are ok, and every ok row is audited here"
+    audit_id = audit.json()["id"]
+    assert ann.post("/api/group", json={"confirm": [audit_id]}).status_code == 409
+    assert ann.get("/api/stats").json()["audit"]["checked"] == 0, "the blind audit is passed only by keying"
+    group = ann.get("/api/group").json()["items"]
+    assert group and all(item["kind"] == "review" for item in group)
+    for malformed, status in [({"confirm": 5}, 400), ({"confirm": [{"id": 1}]}, 400), ({"wrong": "x"}, 400),
+                              ({"confirm": ["no-such-item"]}, 404), ({"confirm": [audit_id]}, 409)]:  # fmt: skip
+        assert ann.post("/api/group", json=malformed).status_code == status, malformed
+    assert ann.post("/api/group", content=b'{"confirm": []}', headers={"Content-Type": "text/plain"}).status_code == 415
+    deep = ann.post("/api/group", content=b"[" * 5_000 + b"]" * 5_000, headers={"Content-Type": "application/json"})
+    assert deep.status_code == 400 and "error" in deep.json()
+    answer = ann.post("/api/group", json={"confirm": [i["id"] for i in group]})
+    assert answer.status_code == 200 and answer.json()["confirmed"] == len(group)
+
+
+def test_bodies_past_the_limit_get_413_before_they_are_read_and_every_error_is_json_with_the_headers(fresh):
+    big = b"x" * (20 * 1024 * 1024)
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", int(fresh.url.rsplit(":", 1)[1])), timeout=10) as raw:
+        raw.sendall(b"POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(big) + big[:65536])  # fmt: skip
+        answer = raw.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413") and time.monotonic() - started < 2, answer[:200]
+    assert b"content-security-policy" in answer.lower()
+
+    def chunked():
+        for _ in range(20):
+            yield b"x" * (1024 * 1024)
+
+    unsized = httpx.post(fresh.url + "/api/login", content=chunked(), headers={"Content-Type": "application/json"})
+    assert unsized.status_code == 413 and "larger than 64 KB" in unsized.json()["error"]
+    for answer in (httpx.get(fresh.url + "/no/such/page"), httpx.put(fresh.url + "/api/login")):
+        assert answer.status_code in (404, 405) and answer.json()["error"]
+        assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_flood_of_wrong_logins_locks_that_account_only_and_never_stalls_other_reviewers(fresh):
+    fresh.reviewer("ann")
+    bob = fresh.reviewer("bob")
+    guesses: list[int] = []
+    slowest = 0.0
+
+    def guess() -> None:
+        with httpx.Client(base_url=fresh.url, timeout=30) as client:
+            answer = client.post("/api/login", json={"username": "ann", "password": "guess"})
+            guesses.append(answer.status_code)
+            if answer.status_code == 429:
+                assert int(answer.headers["retry-after"]) > 60
+
+    threads = [threading.Thread(target=guess) for _ in range(60)]
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads):
+        started = time.monotonic()
+        assert bob.get("/api/stats").status_code == 200
+        slowest = max(slowest, time.monotonic() - started)
+    assert guesses.count(401) == 10 and guesses.count(429) == 50, sorted(guesses)
+    assert slowest < 1.0, f"another reviewer waited {slowest:.2f} s during the flood"
+    locked = httpx.post(fresh.url + "/api/login", json={"username": "ann", "password": PASSWORD})
+    assert locked.status_code == 429, "locked, whatever the password"
+    assert httpx.post(fresh.url + "/api/login", json={"username": "bob", "password": PASSWORD}).status_code == 200
 
 
 def test_pictures_are_never_cached_and_no_request_names_a_file(fresh):
@@ -160,3 +278,38 @@ def test_reviewers_are_managed_from_the_command_line(fresh):
     assert client.get("/api/stats").status_code == 401, "a removed reviewer's session ends"
     short = digits_command(fresh.stack, "users", "add", "x", "--password-stdin", stdin="short\n")
     assert short.returncode == 1 and "at least 8" in short.stderr
+
+
+def test_proxy_headers_count_only_from_trusted_proxies_and_only_allowed_host_names_are_answered(fresh):
+    # The fixture's station trusts no proxy: an X-Forwarded-For of anyone's choosing changes nothing...
+    fresh.reviewer("cal")
+    for n in range(ADDRESS_FAILURES.amount):
+        httpx.post(fresh.url + "/api/login", json={"username": f"nobody-{n}", "password": "guess"},
+                   headers={"X-Forwarded-For": f"10.0.0.{n}"})  # fmt: skip
+    refused = httpx.post(fresh.url + "/api/login", json={"username": "cal", "password": PASSWORD},
+                         headers={"X-Forwarded-For": "10.9.9.9"})  # fmt: skip
+    assert refused.status_code == 429, "every guess counted against this machine's address"
+    fresh.empty_queue()  # the windows go with the queue's keys
+
+    # ...and a station told to trust the proxy on this machine counts each forwarded address apart.
+    port = free_port()
+    settings = Settings(redis_url=fresh.stack.redis_url, results=fresh.stack.results,
+                        review_trusted_proxies="127.0.0.1", review_hosts="review.example.test, 127.0.0.1")  # fmt: skip
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, 20, "the second station")
+        url = f"http://127.0.0.1:{port}"
+        for n in range(ADDRESS_FAILURES.amount):
+            httpx.post(url + "/api/login", json={"username": f"nobody-{n}", "password": "guess"},
+                       headers={"X-Forwarded-For": "10.0.0.1"})  # fmt: skip
+        login = {"username": "cal", "password": PASSWORD}
+        assert httpx.post(url + "/api/login", json=login, headers={"X-Forwarded-For": "10.0.0.1"}).status_code == 429
+        assert httpx.post(url + "/api/login", json=login, headers={"X-Forwarded-For": "10.0.0.2"}).status_code == 200
+        stranger = httpx.get(url + "/api/stats", headers={"Host": "evil.example"})
+        assert stranger.status_code == 400 and "DIGITS_REVIEW_HOSTS" in stranger.json()["error"]
+        assert httpx.get(url + "/api/stats", headers={"Host": "review.example.test"}).status_code == 401
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import shutil
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -77,7 +78,7 @@ def test_a_reviewer_keys_a_queue_by_keyboard_alone_and_the_export_has_every_deci
             return ""
 
     keyed, shown_before = [], None
-    unreadable = undone = None
+    unreadable = undone = skipped = None
     while True:
         source = wait_until(lambda before=shown_before: (s := showing()) not in (before, "") and s, 30, "the next item")
         if source == "nothing":
@@ -89,11 +90,18 @@ def test_a_reviewer_keys_a_queue_by_keyboard_alone_and_the_export_has_every_deci
             typed("u")
         elif undone is None and len(keyed) == 5:
             undone = source
+            left = browser.find_element(By.ID, "left").text
             typed("9999", Keys.ENTER)  # a slip...
             wait_until(lambda slipped=source: showing() != slipped, 30, "the item after the slip")
             typed("z")  # ...taken back: the item is shown again
             wait_until(lambda slipped=source: showing() == slipped, 30, "the undone item again")
+            assert browser.find_element(By.ID, "left").text == left, "the counter counts the undone item again"
             typed(truth[source], Keys.ENTER)
+        elif skipped is None and len(keyed) == 8:
+            skipped = source
+            typed("s")  # a skip says so; the item comes back at the end
+            wait_until(lambda: "skipped" in browser.find_element(By.ID, "message").text, 30, "the skip's message")
+            continue
         else:
             typed(truth[source], Keys.ENTER)  # typing replaces the machine's digits
         keyed.append(source)
@@ -114,3 +122,45 @@ def test_a_reviewer_keys_a_queue_by_keyboard_alone_and_the_export_has_every_deci
             assert (row["status"], row["digits"]) == ("unreadable", "")
         else:
             assert (row["status"], row["digits"], row["reviewer"]) == ("verified", digits, "kim"), row
+
+
+def test_in_group_mode_the_items_marked_wrong_are_sent_back_and_keyed_alone(fresh, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from digits import reviewers
+
+    fresh.submit(["7", "7", "7", "7", "1"], "grouped")
+    reviewers.add(fresh.redis, "lee", PASSWORD)
+    browser.get(fresh.url)
+    browser.find_element(By.ID, "username").send_keys("lee")
+    browser.find_element(By.ID, "password").send_keys(PASSWORD, Keys.ENTER)
+    wait_until(lambda: browser.find_elements(By.ID, "digits"), 30, "the station")
+    assert "Group G" in browser.find_element(By.TAG_NAME, "nav").text, "the key to the group view is shown"
+
+    def grid() -> dict[str, str]:
+        """The group on screen: item id -> source."""
+        cells = browser.find_elements(By.CSS_SELECTOR, "#grid figure")
+        return {cell.get_attribute("data-id"): cell.find_element(By.TAG_NAME, "figcaption").text for cell in cells}
+
+    browser.switch_to.active_element.send_keys("g")
+    first = wait_until(grid, 30, "a group of single digits")
+    wrong = browser.switch_to.active_element.get_attribute("data-id")  # the first cell has the focus
+    browser.switch_to.active_element.send_keys(Keys.SPACE, Keys.ENTER)
+    wait_until(lambda: "sent back" in browser.find_element(By.ID, "message").text, 30, "the group's decision")
+    time.sleep(0.5)  # the next group loads
+    assert wrong not in grid(), "an item sent back is never grouped again"
+
+    browser.switch_to.active_element.send_keys("i")
+    wait_until(lambda: browser.find_elements(By.ID, "digits"), 30, "the keying view")
+    shown = []
+    while not browser.find_element(By.ID, "empty").is_displayed():
+        source = wait_until(lambda: browser.find_element(By.ID, "source").text, 30, "an item")
+        if browser.find_element(By.ID, "kind").text == "review":
+            assert browser.find_element(By.ID, "reason").text.startswith("why: "), "a review item says why"
+        shown.append(source)
+        browser.switch_to.active_element.send_keys(source.split("-")[-1].removesuffix(".png"), Keys.ENTER)
+        wait_until(lambda s=source: browser.find_element(By.ID, "empty").is_displayed()
+                   or browser.find_element(By.ID, "source").text != s, 30, "the next item")  # fmt: skip
+    assert first[wrong] in shown, "the item sent back is keyed alone"
+    assert not {source for item, source in first.items() if item != wrong} & set(shown), "the others were confirmed"

@@ -41,8 +41,10 @@ def review(ctx: click.Context, host: str | None, port: int | None, results: Path
     settings = get_settings()
     if not settings.review_port:
         raise click.ClickException("DIGITS_REVIEW_PORT is 0: give the station a port (--port 8765)")
+    # Proxy headers are the app's to believe, from DIGITS_REVIEW_TRUSTED_PROXIES only: uvicorn's own
+    # default would take them from anyone on this machine.
     uvicorn.run(
-        create_app(settings), host=settings.review_host, port=settings.review_port,
+        create_app(settings), host=settings.review_host, port=settings.review_port, proxy_headers=False,
         log_level="info" if verbose else "warning", access_log=verbose,
     )  # fmt: skip
 

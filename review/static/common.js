@@ -1,4 +1,5 @@
-// Shared by the station's pages: calls to the JSON API with the session's CSRF token, and logging out.
+// Shared by the station's pages: calls to the JSON API with the session's CSRF token, logging out,
+// and the keys that reach each page (I items, G group, T statistics), shown in the header.
 "use strict";
 
 const CSRF = document.querySelector('meta[name="csrf-token"]')?.content || "";
@@ -23,4 +24,14 @@ function say(text) {
 document.getElementById("logout")?.addEventListener("click", async () => {
   await api("/api/logout", "POST", {});
   window.location.assign("/");
+});
+
+const PAGES = { i: "/", g: "/group", t: "/stats" };
+
+document.addEventListener("keydown", (event) => {
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  const page = PAGES[event.key.toLowerCase()];
+  if (page === undefined) return;
+  event.preventDefault();
+  if (window.location.pathname !== page) window.location.assign(page);
 });

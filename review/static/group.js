@@ -53,7 +53,11 @@ document.addEventListener("keydown", async (event) => {
     const confirm = cells.filter((cell) => !cell.classList.contains("wrong")).map((cell) => cell.dataset.id);
     const response = await api("/api/group", "POST", { confirm, wrong });
     const answer = await response.json();
-    say(response.ok ? `${answer.confirmed} confirmed, ${answer.returned} sent back` : answer.error);
+    say(
+      response.ok
+        ? `${answer.confirmed} confirmed, ${answer.returned} sent back to be keyed alone (Items, I)`
+        : answer.error,
+    );
     await load();
   }
 });

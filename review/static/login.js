@@ -17,7 +17,8 @@ document.getElementById("login").addEventListener("submit", async (event) => {
   if (response.ok) {
     window.location.reload();
   } else {
-    message.textContent = "Wrong name or password.";
+    const answer = await response.json().catch(() => ({}));
+    message.textContent = response.status === 429 ? answer.error : "Wrong name or password.";
     document.getElementById("password").select();
   }
 });

@@ -1,5 +1,6 @@
 // Keying one item at a time, by keyboard alone: type over the digits, Enter accepts,
 // S skips, U marks unreadable, Z undoes the last decision (as far back as UNDO_DEPTH).
+// Letters other than these change page (common.js) and are never typed.
 "use strict";
 
 const UNDO_DEPTH = 50;
@@ -24,6 +25,7 @@ function show(item, left) {
   document.getElementById("source").textContent = item.source;
   document.getElementById("page").textContent = item.page;
   document.getElementById("field").textContent = item.field;
+  document.getElementById("reason").textContent = item.reason ? `why: ${item.reason}` : "";
   document.getElementById("crop").src = item.image;
   document.getElementById("page-image").src = item.page_image;
   const strip = document.getElementById("tint");
@@ -97,7 +99,7 @@ async function undo() {
     if (!response.ok) return say(answer.error || "cannot undo");
     document.getElementById("decided").textContent = decided.length;
     say("undone: decide it again");
-    show(answer);
+    show(answer, answer.left);
   } finally {
     busy = false;
   }
@@ -118,7 +120,10 @@ document.addEventListener("keydown", (event) => {
   }
   if (key === "s") {
     event.preventDefault();
-    return void act(`/api/items/${current.id}/skip`, {}, next);
+    return void act(`/api/items/${current.id}/skip`, {}, async () => {
+      say("skipped: it waits behind the others");
+      await next();
+    });
   }
   if (key === "u") {
     event.preventDefault();
