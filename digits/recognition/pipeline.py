@@ -28,9 +28,10 @@ from digits.recognition.align import align_page
 from digits.recognition.annotate import Pictures, field_frame
 from digits.recognition.borders import erase, find_printed_lines
 from digits.recognition.choice import ReadingChoice
+from digits.recognition.clean import clean_page
 from digits.recognition.imaging import UnreadableImage, check_page_count, count_pages, decode_pages
 from digits.recognition.lines import LINE_VIEWS, dark_on_light, prepare_views
-from digits.recognition.model import Classifier, Models
+from digits.recognition.model import CLASSES, NOT_A_DIGIT, Classifier, Models
 from digits.recognition.reading import Reading
 from digits.recognition.segment import Box, find_pieces
 
@@ -73,12 +74,15 @@ def read_by_cutting(pages: list[np.ndarray], models: Models) -> list[Reading]:
     for digits in cut + whole:
         page = probabilities[start : start + len(digits)]
         start += len(digits)
+        labels = page.argmax(axis=1)
+        kept = [i for i, label in enumerate(labels) if label != NOT_A_DIGIT]
         readings.append(
             Reading(
-                "".join(str(int(label)) for label in page.argmax(axis=1)),
-                [float(c) for c in page.max(axis=1)],
-                [digit.box for digit in digits],
+                "".join(str(int(labels[i])) for i in kept),
+                [float(page[i, labels[i]]) for i in kept],
+                [digits[i].box for i in kept],
                 models.classifier.label,
+                marks=[float(page[i, NOT_A_DIGIT]) for i in range(len(digits)) if labels[i] == NOT_A_DIGIT],
             )
         )
     return [
@@ -88,7 +92,7 @@ def read_by_cutting(pages: list[np.ndarray], models: Models) -> list[Reading]:
 
 
 def _classify_distinct(images: list[np.ndarray], classifier: Classifier) -> np.ndarray:
-    """Class probabilities of each image, shape (n, 10), classifying each distinct image once.
+    """Class probabilities of each image, shape (n, ``CLASSES``), classifying each distinct image once.
 
     A single digit cut from its page and all the ink of that page read as one
     digit are nearly always the same image: classifying both would double the
@@ -102,7 +106,7 @@ def _classify_distinct(images: list[np.ndarray], classifier: Classifier) -> np.n
             slots[key] = len(distinct)
             distinct.append(image)
     if not distinct:
-        return np.zeros((0, 10), np.float32)
+        return np.zeros((0, CLASSES), np.float32)
     found = classifier.probabilities(np.stack(distinct))
     return found[[slots[image.tobytes()] for image in images]]
 
@@ -117,7 +121,9 @@ def read_as_lines(pages: list[np.ndarray], models: Models) -> list[Reading | Non
     for line, page_views in zip(lines, views, strict=True):
         placement = page_views[0][1]  # spans are frames of the first view, the line as it is
         boxes = placement.digit_boxes(line.spans)
-        readings.append(Reading(line.digits, line.confidences, boxes, models.reader.label, line.unanimous))
+        readings.append(
+            Reading(line.digits, line.confidences, boxes, models.reader.label, line.unanimous, signs=line.signs)
+        )
     return readings
 
 
@@ -204,8 +210,9 @@ def ok_until(reading: Reading, support: Support) -> float:
     if lowest is None or support == Support.NONE:
         return -1.0
     if support == Support.STRING_MODELS:
-        return 1 - (1 - lowest) / STRING_ONLY_DOUBT
-    return lowest
+        lowest = 1 - (1 - lowest) / STRING_ONLY_DOUBT
+    # Ink left out as no digit must be as surely none as the digits are digits (``_row``).
+    return min([lowest, *reading.marks])
 
 
 def choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None = None) -> tuple[Reading, Support]:
@@ -219,7 +226,21 @@ def choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None 
     models' reading stands, as it always does without a ``choice``. Cutting and
     the string models agreeing is the strongest support; otherwise the string
     models reading unanimously is support too, but held to a higher bar.
+    A line where the string models read a written sign beside digits (a
+    letter after a number, as in "12a") goes to a person, whatever else.
     """
+    reading, support = _choose(cutting, line, choice)
+    if line is not None and reading.digits and max(line.signs, default=0.0) >= SIGN_SEEN:
+        sign = "a letter or sign beside the digits, which are not all the field holds"
+        return replace(reading, doubt="; ".join(d for d in (sign, reading.doubt) if d)), Support.NONE
+    return reading, support
+
+
+SIGN_SEEN = 0.5
+"""A written sign the string models read at least this surely sends its line to a person."""
+
+
+def _choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None) -> tuple[Reading, Support]:
     room_for_one = cutting.whole is not None
     if cutting.whole and (len(cutting.digits) == 1 or (line and len(line.digits) <= 1)):
         # Ink with room for one digit, and one digit read (or none by the string
@@ -233,7 +254,7 @@ def choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None 
         # Each digit is only as sure as the less sure model: when both misread a
         # digit the same way, one of them is rarely confident about it.
         sure = [min(a, b) for a, b in zip(cutting.confidences, line.confidences, strict=True)]
-        return Reading(cutting.digits, sure, cutting.boxes, cutting.model), Support.AGREED
+        return replace(cutting, confidences=sure, whole=None, unanimous=True), Support.AGREED
     disagree = f"the two ways of reading disagree: {cutting.digits or '-'} cut apart, {line.digits or '-'} as a line"
     if room_for_one and len(cutting.digits) == 1:
         # The classifier's reading of the one digit stands.
@@ -278,7 +299,7 @@ def areas_of(pages: list[np.ndarray], layout: Layout | None) -> list[Area]:
     like a single digit on its own.
     """
     if layout is None:
-        return [Area(number, None, page) for number, page in enumerate(pages, start=1)]
+        return [Area(number, None, clean_page(page)) for number, page in enumerate(pages, start=1)]
     areas = []
     for number, page in enumerate(pages, start=1):
         for field in layout.fields:
@@ -486,6 +507,8 @@ def _rows(
                 before.boxes + reading.boxes,
                 reading.model,
                 doubt="; ".join(d for d in (before.doubt, reading.doubt) if d),
+                marks=before.marks + reading.marks,
+                signs=before.signs + reading.signs,
             )
             support = min(support, before_support)
         readings[key] = (reading, support)
@@ -497,7 +520,7 @@ def _rows(
         page = document.pages[index - 1]
         expected = _as_expected(reading.digits, field)
         bar = ok_bar(support if expected else Support.NONE, review_threshold)
-        row = _row(document, document.first_page + index - 1, name, reading, bar)
+        row = _row(document, document.first_page + index - 1, name, reading, bar, review_threshold)
         if row.status == EMPTY and layout is None:
             row = row.model_copy(update={"error": NOTHING_ON_THE_PAGE})
         if row.status == REVIEW:
@@ -511,8 +534,14 @@ def _rows(
     return rows
 
 
-def _row(document: Document, page: int, field: str, reading: Reading, bar: float) -> Row:
+def _row(document: Document, page: int, field: str, reading: Reading, bar: float, threshold: float) -> Row:
+    """The row of one reading: ``ok`` if every digit reaches ``bar`` and every piece of ink left out as
+    no digit is at least ``threshold`` sure to be none; ``empty`` with no digit and no such doubt."""
     lowest = min(reading.confidences, default=None)
+    if min(reading.marks, default=1.0) < threshold:
+        status = REVIEW
+    else:
+        status = EMPTY if lowest is None else OK if lowest >= bar else REVIEW
     return Row(
         job_id=document.job_id,
         source=document.source,
@@ -520,7 +549,7 @@ def _row(document: Document, page: int, field: str, reading: Reading, bar: float
         field=field,
         digits=reading.digits,
         confidence=f"{lowest:.4f}" if lowest is not None else "",
-        status=EMPTY if lowest is None else OK if lowest >= bar else REVIEW,
+        status=status,
         digit_confidences=";".join(f"{c:.4f}" for c in reading.confidences),
         boxes=";".join(str(box) for box in reading.boxes),
         model=reading.model,
@@ -538,9 +567,11 @@ def why_review(reading: Reading, field: Field | None, bar: float, threshold: flo
         return f"the layout allows at most {limit} digits, {read} read"
     if reading.doubt:
         return reading.doubt
-    lowest = min(range(read), key=lambda i: reading.confidences[i])
     bar = threshold if bar == float("inf") else bar
-    return f"digit {lowest + 1} ({reading.digits[lowest]}) at {reading.confidences[lowest]:.4g}, below {bar:.4g}"
+    lowest = min(range(read), key=lambda i: reading.confidences[i], default=None)
+    if lowest is not None and reading.confidences[lowest] < bar:
+        return f"digit {lowest + 1} ({reading.digits[lowest]}) at {reading.confidences[lowest]:.4g}, below {bar:.4g}"
+    return f"ink that may be a digit was left out: only {min(reading.marks):.4g} sure it is none, below {threshold:.4g}"
 
 
 def _as_expected(digits: str, field: Field | None) -> bool:

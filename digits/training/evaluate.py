@@ -19,11 +19,20 @@ import cv2
 import numpy as np
 
 from digits.contracts import EMPTY, OK, REVIEW
+from digits.recognition.clean import clean_page
 from digits.recognition.imaging import UnreadableImage, decode_pages
 from digits.recognition.model import Models
 from digits.recognition.pipeline import ok_until, read_images
 from digits.training.augment import coarse_scan, semeion_bitmap
-from digits.training.data import ORAND_DIR, SPLIT_SEED, load_optdigits, orand_split, split_indices
+from digits.training.data import (
+    ORAND_DIR,
+    REGISTER_DIR,
+    SPLIT_SEED,
+    as_signs,
+    load_optdigits,
+    orand_split,
+    split_indices,
+)
 
 FORMATS = (".png", ".jpg", ".bmp", ".tif")
 """File formats the single-digit samples are written in, in turn."""
@@ -269,7 +278,30 @@ def load_samples(data_dir: Path, limit: int | None = None) -> dict[str, list[Sam
             Sample("orand-held-out", names[i], (orand / "images" / names[i]).read_bytes(), labels[names[i]])
             for i in held
         ]
+    sets |= register_samples(data_dir, limit)
     return sets
+
+
+def register_samples(data_dir: Path, limit: int | None = None) -> dict[str, list[Sample]]:
+    """The held-out register rows (MGR's validation part), as the archive cut them, in two sources.
+
+    ``mgr-rowid-numbers``: rows that hold a plain number. ``mgr-rowid-signs``:
+    rows with a letter or a sign (a suffix as in "12a", a dash or a ditto mark
+    for a number, letters alone); their truth keeps ``SIGN`` for each, so no
+    reading is ever right, and each ``ok`` one is an error: the service owes a
+    person a look at them (or ``empty``, where they hold no digit).
+    """
+    folder = data_dir / REGISTER_DIR
+    labels_file = folder / "validation-labels.json"
+    if not labels_file.exists():
+        return {}
+    labels = json.loads(labels_file.read_text())
+    sets: dict[str, list[Sample]] = {"mgr-rowid-numbers": [], "mgr-rowid-signs": []}
+    for name in sorted(labels):
+        truth = as_signs(labels[name])
+        source = "mgr-rowid-numbers" if truth.isdigit() else "mgr-rowid-signs"
+        sets[source].append(Sample(source, name, (folder / "validation" / name).read_bytes(), truth))
+    return {source: samples[:limit] for source, samples in sets.items()}
 
 
 def cheque_digit_files(data_dir: Path) -> list[Sample]:
@@ -316,7 +348,7 @@ def evaluate(
         for source, samples in sets.items():
             report, readings = judge_set(source, samples, models, review_threshold)
             for sample, read in zip(samples, readings, strict=True):
-                if len(sample.truth) == 1:
+                if len(sample.truth) == 1 and sample.truth.isdigit():
                     confusion[int(sample.truth), int(read.digits) if len(read.digits) == 1 else 10] += 1
                 if read.digits != sample.truth:
                     image = out_dir / "mistakes" / sample.name
@@ -367,7 +399,8 @@ def judge(samples: list[Sample], models: Models, review_threshold: float) -> Ite
                 pages.append(decode_pages(sample.data)[0])
             except UnreadableImage:
                 pages.append(None)
-        readable = [page for page in pages if page is not None]
+        # Each page is cleaned as the pipeline cleans a page read whole (``areas_of``).
+        readable = [clean_page(page) for page in pages if page is not None]
         readings = iter(read_images(readable, models, review_threshold, asked_from=0.0))
         for page in pages:
             if page is None:

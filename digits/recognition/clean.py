@@ -1,0 +1,263 @@
+"""What on a page is not handwriting, taken away before any digit is looked for.
+
+Real scans and photos hold more than paper and digits: the dark margin beyond
+the page's edge or a binding's shadow, light that falls off across a photo,
+and printed rules that run from edge to edge. Each would be read as ink, and a
+dark margin or a rule as a "1". ``clean_page`` leaves them out, keeping the
+page's size so that digit boxes stay in page pixels:
+
+1. margins: dark bands along an edge of the image, far darker than the paper,
+   and the shaded strip beside them, become paper;
+2. light: the page is divided by its paper (the brightest level around each
+   pixel), so that ink is as dark under a lamp as in a shadow;
+3. rules: straight lines crossing nearly the whole page are erased, except
+   where a handwritten stroke crosses them;
+4. other lines: a field holds one line of digits, so ink away from the line
+   that holds the most of it (printed text at a crop's foot, a note above) is
+   left out too.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from digits.recognition.lines import dark_on_light, stroke_width
+
+MARGIN_CONTRAST = 0.45
+"""An edge column or row whose median is darker than this share of the paper's is margin, not paper."""
+
+SHADE_CONTRAST = 0.85
+"""Beyond the margin, columns still darker than this share of the paper are its shaded edge."""
+
+MARGIN_FILL = 0.9
+"""A margin is dark along at least this share of its column or row (a digit's stroke never fills one)."""
+
+PROFILE_SIDE = 600
+"""Longest side of the reduced copy on which margins are measured."""
+
+MAX_MARGIN_SHARE = 0.7
+"""Margins together cover at most this share of a side: more, and the dark is the paper itself
+(light ink on dark paper), which ``dark_on_light`` turns round instead."""
+
+PAPER_KERNEL_STROKES = 3
+"""The window that finds the paper under the ink is this many strokes wide (and at least ``MIN_PAPER_KERNEL``)."""
+
+MIN_PAPER_KERNEL = 15
+"""Smallest side of that window, in pixels."""
+
+RULE_SPAN = 0.85
+"""A straight run of ink across this share of the page's width (or height) is a printed rule."""
+
+EDGE_RULE_SPAN = 0.4
+"""A straight run this share of the page long that reaches an edge of the image is a rule too."""
+
+EDGE_REACH = 0.04
+"""How near an edge, as a share of the side, a run must come to reach it."""
+
+LINE_INK = 0.6
+"""Grey level, as a share of the paper's, below which a pixel counts as ink for finding the main line."""
+
+LINE_EDGE_DISCOUNT = 0.6
+"""How much less a row at the page's top or bottom edge counts towards the main line than one at its middle."""
+
+LINE_GAP = 0.08
+"""Bands of inked rows apart by fewer blank rows than this share of the page's height are one line."""
+
+RULE_OVER_WRITING = 2.0
+"""A rule is at least this many times as long as any piece of handwriting on its page is along it."""
+
+MIN_RULE_LENGTH = 40
+"""Pixels a rule is long at least: shorter straight strokes, in a small scan, are handwriting."""
+
+RULE_ASPECT = 15
+"""A rule is at least this many times as long as it is thick; a pen's stroke is thicker for its length."""
+
+LONE_RULE_BREADTH = 0.5
+"""A straight run with no other ink on its page is a rule only if the page is at least this share of its
+length across it."""
+
+RULE_INK = 0.8
+"""Grey level, as a share of the paper's, below which a pixel of the flattened page may be part of a rule
+(rules are often printed faint, and fade along their length on an old page)."""
+
+
+def clean_page(gray: np.ndarray) -> np.ndarray:
+    """The page, dark ink on light paper, without its margins, its uneven light, its printed rules, and ink
+    off its main line."""
+    gray = without_margins(gray)
+    gray = flattened(dark_on_light(gray))
+    return main_line(without_rules(gray))
+
+
+def without_margins(gray: np.ndarray) -> np.ndarray:
+    """``gray`` with dark bands along its edges (and their shaded strips) painted the paper's grey."""
+    scale = min(1.0, PROFILE_SIDE / max(gray.shape))
+    small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+    paper = float(np.percentile(small, 90))
+    edges = (small[:, 0], small[:, -1], small[0], small[-1])
+    if paper < 1 or all(np.percentile(edge, 100 * MARGIN_FILL) < MARGIN_CONTRAST * paper for edge in edges):
+        return gray  # dark all round: light ink on dark paper (or a dark page), no margin
+    out = gray
+    for axis in (0, 1):
+        # A margin is dark along nearly all of its column (axis 0) or row (axis 1); ink never is.
+        profile = np.percentile(small, 100 * MARGIN_FILL, axis=axis)
+        first, last = _dark_run(profile, paper), _dark_run(profile[::-1], paper)
+        if first + last == 0 or first + last > MAX_MARGIN_SHARE * len(profile):
+            continue
+        if out is gray:
+            out = gray.copy()
+        length = gray.shape[1 - axis]
+        for start, stop in ((0, round(first / scale)), (length - round(last / scale), length)):
+            index = [slice(None), slice(None)]
+            index[1 - axis] = slice(start, stop)
+            out[tuple(index)] = round(paper)
+    return out
+
+
+def _dark_run(profile: np.ndarray, paper: float) -> int:
+    """How many entries from the start of ``profile`` are margin: dark, then its shaded edge (0 if none dark)."""
+    dark = profile < MARGIN_CONTRAST * paper
+    if not dark[0]:
+        return 0
+    run = int(np.argmin(dark)) if not dark.all() else len(profile)
+    while run < len(profile) and profile[run] < SHADE_CONTRAST * paper:
+        run += 1
+    return run
+
+
+def flattened(gray: np.ndarray) -> np.ndarray:
+    """Dark ink on light paper divided by the paper around each pixel: paper 255 everywhere, ink by its contrast."""
+    side = max(MIN_PAPER_KERNEL, PAPER_KERNEL_STROKES * stroke_width(gray)) | 1
+    # The paper is the brightest thing around each pixel: a grey-level closing wider than any stroke keeps it.
+    paper = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (side, side)))
+    return cv2.divide(gray, np.maximum(paper, 1), scale=255)
+
+
+def without_rules(gray: np.ndarray) -> np.ndarray:
+    """A flattened page with its printed rules erased, the strokes that cross them kept.
+
+    A rule is a straight run of ink across nearly the whole page, or across a
+    good part of it from an edge of the image (a crop cut along a page's rules
+    keeps pieces of them at its sides). A slant of a pixel or two is allowed:
+    photos and scans are never quite square.
+    """
+    ink = (gray < RULE_INK * 255).astype(np.uint8)
+    h, w = ink.shape
+    rules = np.zeros(ink.shape, bool)
+    for across, length in ((True, w), (False, h)):
+        # Thickened sideways first, so that a slightly slanted rule still forms one straight run.
+        thick = cv2.dilate(ink, np.ones((3, 1) if across else (1, 3), np.uint8))
+        for share, from_edge in ((RULE_SPAN, False), (EDGE_RULE_SPAN, True)):
+            run = max(3, int(share * length))
+            found = cv2.morphologyEx(thick, cv2.MORPH_OPEN, np.ones((1, run) if across else (run, 1), np.uint8))
+            if from_edge:
+                found = _touching_edge(found, across)
+            found = _longer_than_the_writing(found, ink, across)
+            if found.any():
+                line = (cv2.dilate(found, np.ones((3, 1) if across else (1, 3), np.uint8)) > 0) & (gray < 255 * 0.9)
+                rules |= line & ~_crossing(ink > 0, line, across)
+    if not rules.any():
+        return gray
+    out = gray.copy()
+    out[rules] = 255
+    return out
+
+
+def main_line(gray: np.ndarray) -> np.ndarray:
+    """A flattened page with only the ink of its main line: of the bands of rows that blank rows keep apart,
+    the one holding the most handwriting.
+
+    Each piece of ink counts by its height against the tallest's, so that a
+    line of small print outweighs no digits; and rows count less towards the
+    page's top and bottom edges, where a crop's neighbours and printed feet
+    lie. Pieces whose middle lies outside the main band are painted paper; a
+    digit's own pieces (a 5's bar, a broken stroke) never stand apart from it
+    by blank rows, so they stay.
+    """
+    ink = (gray < LINE_INK * 255).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    if count <= 2:
+        return gray
+    heights = stats[:, cv2.CC_STAT_HEIGHT].astype(np.float32)
+    heights[0] = 0
+    weight = heights / heights.max()
+    profile = weight[labels].sum(axis=1) * (1 - LINE_EDGE_DISCOUNT * np.abs(np.linspace(-1, 1, ink.shape[0])))
+    bands = _bands(profile > 0, max(2, round(LINE_GAP * ink.shape[0])))
+    if len(bands) <= 1:
+        return gray
+    top, bottom = max(bands, key=lambda band: profile[band[0] : band[1]].sum())
+    middles = stats[:, cv2.CC_STAT_TOP] + stats[:, cv2.CC_STAT_HEIGHT] / 2
+    away = (middles < top) | (middles >= bottom)
+    away[0] = False
+    if not away.any():
+        return gray
+    out = gray.copy()
+    out[cv2.dilate(away[labels].astype(np.uint8), np.ones((3, 3), np.uint8)) > 0] = 255
+    return out
+
+
+def _bands(inked: np.ndarray, gap: int) -> list[tuple[int, int]]:
+    """The (first, end) rows of each run of inked rows, runs closer than ``gap`` blank rows joined."""
+    rows = np.flatnonzero(inked)
+    if not len(rows):
+        return []
+    breaks = np.flatnonzero(np.diff(rows) > gap)
+    starts = [rows[0], *rows[breaks + 1]]
+    ends = [*(rows[breaks] + 1), rows[-1] + 1]
+    return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
+
+
+def _longer_than_the_writing(found: np.ndarray, ink: np.ndarray, across: bool) -> np.ndarray:
+    """The runs of ``found`` that are rules rather than handwriting.
+
+    A rule is long and thin (``MIN_RULE_LENGTH``, ``RULE_ASPECT``), and at
+    least ``RULE_OVER_WRITING`` times as long as any other piece
+    of ink on the page is wide (``across``) or tall: of two strokes alike (a
+    "11") neither is a rule. Alone on its page, a run is a rule only if the
+    page is wide enough across it to be more than a tight scan of one stroke
+    (a "1" or a dash).
+    """
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(found, connectivity=8)
+    axis = cv2.CC_STAT_WIDTH if across else cv2.CC_STAT_HEIGHT
+    breadth = found.shape[0] if across else found.shape[1]
+    keep = np.zeros(count, bool)
+    for label in range(1, count):
+        # Wide enough sideways to take in the run's own stroke, where a slant leaves slivers beside it.
+        near = cv2.dilate((labels == label).astype(np.uint8), np.ones((11, 5) if across else (5, 11), np.uint8)) > 0
+        others = cv2.connectedComponentsWithStats(((ink > 0) & ~near).astype(np.uint8), connectivity=8)[2][1:]
+        longest = int(others[:, axis].max()) if len(others) else 0
+        run = stats[label, axis]
+        thickness = max(1.0, stats[label, cv2.CC_STAT_AREA] / run)
+        printed = run >= MIN_RULE_LENGTH and run >= RULE_ASPECT * thickness
+        alone = breadth >= LONE_RULE_BREADTH * run
+        keep[label] = printed and (run >= RULE_OVER_WRITING * longest if longest else alone)
+    return keep[labels].astype(np.uint8)
+
+
+def _touching_edge(found: np.ndarray, across: bool) -> np.ndarray:
+    """The runs of ``found`` that reach the image's left or right edge (``across``), or its top or bottom."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(found, connectivity=8)
+    keep = np.zeros(count, bool)
+    h, w = found.shape
+    reach = max(2, round(EDGE_REACH * (w if across else h)))
+    for label in range(1, count):
+        x, y, bw, bh = stats[label, :4]
+        start, end, side = (x, x + bw, w) if across else (y, y + bh, h)
+        keep[label] = start < reach or end > side - reach
+    return keep[labels].astype(np.uint8)
+
+
+def _crossing(ink: np.ndarray, line: np.ndarray, across: bool) -> np.ndarray:
+    """The pixels of ``line`` that a stroke crosses: ink just beyond the line on both sides of it."""
+    if not across:
+        return _crossing(ink.T, line.T, True).T
+    thickness = max(1, int(np.percentile(line.sum(axis=0)[line.any(axis=0)], 90)))
+    # A slanted stroke leaves the line a little to one side of where it entered.
+    off = cv2.dilate((ink & ~line).astype(np.uint8), np.ones((1, 5), np.uint8)) > 0
+    above = np.zeros_like(ink)
+    below = np.zeros_like(ink)
+    for step in range(1, thickness + 3):
+        above[step:] |= off[:-step]  # ink ``step`` rows above
+        below[:-step] |= off[step:]  # ink ``step`` rows below
+    return line & above & below

@@ -1,0 +1,86 @@
+"""Cleaning a page before digits are looked for: margins, uneven light, rules and other lines left out, digits kept."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from digits.recognition.clean import clean_page, main_line, without_margins, without_rules
+from tests.synth import draw_digits
+
+
+def ink(page: np.ndarray) -> np.ndarray:
+    return page < 128
+
+
+def register_crop() -> tuple[np.ndarray, np.ndarray]:
+    """A row number as an archive cuts it from a register: a dark margin at the left, ruled lines, printed
+    words at its foot. Returns the crop and where its digits' ink is."""
+    digits = draw_digits("47", height=40, margin=20)
+    h, w = digits.shape
+    crop = np.full((h * 3, w + 60), 235, np.uint8)
+    crop[h : 2 * h, 50 : 50 + w] = digits
+    crop[:, :40] = 25  # the page's edge and the dark beyond it
+    crop[:, 40:46] = np.linspace(60, 220, 6).astype(np.uint8)  # its shaded edge
+    crop[8:10, 40:] = 90  # a rule across the top, from the margin to the crop's edge
+    crop[:, -5:-3] = 100  # the column's rule at the right
+    cv2.putText(crop, "Trykt for", (55, crop.shape[0] - 6), cv2.FONT_HERSHEY_PLAIN, 0.8, 60, 1)
+    digits_ink = np.zeros(crop.shape, bool)
+    digits_ink[h : 2 * h, 50 : 50 + w] = ink(digits)
+    return crop, digits_ink
+
+
+def test_a_register_crop_keeps_its_digits_and_loses_its_margin_rules_and_printed_foot():
+    crop, digits_ink = register_crop()
+    cleaned = clean_page(crop)
+    assert cleaned.shape == crop.shape, "boxes stay in page pixels"
+    kept = ink(cleaned)
+    assert kept[digits_ink].mean() > 0.95, "the digits' strokes stay"
+    assert not kept[~cv2.dilate(digits_ink.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)].any(), (
+        "nothing but the digits is left: no margin, no rule, no print"
+    )
+
+
+def test_a_rule_through_a_digit_goes_and_the_strokes_that_cross_it_stay():
+    page = draw_digits("17", height=60, margin=30)
+    y = page.shape[0] // 2
+    page[y - 1 : y + 2, :] = 40  # a printed line right through both digits
+    cleaned = without_rules(page)
+    written = ink(page)[: y - 4].any(axis=0) | ink(page)[y + 4 :].any(axis=0)
+    assert (cleaned[y, ~written] > 200).all(), "the rule is gone"
+    column = ink(page)[:, 15:-15].any(axis=0)
+    crossed = [x for x in np.flatnonzero(column) if ink(page)[y - 4, x + 15] and ink(page)[y + 4, x + 15]]
+    assert crossed and all(ink(cleaned)[y, x + 15] for x in crossed), "where a stroke crosses the rule, it is whole"
+
+
+def test_uneven_light_and_a_light_on_dark_scan_are_no_margin():
+    page = draw_digits("305", height=60)
+    shaded = (page * np.linspace(0.5, 1.0, page.shape[1])[None, :]).astype(np.uint8)  # a lamp at the right
+    plain = ink(clean_page(page)).sum()
+    assert abs(ink(clean_page(shaded)).sum() - plain) < 0.03 * plain, "the shade is not ink"
+    inverted = 255 - page  # light ink on dark paper: the dark is paper, not a margin
+    assert np.array_equal(without_margins(inverted), inverted)
+    assert abs(ink(clean_page(inverted)).sum() - plain) < 0.03 * plain
+
+
+def test_a_single_digit_filling_its_scan_is_never_taken_for_a_margin_or_a_rule():
+    one = draw_digits("1", height=60, margin=3)
+    assert ink(clean_page(one)).sum() >= 0.97 * ink(one).sum()
+    for digits in ("7", "11", "-"):
+        tight = draw_digits(digits, height=60, margin=3) if digits != "-" else dash()
+        assert ink(clean_page(tight)).sum() >= 0.97 * ink(tight).sum(), digits
+
+
+def dash() -> np.ndarray:
+    page = np.full((30, 90), 240, np.uint8)
+    page[13:18, 4:86] = 30
+    return page
+
+
+def test_only_the_main_line_of_ink_stays():
+    page = np.full((300, 200), 255, np.uint8)
+    digits = draw_digits("52", height=40, margin=10, paper=255)
+    page[120 : 120 + digits.shape[0], 20 : 20 + digits.shape[1]] = digits
+    cv2.putText(page, "note", (60, 30), cv2.FONT_HERSHEY_PLAIN, 1.0, 0, 1)  # small print far above
+    kept = ink(main_line(page))
+    assert kept[120:].sum() == ink(page)[120:].sum() and not kept[:60].any()
