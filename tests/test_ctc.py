@@ -65,3 +65,16 @@ def test_a_digit_is_only_as_sure_as_the_least_sure_model():
     [reading] = decode([np.log(first)[None], np.log(second)[None]])
     assert reading.digits == "7" and reading.unanimous
     assert np.isclose(reading.confidences[0], 0.7)
+
+
+def test_a_sign_beside_digits_is_read_apart_from_them_and_a_model_without_the_sign_never_reads_one():
+    # "12a": a 1, a 2, then a letter (class 11) on the last frames.
+    frames = [{2: 0.97}, {0: 0.97}, {3: 0.95}, {0: 0.97}, {11: 0.9}, {0: 0.97}]
+    with_sign = np.log(probabilities(frames, classes=12))
+    [reading] = decode([with_sign[None]])
+    assert reading.digits == "12" and len(reading.confidences) == 2 and len(reading.spans) == 2
+    assert reading.signs == [pytest.approx(0.9)]
+    # An older model (11 classes: no sign) reads the same line: blanks where the sign was.
+    without = np.log(probabilities([{2: 0.97}, {0: 0.97}, {3: 0.95}, {0: 0.97}, {0: 0.97}, {0: 0.97}]))
+    [alone] = decode([without[None]])
+    assert alone.digits == "12" and alone.signs == []

@@ -380,7 +380,7 @@ def models_rollback() -> None:
 )
 @data_option
 @click.option(
-    "--epochs", type=int, help="Passes over the data [cnn 12, seed-mlp 3, crnn 12; --from and fine-tuning 3]."
+    "--epochs", type=int, help="Passes over the data [cnn 12, seed-mlp 3, crnn 12; --from 3 (crnn 5), fine-tuning 3]."
 )
 @click.option("--name", help="Model name (default digits-cnn, or digits-<arch>).")
 @click.option("--store", type=click.Path(file_okay=False, path_type=Path), help="Model store [DIGITS_MODEL_STORE].")
@@ -393,8 +393,9 @@ def models_rollback() -> None:
 )  # fmt: skip
 @click.option(
     "--from", "start", metavar="MODEL",
-    help="Go on training this digit classifier (name@version) with today's recipe, from its own weights at a "
-    "tenth of the rate, instead of from fresh weights; the new version is of its name.",
+    help="Go on training this model (name@version: a digit classifier, or a string model with --arch crnn) with "
+    "today's recipe, from its own weights at a lower rate, instead of from fresh weights; the new version is of "
+    "its name.",
 )  # fmt: skip
 def train(
     arch: str,
@@ -413,11 +414,12 @@ def train(
     from digits.training.classifier import CONTINUE_EPOCHS
     from digits.training.classifier import train as run_training
     from digits.training.data import ORAND_DIR
+    from digits.training.strings import CONTINUE_EPOCHS as LINE_CONTINUE_EPOCHS
     from digits.training.strings import STRING_EPOCHS, train_strings
 
     store = store or get_settings().model_store
-    if start and arch in ("crnn", "choice"):
-        raise click.UsageError(f"--from goes on from a digit classifier, not --arch {arch}")
+    if start and arch == "choice":
+        raise click.UsageError("--from goes on from a trained model, not --arch choice")
     if snapshot:
         fine_tune_on(snapshot, data_dir, store, epochs)
         return
@@ -429,20 +431,22 @@ def train(
         click.echo(f"saved the reading choice to {store}/reading-choice.json")
         return
     extra = {"seed": seed} if seed is not None else {}
+    if start:
+        try:
+            extra |= {"start": resolve(start, store)}
+        except ModelNotFound as missing:
+            raise click.ClickException(str(missing)) from None
     if arch == "crnn":
         if not (data_dir / ORAND_DIR / "labels.json").exists():
             raise click.ClickException(f"the string model needs {data_dir / ORAND_DIR}; pass --data")
-        ref = train_strings(data_dir, store, epochs or STRING_EPOCHS, name=name or "digits-crnn", **extra)
+        epochs = epochs or (LINE_CONTINUE_EPOCHS if start else STRING_EPOCHS)
+        ref = train_strings(data_dir, store, epochs, name=name or "digits-crnn", **extra)
         click.echo(saved(ref))
         return
     if not (data_dir / "mnist.npz").exists():
         click.echo(f"{data_dir}/mnist.npz not found: downloading MNIST through keras", err=True)
         data_dir = None
     if start:
-        try:
-            extra |= {"start": resolve(start, store)}
-        except ModelNotFound as missing:
-            raise click.ClickException(str(missing)) from None
         epochs = epochs or CONTINUE_EPOCHS
     ref = run_training(arch, data_dir, store, epochs, name=name, limit=limit, **extra)
     click.echo(saved(ref))

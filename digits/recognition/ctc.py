@@ -1,7 +1,10 @@
 """Turn the string model's per-frame outputs into digit strings, with one model or several.
 
 The string model (``digits.recognition.model``) outputs, for each of its time steps
-("frames"), a score for the blank (class 0) and for each digit (class d + 1).
+("frames"), a score for the blank (class 0), for each digit (class d + 1), and, in
+models that learnt it, for a written sign that is no digit (class 11: a letter
+after a number, a dash or a ditto mark standing for one). Inside this module a
+reading is a string of digits and ``SIGN`` characters; ``LineReading`` keeps them apart.
 One model's best reading is its greedy path. Several models are combined the
 way speech recognisers combine theirs: each model proposes its reading, every
 proposal is scored by every model with the full CTC likelihood, and the
@@ -13,12 +16,21 @@ Numpy only, so that it can be tested and reasoned about without TensorFlow.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 BLANK = 0
 """Class of the CTC blank; digit ``d`` is class ``d + 1``."""
+
+SIGN = "x"
+"""A written sign that is no digit, as it stands in a reading's string here (and in training labels)."""
+
+SIGN_CLASS = 11
+"""The string model's class for ``SIGN``."""
+
+CLASSES = 12
+"""Classes of a string model's output: blank, ten digits, the sign. Older models lack the sign."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +42,8 @@ class LineReading:
     spans: list[tuple[int, int]]
     unanimous: bool = True
     """Whether every model (and every view) read the same digits on its own."""
+    signs: list[float] = field(default_factory=list)
+    """The confidence of each written sign read beside the digits (a letter, a dash): none, for a plain number."""
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -39,10 +53,10 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def greedy(log_probs: np.ndarray) -> str:
-    """The digits on one line's best path: frame-wise best classes, repeats merged, blanks dropped."""
+    """The reading on one line's best path: frame-wise best classes, repeats merged, blanks dropped."""
     best = log_probs.argmax(axis=-1)
     keep = (best != BLANK) & np.concatenate([[True], best[1:] != best[:-1]])
-    return "".join(str(c - 1) for c in best[keep])
+    return "".join(SIGN if c == SIGN_CLASS else str(c - 1) for c in best[keep])
 
 
 def log_likelihood(log_probs: np.ndarray, digits: str) -> float:
@@ -111,12 +125,12 @@ def align_voters(log_probs: np.ndarray, digits: str) -> tuple[list[list[float]],
 
 
 def decode(member_logits: list[np.ndarray]) -> list[LineReading]:
-    """Read a batch of lines with one model or more: ``member_logits[m]`` is (lines, frames, 11).
+    """Read a batch of lines with one model or more: ``member_logits[m]`` is (lines, frames, classes).
 
     A digit is only as sure as the least sure model on it, so that a reading
-    one model doubts goes to review.
+    one model doubts goes to review. A model that knows no sign never reads one.
     """
-    members = [log_softmax(np.asarray(logits, np.float64)) for logits in member_logits]
+    members = [log_softmax(_with_sign(np.asarray(logits, np.float64))) for logits in member_logits]
     readings = []
     for line in range(len(members[0])):
         per_model = [m[line] for m in members]
@@ -127,15 +141,32 @@ def decode(member_logits: list[np.ndarray]) -> list[LineReading]:
             digits = max(candidates, key=lambda c: sum(log_likelihood(lp, c) for lp in per_model))
         per_voter, spans = align_voters(np.stack(per_model), digits)
         confidences = [min(c) for c in zip(*per_voter, strict=True)] if digits else []
-        readings.append(LineReading(digits, confidences, spans, unanimous=len(candidates) == 1))
+        is_digit = [c != SIGN for c in digits]
+        readings.append(
+            LineReading(
+                digits.replace(SIGN, ""),
+                [c for c, keep in zip(confidences, is_digit, strict=True) if keep],
+                [s for s, keep in zip(spans, is_digit, strict=True) if keep],
+                unanimous=len(candidates) == 1,
+                signs=[c for c, keep in zip(confidences, is_digit, strict=True) if not keep],
+            )
+        )
     return readings
+
+
+def _with_sign(logits: np.ndarray) -> np.ndarray:
+    """Logits of ``CLASSES`` classes: a model without the sign class never reads one."""
+    missing = CLASSES - logits.shape[-1]
+    if missing <= 0:
+        return logits
+    return np.concatenate([logits, np.full((*logits.shape[:-1], missing), -1e9)], axis=-1)
 
 
 def _states(digits: str) -> np.ndarray:
     """The CTC state sequence: blank, digit, blank, digit, ..., blank (as class numbers)."""
     states = [BLANK]
     for d in digits:
-        states += [int(d) + 1, BLANK]
+        states += [SIGN_CLASS if d == SIGN else int(d) + 1, BLANK]
     return np.array(states)
 
 

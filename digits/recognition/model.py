@@ -118,6 +118,13 @@ def predict(model, batch: np.ndarray) -> np.ndarray:
 SHIFTS = ((1, 0), (-1, 0), (0, 1), (0, -1))
 """Pixel shifts (down, up, right, left) at which a doubtful digit is classified again."""
 
+NOT_A_DIGIT = 10
+"""The classifier's class for ink that is no digit (a cross, a dash, a letter, a piece of a frame).
+A model that never learnt it (the seed's network) is read as finding every piece a digit."""
+
+CLASSES = 11
+"""The classifier's classes: ten digits, and ``NOT_A_DIGIT``."""
+
 SURE = 0.99
 """Digits the classifier gives less than this are read again at the ``SHIFTS``: the extra
 readings are spent on the doubtful digits, where they can change the reading, and not on
@@ -137,14 +144,14 @@ class Classifier:
         self._members = [keras.models.load_model(ref.path, compile=False) for ref in refs]
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """Class probabilities, shape (n, 10), for images of shape (n, 28, 28).
+        """Class probabilities, shape (n, ``CLASSES``), for images of shape (n, 28, 28).
 
         A digit the models are not sure of (under ``SURE``) is classified again
         shifted by a pixel each way (``SHIFTS``), and the five readings averaged:
         test-time augmentation, spent only on the few digits where it can matter.
         """
         if len(images) == 0:
-            return np.zeros((0, 10), np.float32)
+            return np.zeros((0, CLASSES), np.float32)
         batch = np.asarray(images, np.float32).reshape(-1, CANVAS, CANVAS, 1)
         found = self._average(batch)
         doubtful = np.flatnonzero(found.max(axis=1) < SURE)
@@ -155,7 +162,9 @@ class Classifier:
         return found
 
     def _average(self, batch: np.ndarray) -> np.ndarray:
-        return np.mean([predict(member, batch) for member in self._members], axis=0)
+        found = [predict(member, batch) for member in self._members]
+        # A member without the class for marks never finds one.
+        return np.mean([np.pad(f, ((0, 0), (0, CLASSES - f.shape[1]))) for f in found], axis=0)
 
     def warm_up(self, sizes: Sequence[int]) -> None:
         """Trace each model for each of the padded batch ``sizes`` (see ``Models.warm_up``)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from digits.recognition.segment import Box
 
@@ -21,3 +21,8 @@ class Reading:
     """The classifier's reading of all the ink as one digit, where it has room for one only."""
     doubt: str = ""
     """Why a person should look whatever the confidences (the readers disagree), for the row's ``error``."""
+    marks: list[float] = field(default_factory=list)
+    """For each piece of ink the reader left out as no digit, how sure it is of that: a row is ``ok``
+    only if it is sure of every one, for a piece it is unsure of may be a digit it dropped."""
+    signs: list[float] = field(default_factory=list)
+    """The confidence of each written sign read beside the digits (a letter, a dash): see ``LineReading``."""

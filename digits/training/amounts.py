@@ -10,6 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from digits.recognition.clean import clean_page
+from digits.recognition.ctc import SIGN, SIGN_CLASS
 from digits.recognition.lines import prepare_line
 
 MAX_DIGITS = 8
@@ -175,17 +177,18 @@ def elastic(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def encode_labels(texts: list[str]) -> np.ndarray:
-    """Labels for the CTC loss: column 0 holds the length, then digit + 1 (0 is the blank)."""
+    """Labels for the CTC loss: column 0 holds the length, then digit + 1 (0 is the blank), ``SIGN`` as its class."""
     out = np.zeros((len(texts), MAX_DIGITS + 1), np.int32)
     for i, text in enumerate(texts):
+        text = text[:MAX_DIGITS]
         out[i, 0] = len(text)
-        out[i, 1 : len(text) + 1] = [int(c) + 1 for c in text]
+        out[i, 1 : len(text) + 1] = [SIGN_CLASS if c == SIGN else int(c) + 1 for c in text]
     return out
 
 
 def batch_of_lines(images: list[np.ndarray]) -> np.ndarray:
-    """Model inputs (n, 32, 160, 1) for grey line images."""
-    return np.stack([prepare_line(image)[0] for image in images])[..., None]
+    """Model inputs (n, 32, 160, 1) for grey line images, cleaned as the pipeline cleans a page (``clean_page``)."""
+    return np.stack([prepare_line(clean_page(image))[0] for image in images])[..., None]
 
 
 def _dot(height: int, rng: np.random.Generator) -> np.ndarray:

@@ -6,7 +6,11 @@ only training builds them.
 
 from __future__ import annotations
 
+import numpy as np
+
+from digits.recognition.ctc import CLASSES as LINE_CLASSES
 from digits.recognition.lines import FRAMES, LINE_HEIGHT, LINE_WIDTH
+from digits.recognition.model import CLASSES
 from digits.recognition.segment import CANVAS
 
 DIGIT_ARCHITECTURES = ("cnn", "seed-mlp")
@@ -14,7 +18,11 @@ DIGIT_ARCHITECTURES = ("cnn", "seed-mlp")
 
 
 def build(arch: str):
-    """A fresh, compiled model of the named architecture, input (28, 28, 1) in [0, 1]."""
+    """A fresh, compiled model of the named architecture, input (28, 28, 1) in [0, 1].
+
+    The CNN learns ten digits and ink that is no digit (``NOT_A_DIGIT``); the
+    seed's network stays the tutorial's, ten digits only.
+    """
     import keras
     from keras import layers
 
@@ -37,14 +45,14 @@ def build(arch: str):
         x = layers.Dropout(0.4)(x)
     else:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(DIGIT_ARCHITECTURES)}")
-    outputs = layers.Dense(10, activation="softmax")(x)
+    outputs = layers.Dense(CLASSES if arch == "cnn" else 10, activation="softmax")(x)
     model = keras.Model(inputs, outputs, name=arch)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
 def build_string_model():
-    """A small convolutional-recurrent network that reads a whole line (CTC, blank = class 0)."""
+    """A small convolutional-recurrent network that reads a whole line (CTC: blank, ten digits, a sign)."""
     import keras
     from keras import layers
 
@@ -61,8 +69,31 @@ def build_string_model():
     x = layers.Dense(128, activation="relu")(x)
     x = layers.Dropout(0.2)(x)
     x = layers.Bidirectional(layers.GRU(96, return_sequences=True))(x)
-    outputs = layers.Dense(11)(x)  # logits: blank, then digits 0-9
+    outputs = layers.Dense(LINE_CLASSES)(x)  # logits: blank, digits 0-9, a sign that is no digit
     return keras.Model(inputs, outputs, name="crnn")
+
+
+def widened(model, classes: int):
+    """``model`` with its output layer grown to ``classes``, all it learnt kept; a new class starts unlikely.
+
+    Lets a trained model go on learning a class it never had (ink that is no
+    digit, a written sign) at a fraction of the cost of training anew.
+    """
+    import keras
+
+    last = model.layers[-1]
+    kernel, bias = last.get_weights()
+    if kernel.shape[1] >= classes:
+        return model
+    outputs = keras.layers.Dense(classes, activation=last.activation, name=f"{last.name}_widened")(last.input)
+    wide = keras.Model(model.inputs, outputs, name=model.name)
+    rng = np.random.default_rng(0)
+    extra = classes - kernel.shape[1]
+    wide.layers[-1].set_weights([
+        np.concatenate([kernel, rng.normal(0, kernel.std(), (kernel.shape[0], extra))], axis=1),
+        np.concatenate([bias, np.full(extra, bias.min() - 2.0)]),
+    ])  # fmt: skip
+    return wide
 
 
 def ctc_loss(y_true, y_pred):

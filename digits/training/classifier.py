@@ -3,8 +3,10 @@
 Every training digit goes through the same ``normalise_digit`` as a scanned one,
 after a random distortion (slant, rotation, aspect, stroke width), a rescan, a
 small bitmap or a coarse scan (``digits.training.augment``), so that the model
-sees handwriting that is not MNIST's. A trained classifier can also go on from
-its own weights with the current recipe (``start``), at a tenth of the rate.
+sees handwriting that is not MNIST's. The CNN also learns ink that is no digit
+as a class of its own (``digits.training.marks``). A trained classifier can also
+go on from its own weights with the current recipe (``start``), at a tenth of the
+rate, growing the class for marks if it had none.
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
+from digits.recognition.model import CLASSES, NOT_A_DIGIT
+from digits.recognition.segment import CANVAS
 from digits.store import ModelRef
-from digits.training.architectures import build
+from digits.training.architectures import build, widened
 from digits.training.augment import coarse_scan, distort, prepare, rescan, small_bitmap
-from digits.training.data import SPLIT_SEED, load_data
+from digits.training.data import SPLIT_SEED, load_data, register_lines
+from digits.training.marks import drawn_marks, register_marks
 from digits.training.prefetch import Prefetcher
 from digits.training.saving import save_version
+from digits.training.styles import block_digits
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,10 @@ class Recipe:
     schedule: bool
     coarse_share: float = 0.0
     """Share of digits given a `coarse_scan` each epoch (after any distortion; never rescanned: it is a scan)."""
+    marks_share: float = 0.0
+    """Marks (``NOT_A_DIGIT``) added, as a share of the digits: drawn ones, and the register's real ones."""
+    block_share: float = 0.0
+    """Block digits (``digits.training.styles``) added, as a share of the digits."""
 
 
 RECIPES = {
@@ -50,6 +60,8 @@ RECIPES = {
         extra_data=True,
         schedule=True,
         coarse_share=0.1,
+        marks_share=0.08,
+        block_share=0.04,
     ),
     # The tutorial's way: MNIST only, as it is, three epochs of plain Adam.
     "seed-mlp": Recipe(
@@ -81,6 +93,15 @@ def train(
     split = load_data(data_dir, extra=recipe.extra_data)
     raw_x = np.concatenate(split.train_x)  # load_data brought every set to 28x28
     y = np.concatenate(split.train_y).astype(np.int64)
+    digits = len(y)
+    if recipe.block_share:
+        blocks, labels = block_digits(int(recipe.block_share * digits), np.random.default_rng([seed, 2]))
+        raw_x, y = np.concatenate([raw_x, blocks]), np.concatenate([y, labels])
+        split.seen.append("drawn block digits")
+    if recipe.marks_share:
+        marks = training_marks(data_dir, int(recipe.marks_share * digits), seed)
+        raw_x, y = np.concatenate([raw_x, marks]), np.concatenate([y, np.full(len(marks), NOT_A_DIGIT)])
+        split.seen.append("drawn marks")
     if limit:
         keep = np.random.default_rng(SPLIT_SEED).permutation(len(raw_x))[:limit]
         raw_x, y = raw_x[keep], y[keep]
@@ -160,12 +181,23 @@ def continued_classifier(start: ModelRef, epochs: int, digits: int):
     """The trained classifier ``start``, compiled to go on learning at ``CONTINUE_RATE``, decaying over ``epochs``."""
     import keras
 
-    model = keras.models.load_model(start.path, compile=False)
+    model = widened(keras.models.load_model(start.path, compile=False), CLASSES)
     schedule = keras.optimizers.schedules.CosineDecay(CONTINUE_RATE, epochs * int(np.ceil(digits / 128)), alpha=0.1)
     model.compile(
         optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
     )
     return model
+
+
+def training_marks(data_dir: Path | None, count: int, seed: int) -> np.ndarray:
+    """Raw marks to learn as ``NOT_A_DIGIT``: the register rows' that hold no digit, and drawn ones to ``count``."""
+    real = np.zeros((0, CANVAS, CANVAS), np.uint8)
+    if data_dir is not None:
+        rows = register_lines(data_dir, "train")
+        real = register_marks([image for image, label in zip(rows.images, rows.labels, strict=True)
+                               if label and not any(c.isdigit() for c in label)])  # fmt: skip
+    drawn = drawn_marks(max(0, count - len(real)), np.random.default_rng([seed, 1]))
+    return np.concatenate([real, drawn])
 
 
 DIGITS_PER_PART = 4096

@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from digits.recognition.ctc import SIGN
 from digits.recognition.lines import ink_map
 from digits.recognition.segment import normalise_digit
 
@@ -31,6 +32,10 @@ EXTRA_SETS = {"usps": "usps-train.npz", "ardis": "ardis4-train.npz"}
 
 ORAND_DIR = "orand-car-a-train"
 """Folder of the real cheque amounts in the data folder."""
+
+REGISTER_DIR = "mgr-rowid"
+"""Folder of the row numbers cut from parish registers (MGR) in the data folder: ``train/`` and, held out,
+``validation/``, each with ``<part>-labels.json``."""
 
 
 OPTDIGITS_REPEATS = 4
@@ -234,3 +239,29 @@ def _without_neighbours(crop: np.ndarray) -> np.ndarray:
     # Faint pixels (below the component threshold) stay only next to kept strokes.
     near = cv2.dilate(keep[labels].astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     return np.where(near, crop, 0).astype(np.float32)
+
+
+def register_lines(data_dir: Path, part: str) -> RealLines:
+    """The register row numbers of ``part`` (``train``, or ``validation``: held out), grey, as the archive cut them.
+
+    Labels are as written, with each character that is no digit (the letter
+    of "12a", a dash or a ditto mark standing for a number) as ``SIGN``: the
+    string model learns to see them, and the pipeline sends them to a person.
+    Empty when the folder is absent.
+    """
+    folder = data_dir / REGISTER_DIR
+    labels_file = folder / f"{part}-labels.json"
+    if not labels_file.exists():
+        return RealLines([], [], [])
+    labels = json.loads(labels_file.read_text())
+    names = sorted(labels)
+    return RealLines(
+        [cv2.imread(str(folder / part / name), cv2.IMREAD_GRAYSCALE) for name in names],
+        [as_signs(labels[name]) for name in names],
+        [[] for _ in names],
+    )
+
+
+def as_signs(label: str) -> str:
+    """A label as written, each character that is no digit made ``SIGN`` (spaces dropped)."""
+    return "".join(c if c.isdigit() else SIGN for c in label.strip() if not c.isspace())

@@ -1,8 +1,10 @@
 """Train a string model (a line reader) and write it, with its metadata, into the model store.
 
-It learns from the real cheque amounts of ORAND-CAR-A (jittered), from amounts
-composed from single digits of every set, and from numbers of separated digits as
-forms hold them, some of them coarsely scanned (``digits.training.amounts``).
+It learns from the real cheque amounts of ORAND-CAR-A and the real row numbers of
+parish registers (MGR, margins, rules, marks and letters included), jittered; from
+amounts composed from single digits of every set, and from numbers of separated
+digits as forms hold them, some of them coarsely scanned (``digits.training.amounts``).
+A trained string model can go on learning from its own weights (``start``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from digits.recognition.ctc import CLASSES as LINE_CLASSES
 from digits.recognition.ctc import decode
 from digits.store import ModelRef
 from digits.training.amounts import (
@@ -25,8 +28,16 @@ from digits.training.amounts import (
     encode_labels,
     jitter_real,
 )
-from digits.training.architectures import build_string_model, ctc_loss
-from digits.training.data import SPLIT_SEED, RealLines, digit_crops, digit_pool, load_data, orand_split
+from digits.training.architectures import build_string_model, ctc_loss, widened
+from digits.training.data import (
+    SPLIT_SEED,
+    RealLines,
+    digit_crops,
+    digit_pool,
+    load_data,
+    orand_split,
+    register_lines,
+)
 from digits.training.prefetch import Prefetcher
 from digits.training.saving import save_version
 
@@ -47,6 +58,16 @@ NUMBERS_SHARE = 0.3
 """Share of the composed lines that are numbers of separated digits on plain paper (``compose_number``): forms
 hold them, in every writer's hand, and a model that learnt only amounts misreads them."""
 
+REGISTER_LINES = 12_000
+"""Register row numbers (of the 22,690 of MGR's training part) in each pass, jittered: a fresh draw each pass,
+so that every one is seen about every other pass without the pass growing past the time budget."""
+
+CONTINUE_EPOCHS = 5
+"""Passes when a string model goes on from trained weights."""
+
+CONTINUE_RATE = 3e-4
+"""Learning rate a string model starts at when it goes on from trained weights (a fresh one starts at 1e-3)."""
+
 COARSE_SHARE = 0.1
 """Share of the composed lines given as a coarse scan (``coarse_line``): thresholded to black and white at a low
 resolution, as a fax or a scanner's line-art mode gives them."""
@@ -61,13 +82,16 @@ def train_strings(
     real_repeats: int = REAL_REPEATS,
     seed: int = SPLIT_SEED,
     real_lines: RealLines | None = None,
+    start: ModelRef | None = None,
 ) -> ModelRef:
-    """Train the line reader on real cheque amounts plus amounts composed from single digits.
+    """Train the line reader on real cheque amounts and register rows, plus lines composed from single digits.
 
     ``seed`` sets the weights' start and the data's order, so that models trained
     with different seeds make different mistakes and are worth combining.
     ``real_lines`` replaces ORAND-CAR-A's training amounts (a simulated site
-    holds some back, ``digits.training.data.site_split``).
+    holds some back, ``digits.training.data.site_split``). ``start`` is a
+    trained string model to go on from, at ``CONTINUE_RATE`` (``digits train``
+    gives it ``CONTINUE_EPOCHS`` passes); the new version is of its name.
     """
     import keras
 
@@ -76,14 +100,22 @@ def train_strings(
     split = load_data(data_dir, with_optdigits=False, with_cheque_digits=False)
     real, held = orand_split(data_dir)
     real = real if real_lines is None else real_lines
+    registers = register_lines(data_dir, "train")
     pools = (digit_crops(real), digit_pool(list(zip(split.train_x, split.train_y, strict=True))))
+    register_count = min(REGISTER_LINES, len(registers.images))
     shared = {"real": real, "pools": pools, "real_repeats": real_repeats, "synthetic": synthetic_per_epoch,
-              "numbers_share": NUMBERS_SHARE, "coarse_share": COARSE_SHARE}  # fmt: skip
+              "numbers_share": NUMBERS_SHARE, "coarse_share": COARSE_SHARE, "registers": registers,
+              "register_lines": register_count}  # fmt: skip
+    lines_per_pass = len(real.images) * real_repeats + synthetic_per_epoch + register_count
     with Prefetcher(training_lines, shared, LINE_PARTS, seed, epochs) as passes:
         keras.utils.set_random_seed(seed)
-        model = build_string_model()
-        batches = epochs * ((len(real.images) * real_repeats + synthetic_per_epoch) // 64 + 1)
-        schedule = keras.optimizers.schedules.CosineDecay(1e-3, batches)
+        if start:
+            model = widened(keras.models.load_model(start.path, compile=False), LINE_CLASSES)
+        else:
+            model = build_string_model()
+        schedule = keras.optimizers.schedules.CosineDecay(
+            CONTINUE_RATE if start else 1e-3, epochs * (lines_per_pass // 64 + 1)
+        )
         model.compile(optimizer=keras.optimizers.Adam(schedule), loss=ctc_loss)
         fit_line_passes(
             model, passes, epochs,
@@ -92,8 +124,9 @@ def train_strings(
 
     facts = {
         "architecture": "crnn",
-        "data_seen": ["orand-car-a", *split.seen],
-        "training_lines_per_epoch": len(real.images) * real_repeats + synthetic_per_epoch,
+        "data_seen": ["orand-car-a", *(["mgr-rowid"] if register_count else []), *split.seen],
+        "training_lines_per_epoch": lines_per_pass,
+        "register_lines_per_epoch": register_count,
         "real_amounts": len(real.images),
         "real_repeats": real_repeats,
         "numbers_share": NUMBERS_SHARE,
@@ -103,7 +136,13 @@ def train_strings(
         "epochs": epochs,
         "seed": seed,
     }
-    return save_version(model, name, store, started, facts, {"orand-held-out": exact_share(model, held)})
+    if start:
+        facts |= {"continued_from": start.label, "learning_rate": CONTINUE_RATE}
+    registers_held = register_lines(data_dir, "validation")
+    accuracies = {"orand-held-out": exact_share(model, held)}
+    if registers_held.images:
+        accuracies["mgr-rowid-validation"] = exact_share(model, registers_held)
+    return save_version(model, start.name if start else name, store, started, facts, accuracies)
 
 
 def fit_line_passes(model, passes: Prefetcher, epochs: int, say: Callable[[str], None] = print, name: str = "",
@@ -133,7 +172,8 @@ def training_lines(shared: dict, rng: np.random.Generator, part: int) -> tuple[n
     """Model inputs and digit strings of one part of a pass: its share of real (jittered) and composed lines.
 
     ``shared`` holds the real lines and their ``real_repeats``, the digit pools, the ``synthetic`` lines to
-    compose a pass, and the shares of them that are ``numbers_share`` and ``coarse_share`` (0 when absent).
+    compose a pass, the shares of them that are ``numbers_share`` and ``coarse_share`` (0 when absent), and
+    the ``registers`` rows of which ``register_lines`` are drawn each pass (none when absent).
     """
 
     real, (cheque_digits, other_digits) = shared["real"], shared["pools"]
@@ -141,6 +181,12 @@ def training_lines(shared: dict, rng: np.random.Generator, part: int) -> tuple[n
     for image, label in list(zip(real.images, real.labels, strict=True))[part::LINE_PARTS]:
         images += [jitter_real(image, rng) for _ in range(shared["real_repeats"])]
         texts += [label] * shared["real_repeats"]
+    registers = shared.get("registers")
+    if registers is not None and registers.images:
+        share = len(range(part, shared["register_lines"], LINE_PARTS))
+        for i in rng.choice(len(registers.images), size=share, replace=False):
+            images.append(jitter_real(registers.images[i], rng))
+            texts.append(registers.labels[i])
     for _ in range(len(range(part, shared["synthetic"], LINE_PARTS))):
         if rng.random() < shared.get("numbers_share", 0.0):
             image, text = compose_number(other_digits, rng)
