@@ -16,7 +16,6 @@ Used by the Celery task, ``digits recognize`` and ``digits evaluate``.
 from __future__ import annotations
 
 import hashlib
-import itertools
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
@@ -28,6 +27,7 @@ from digits.recognition.align import align_page
 from digits.recognition.annotate import Pictures, field_frame
 from digits.recognition.borders import erase, find_printed_lines
 from digits.recognition.choice import ReadingChoice
+from digits.recognition.combs import comb_cells
 from digits.recognition.imaging import UnreadableImage, check_page_count, count_pages, decode_pages
 from digits.recognition.lines import LINE_VIEWS, dark_on_light, prepare_views
 from digits.recognition.model import Classifier, Models
@@ -273,9 +273,9 @@ def areas_of(pages: list[np.ndarray], layout: Layout | None) -> list[Area]:
 
     With a layout, ``pages`` must be aligned already (``align_page``), so that
     the layout's regions fall on its fields. A comb field gives one area per
-    box, found by its printed separators (or, where they cannot all be found,
-    by dividing the region evenly): each box holds one digit, which is read
-    like a single digit on its own.
+    printed box found inside its region, frame left out (``comb_cells``; the
+    region evenly divided where the boxes cannot be found): each box holds one
+    digit, which is read like a single digit on its own.
     """
     if layout is None:
         return [Area(number, None, page) for number, page in enumerate(pages, start=1)]
@@ -291,15 +291,12 @@ def areas_of(pages: list[np.ndarray], layout: Layout | None) -> list[Area]:
                 for part in field.printed:
                     px0, py0, px1, py1 = region_pixels(part, page.shape)
                     crop[max(0, py0 - y0) : max(0, py1 - y0), max(0, px0 - x0) : max(0, px1 - x0)] = paper
-            lines, columns = find_printed_lines(crop)
-            image = erase(crop, lines)
-            if not field.comb:
-                areas.append(Area(number, field, image, x0, y0))
+            if field.comb:
+                cells = comb_cells(crop, field.comb)
+                areas += [Area(number, field, cell.image, x0 + cell.left, y0 + cell.top) for cell in cells]
                 continue
-            if len(columns) != field.comb + 1:
-                columns = [round(i * (x1 - x0) / field.comb) for i in range(field.comb + 1)]
-            for a, b in itertools.pairwise(columns):
-                areas.append(Area(number, field, image[:, a : max(b, a + 1)], x0 + a, y0))
+            lines, _ = find_printed_lines(crop)
+            areas.append(Area(number, field, erase(crop, lines), x0, y0))
     return areas
 
 
