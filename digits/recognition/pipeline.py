@@ -7,8 +7,8 @@ reading that suits the page is kept: the classifier's for a single digit, the
 string model's for a line, where touching digits and separators fool the
 cutting. A row is trusted only when its reading is vouched for (see ``choose``
 and ``Support``) and every digit clears the bar that support sets; otherwise it
-goes to review. With a layout, pages are aligned first and pre-printed text in
-the fields is erased.
+goes to review. With a layout, pages are first registered to its reference image
+or aligned (``fitted``), and pre-printed text in the fields is erased.
 
 Used by the Celery task, ``digits recognize`` and ``digits evaluate``.
 """
@@ -32,6 +32,7 @@ from digits.recognition.imaging import UnreadableImage, check_page_count, count_
 from digits.recognition.lines import LINE_VIEWS, dark_on_light, prepare_views
 from digits.recognition.model import Classifier, Models
 from digits.recognition.reading import Reading
+from digits.recognition.register import register_page
 from digits.recognition.segment import Box, find_pieces
 
 NOTHING_ON_THE_PAGE = (
@@ -271,9 +272,9 @@ class Area:
 def areas_of(pages: list[np.ndarray], layout: Layout | None) -> list[Area]:
     """Each page whole, or each layout field of each page with its printed lines erased.
 
-    With a layout, ``pages`` must be aligned already (``align_page``), so that
-    the layout's regions fall on its fields. A comb field gives one area per
-    printed box found inside its region, frame left out (``comb_cells``; the
+    With a layout, ``pages`` must be in the layout's frame already (``fitted``),
+    so that the layout's regions fall on its fields. A comb field gives one area
+    per printed box found inside its region, frame left out (``comb_cells``; the
     region evenly divided where the boxes cannot be found): each box holds one
     digit, which is read like a single digit on its own.
     """
@@ -321,6 +322,8 @@ class Document:
     """Where review pictures go (rows to review, or all if it says so); none without it."""
     first_page: int = 1
     """Number of the first of ``pages`` in its file (a page of a split document is read alone)."""
+    unmatched: frozenset[int] = frozenset()
+    """Pages (1 for the first of ``pages``) that could not be registered to the layout's reference image."""
 
 
 def open_document(
@@ -434,13 +437,36 @@ def _by_pixels(documents: list[Document], most: int) -> list[list[Document]]:
 
 def _recognize_together(documents: list[Document], models: Models, review_threshold: float) -> list[list[Row]]:
     """The rows of each document, every digit of all of them in one call per model."""
-    documents = [replace(d, pages=[align_page(p) for p in d.pages]) if d.layout else d for d in documents]
+    documents = [fitted(document) for document in documents]
     areas = [areas_of(document.pages, document.layout) for document in documents]
     chosen = iter(read_images([area.image for own in areas for area in own], models, review_threshold))
     return [
         _rows(document, own, [next(chosen) for _ in own], review_threshold)
         for document, own in zip(documents, areas, strict=True)
     ]
+
+
+UNMATCHED = "the page could not be matched to the layout's reference image"
+"""The ``error`` of each row of a page that registration failed on: its fields were cut from the page as it is."""
+
+
+def fitted(document: Document) -> Document:
+    """The document with its pages in its layout's frame, so that the layout's regions fall on its fields.
+
+    A layout with a reference image has each page registered to it
+    (``register_page``); a page that cannot be, and the pages of a layout
+    without one, are aligned (``align_page``), and the former marked
+    ``unmatched``: their rows go to review. Without a layout, pages stay as they are.
+    """
+    layout = document.layout
+    if layout is None:
+        return document
+    if layout.reference is None:
+        return replace(document, pages=[align_page(page) for page in document.pages])
+    registered = [register_page(page, layout.reference) for page in document.pages]
+    unmatched = frozenset(number for number, page in enumerate(registered, start=1) if page is None)
+    pages = [align_page(page) if done is None else done for page, done in zip(document.pages, registered, strict=True)]
+    return replace(document, pages=pages, unmatched=unmatched)
 
 
 def read_images(
@@ -468,7 +494,7 @@ def read_images(
 def _rows(
     document: Document, areas: list[Area], chosen: list[tuple[Reading, Support]], review_threshold: float
 ) -> list[Row]:
-    """A document's rows from the chosen reading of each of its areas (with a layout, its pages are aligned already)."""
+    """A document's rows from the chosen reading of each of its areas (with a layout, its pages are fitted already)."""
     # The boxes of a comb field come one after the other: their readings join into one row.
     readings: dict[tuple[int, str], tuple[Reading, Support]] = {}
     for area, (reading, support) in zip(areas, chosen, strict=True):
@@ -499,6 +525,8 @@ def _rows(
             row = row.model_copy(update={"error": NOTHING_ON_THE_PAGE})
         if row.status == REVIEW:
             row = row.model_copy(update={"error": why_review(reading, field, bar, review_threshold)})
+        if index in document.unmatched:
+            row = row.model_copy(update={"status": REVIEW, "error": UNMATCHED})
         region = region_pixels(field.region, page.shape) if field else None
         if pictures and pictures.wanted(row.status):
             row = row.model_copy(update={"annotation": pictures.write(row, *field_frame(page, region))})
