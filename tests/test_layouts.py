@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
+import shutil
 
 import pytest
 
@@ -14,6 +15,7 @@ from digits.samples import SAMPLE_VALUES, draw_page, scan_bytes, write_samples
 from digits.settings import Settings
 from ingest import submit
 from layouts import FOLDER
+from tests.conftest import REPO
 from tests.synth import encode
 
 
@@ -87,6 +89,15 @@ def test_a_missing_reference_image_says_where_to_put_it(tmp_path):
     (tmp_path / "mine.toml").write_text('reference = "sample.jpg"\n' + FIELD)
     with pytest.raises(LayoutError, match=re.escape(f"sample.jpg is not in {tmp_path}; copy the sample")):
         load_layout("mine", tmp_path)
+
+
+def test_the_worked_example_of_a_form_from_one_sample_loads_once_its_sample_is_beside_it(tmp_path):
+    shutil.copy(REPO / "docs" / "examples" / "c1" / "c1.toml", tmp_path)
+    with pytest.raises(LayoutError, match=r"c1-sample\.jpg is not in"):
+        load_layout("c1", tmp_path)
+    (tmp_path / "c1-sample.jpg").write_bytes(b"the photo docs/forms.md says to copy")
+    layout = load_layout("c1", tmp_path)
+    assert [(f.name, f.comb) for f in layout.fields] == [("count1", 3), ("count2", 3), ("count3", 3)]
 
 
 def test_an_inbox_folder_named_like_a_layout_uses_it():
