@@ -8,11 +8,11 @@ layout's region need only be roughly around them. ``comb_cells`` finds them:
 1. The ink, by a local threshold (photos are unevenly lit).
 2. Horizontal rules: rows where straight runs, each at least a share of one
    box's width, cover much of the field. Handwriting has short strokes, in one box.
-3. Between a top and a bottom rule, vertical rules: columns inked over nearly
-   the whole height. A handwritten "1" stays inside its box; a cross is diagonal.
-4. The spans between neighbouring vertical rules are boxes where they are wide
-   (``MIN_BOX_ASPECT``) and gaps where narrow: ``count`` boxes of about equal
-   width, side by side, are the comb.
+3. Between a top and a bottom rule, vertical sides: columns inked over nearly
+   the whole height. A cross is diagonal; a "1" or a square "0" can be upright.
+4. Rows of ``count`` boxes at a regular pitch, of equal width, are looked for
+   among the sides (``box_spans``); of those found, the one whose sides hold the
+   most ink is the comb: upright strokes are not in the same place in every box.
 5. Each box's inside is cut between the inner edges of its rules, a margin in.
 
 Where no such row of boxes is found, the field is split at its printed separators
@@ -46,7 +46,7 @@ VERTICAL_COVERAGE = 0.8
 """A column between a top and a bottom rule is a printed side if this share of its height is inked."""
 
 MIN_BOX_ASPECT = 0.5
-"""A span between two vertical rules narrower than this times the box height is a gap, not a box."""
+"""A box is at least this share of its height wide (and high, of the narrowest box the field allows)."""
 
 STEP_TOLERANCE = 0.15
 """Each next box's sides are looked for this share of a box's width either side of one pitch on."""
@@ -56,6 +56,9 @@ WIDTH_TOLERANCE = 0.1
 
 MAX_GAP = 0.6
 """Neighbouring boxes of a comb are at most this share of a box's width apart."""
+
+MAX_SIDES_PER_BOX = 6
+"""More upright lines than this per box between two rules is hatching or a ruled grid, not a comb."""
 
 INSIDE_MARGIN = 0.06
 """Share of a box's shorter side left out inside its frame: the frame's soft edge, a slight tilt."""
@@ -102,8 +105,9 @@ def find_boxes(gray: np.ndarray, count: int) -> list[tuple[int, int, int, int]] 
         if bottom.start - top.end - 1 < MIN_BOX_ASPECT * narrowest:
             continue
         spans = box_spans(ink[top.end + 1 : bottom.start], count)
-        if spans is not None:
-            return [_inside(span, Rule(top.end + 1, bottom.start - 1)) for span in spans]
+        boxes = [_inside(span, Rule(top.end + 1, bottom.start - 1)) for span in spans or []]
+        if boxes and all(left < right and top < bottom for left, top, right, bottom in boxes):
+            return boxes
     return None
 
 
@@ -139,6 +143,8 @@ def box_spans(strip: np.ndarray, count: int) -> list[Rule] | None:
     # Sides a pixel or two aslant still cover their height, counted with their neighbours.
     coverage = cv2.dilate(strip.astype(np.uint8), np.ones((1, 3), np.uint8)).mean(axis=0)
     sides = _runs(coverage >= VERTICAL_COVERAGE)
+    if len(sides) > MAX_SIDES_PER_BOX * count:
+        return None  # a hatched or finely ruled strip: no row of boxes to trust, and many to try
     found = {
         row
         for left, right, next_left in itertools.combinations_with_replacement(range(len(sides)), 3)
