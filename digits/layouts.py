@@ -5,6 +5,7 @@ layout ``cheque``). Regions are fractions of the page, so one layout fits a
 scan at any resolution::
 
     description = "A personal cheque"
+    reference = "cheque-sample.png"     # optional: the sample the layout was drawn from, beside this file
 
     [[fields]]
     name = "amount"
@@ -16,6 +17,10 @@ scan at any resolution::
     region = [0.70, 0.08, 0.27, 0.12]
     comb = 8                            # optional: printed boxes, one digit each
     printed = [[0.93, 0.36, 0.04, 0.17]]  # optional: pre-printed text in the field (",00"), never read
+
+With a ``reference``, regions are fractions of that image, and each page is
+registered to it before its fields are cut (``digits.recognition.register``), so
+that photos cropped, scaled, turned or seen at an angle still land their fields.
 
 No TensorFlow and no numpy here: the ingester and ``submit`` check layout names.
 """
@@ -62,6 +67,8 @@ class Layout:
     name: str
     fields: tuple[Field, ...]
     description: str = ""
+    reference: Path | None = None
+    """The sample image the layout was drawn from, beside the layout file: pages are registered to it."""
 
 
 def layout_path(name: str, folder: Path) -> Path:
@@ -87,7 +94,7 @@ def load_layout(name: str, folder: Path) -> Layout:
     names = [f.name for f in fields]
     if len(set(names)) != len(names):
         raise LayoutError(f"{path}: field names repeat ({', '.join(names)}); each row needs its own name")
-    return Layout(name, fields, str(document.get("description", "")))
+    return Layout(name, fields, str(document.get("description", "")), _reference(path, document.get("reference")))
 
 
 def layout_for_inbox_path(relative: str, folder: Path) -> str | None:
@@ -100,6 +107,24 @@ def layout_for_inbox_path(relative: str, folder: Path) -> str | None:
     if len(parts) < 2 or not _NAME.match(parts[0]):
         return None
     return parts[0] if layout_path(parts[0], folder).exists() else None
+
+
+def _reference(path: Path, name: object) -> Path | None:
+    """The reference image a layout names, checked to be a file beside it (a plain name: no folders, no "..")."""
+    if name is None:
+        return None
+    if not isinstance(name, str) or not name.strip(".") or ".." in name or "/" in name or "\\" in name:
+        raise LayoutError(
+            f"{path}: reference must be the plain file name of an image in the layout's folder "
+            f'(reference = "sample.jpg"), not {name!r}; copy the image beside {path.name}'
+        )
+    image = path.parent / name
+    if not image.is_file():
+        raise LayoutError(
+            f"{path}: its reference image {name} is not in {path.parent}; copy the sample the layout was "
+            "drawn from there under that name, or remove the reference line"
+        )
+    return image
 
 
 def _field(path: Path, index: int, entry: dict) -> Field:

@@ -86,6 +86,24 @@ def turned_in_place(page: np.ndarray, degrees: float, paper: int = 242) -> np.nd
     return cv2.warpAffine(page, matrix, (width, height), borderValue=paper)
 
 
+def photographed(
+    page: np.ndarray,
+    corners: tuple[tuple[float, float], ...] = ((0.05, 0.03), (0.93, 0.07), (0.97, 0.96), (0.02, 0.92)),
+    scale: float = 1.0,
+    upside_down: bool = False,
+    background: int = 110,
+) -> np.ndarray:
+    """``page`` as a hand-held photo sees it: its corners at ``corners`` (shares of the photo, clockwise from the
+    top left: perspective, and the crop around it), on a darker ``background``, then scaled and maybe turned round."""
+    height, width = page.shape
+    source = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    target = np.float32([[x * width, y * height] for x, y in corners])
+    matrix = cv2.getPerspectiveTransform(source, target)
+    photo = cv2.warpPerspective(page, matrix, (width, height), flags=cv2.INTER_LINEAR, borderValue=background)
+    photo = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    return cv2.rotate(photo, cv2.ROTATE_180) if upside_down else photo
+
+
 def png_bomb(width: int = 50_000, height: int = 50_000) -> bytes:
     """A PNG of a few kilobytes that declares ``width`` x ``height`` grey pixels (a decompression bomb)."""
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import re
+import shutil
 
 import pytest
 
@@ -13,6 +15,7 @@ from digits.samples import SAMPLE_VALUES, draw_page, scan_bytes, write_samples
 from digits.settings import Settings
 from ingest import submit
 from layouts import FOLDER
+from tests.conftest import REPO
 from tests.synth import encode
 
 
@@ -62,6 +65,39 @@ def test_unknown_or_unsafe_layout_names_are_refused_with_what_exists(tmp_path):
         load_layout("cheq", FOLDER)
     with pytest.raises(LayoutError, match="names a file"):
         load_layout("../etc/passwd", FOLDER)
+
+
+FIELD = '[[fields]]\nname = "a"\nregion = [0.1, 0.1, 0.2, 0.2]\n'
+
+
+def test_a_layout_names_its_reference_image_beside_it(tmp_path):
+    (tmp_path / "sample.jpg").write_bytes(b"the sample")
+    (tmp_path / "mine.toml").write_text('reference = "sample.jpg"\n' + FIELD)
+    assert load_layout("mine", tmp_path).reference == tmp_path / "sample.jpg"
+    (tmp_path / "plain.toml").write_text(FIELD)
+    assert load_layout("plain", tmp_path).reference is None
+
+
+@pytest.mark.parametrize("name", ["../sample.jpg", "/etc/passwd", "sub/sample.jpg", "sub\\sample.jpg", "..", "", 3])
+def test_a_reference_outside_the_layouts_folder_is_refused(tmp_path, name):
+    (tmp_path / "mine.toml").write_text(f"reference = {name!r}\n".replace("'", '"') + FIELD)
+    with pytest.raises(LayoutError, match="plain file name of an image in the layout's folder"):
+        load_layout("mine", tmp_path)
+
+
+def test_a_missing_reference_image_says_where_to_put_it(tmp_path):
+    (tmp_path / "mine.toml").write_text('reference = "sample.jpg"\n' + FIELD)
+    with pytest.raises(LayoutError, match=re.escape(f"sample.jpg is not in {tmp_path}; copy the sample")):
+        load_layout("mine", tmp_path)
+
+
+def test_the_worked_example_of_a_form_from_one_sample_loads_once_its_sample_is_beside_it(tmp_path):
+    shutil.copy(REPO / "docs" / "examples" / "c1" / "c1.toml", tmp_path)
+    with pytest.raises(LayoutError, match=r"c1-sample\.jpg is not in"):
+        load_layout("c1", tmp_path)
+    (tmp_path / "c1-sample.jpg").write_bytes(b"the photo docs/forms.md says to copy")
+    layout = load_layout("c1", tmp_path)
+    assert [(f.name, f.comb) for f in layout.fields] == [("count1", 3), ("count2", 3), ("count3", 3)]
 
 
 def test_an_inbox_folder_named_like_a_layout_uses_it():

@@ -7,8 +7,8 @@ reading that suits the page is kept: the classifier's for a single digit, the
 string model's for a line, where touching digits and separators fool the
 cutting. A row is trusted only when its reading is vouched for (see ``choose``
 and ``Support``) and every digit clears the bar that support sets; otherwise it
-goes to review. With a layout, pages are aligned first and pre-printed text in
-the fields is erased.
+goes to review. With a layout, pages are first registered to its reference image
+or aligned (``fitted``), and pre-printed text in the fields is erased.
 
 Used by the Celery task, ``digits recognize`` and ``digits evaluate``.
 """
@@ -16,7 +16,6 @@ Used by the Celery task, ``digits recognize`` and ``digits evaluate``.
 from __future__ import annotations
 
 import hashlib
-import itertools
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
@@ -29,10 +28,12 @@ from digits.recognition.annotate import Pictures, field_frame
 from digits.recognition.borders import erase, find_printed_lines
 from digits.recognition.choice import ReadingChoice
 from digits.recognition.clean import clean_page
+from digits.recognition.combs import comb_cells
 from digits.recognition.imaging import UnreadableImage, check_page_count, count_pages, decode_pages
 from digits.recognition.lines import LINE_VIEWS, dark_on_light, prepare_views
 from digits.recognition.model import CLASSES, NOT_A_DIGIT, Classifier, Models
 from digits.recognition.reading import Reading
+from digits.recognition.register import register_page
 from digits.recognition.segment import Box, find_pieces
 
 NOTHING_ON_THE_PAGE = (
@@ -292,11 +293,11 @@ class Area:
 def areas_of(pages: list[np.ndarray], layout: Layout | None) -> list[Area]:
     """Each page whole, or each layout field of each page with its printed lines erased.
 
-    With a layout, ``pages`` must be aligned already (``align_page``), so that
-    the layout's regions fall on its fields. A comb field gives one area per
-    box, found by its printed separators (or, where they cannot all be found,
-    by dividing the region evenly): each box holds one digit, which is read
-    like a single digit on its own.
+    With a layout, ``pages`` must be in the layout's frame already (``fitted``),
+    so that the layout's regions fall on its fields. A comb field gives one area
+    per printed box found inside its region, frame left out (``comb_cells``; the
+    region evenly divided where the boxes cannot be found): each box holds one
+    digit, which is read like a single digit on its own.
     """
     if layout is None:
         return [Area(number, None, clean_page(page)) for number, page in enumerate(pages, start=1)]
@@ -312,15 +313,12 @@ def areas_of(pages: list[np.ndarray], layout: Layout | None) -> list[Area]:
                 for part in field.printed:
                     px0, py0, px1, py1 = region_pixels(part, page.shape)
                     crop[max(0, py0 - y0) : max(0, py1 - y0), max(0, px0 - x0) : max(0, px1 - x0)] = paper
-            lines, columns = find_printed_lines(crop)
-            image = erase(crop, lines)
-            if not field.comb:
-                areas.append(Area(number, field, image, x0, y0))
+            if field.comb:
+                cells = comb_cells(crop, field.comb)
+                areas += [Area(number, field, cell.image, x0 + cell.left, y0 + cell.top) for cell in cells]
                 continue
-            if len(columns) != field.comb + 1:
-                columns = [round(i * (x1 - x0) / field.comb) for i in range(field.comb + 1)]
-            for a, b in itertools.pairwise(columns):
-                areas.append(Area(number, field, image[:, a : max(b, a + 1)], x0 + a, y0))
+            lines, _ = find_printed_lines(crop)
+            areas.append(Area(number, field, erase(crop, lines), x0, y0))
     return areas
 
 
@@ -345,6 +343,8 @@ class Document:
     """Where review pictures go (rows to review, or all if it says so); none without it."""
     first_page: int = 1
     """Number of the first of ``pages`` in its file (a page of a split document is read alone)."""
+    unmatched: frozenset[int] = frozenset()
+    """Pages (1 for the first of ``pages``) that could not be registered to the layout's reference image."""
 
 
 def open_document(
@@ -458,13 +458,36 @@ def _by_pixels(documents: list[Document], most: int) -> list[list[Document]]:
 
 def _recognize_together(documents: list[Document], models: Models, review_threshold: float) -> list[list[Row]]:
     """The rows of each document, every digit of all of them in one call per model."""
-    documents = [replace(d, pages=[align_page(p) for p in d.pages]) if d.layout else d for d in documents]
+    documents = [fitted(document) for document in documents]
     areas = [areas_of(document.pages, document.layout) for document in documents]
     chosen = iter(read_images([area.image for own in areas for area in own], models, review_threshold))
     return [
         _rows(document, own, [next(chosen) for _ in own], review_threshold)
         for document, own in zip(documents, areas, strict=True)
     ]
+
+
+UNMATCHED = "the page could not be matched to the layout's reference image"
+"""The ``error`` of each row of a page that registration failed on: its fields were cut from the page as it is."""
+
+
+def fitted(document: Document) -> Document:
+    """The document with its pages in its layout's frame, so that the layout's regions fall on its fields.
+
+    A layout with a reference image has each page registered to it
+    (``register_page``); a page that cannot be, and the pages of a layout
+    without one, are aligned (``align_page``), and the former marked
+    ``unmatched``: their rows go to review. Without a layout, pages stay as they are.
+    """
+    layout = document.layout
+    if layout is None:
+        return document
+    if layout.reference is None:
+        return replace(document, pages=[align_page(page) for page in document.pages])
+    registered = [register_page(page, layout.reference) for page in document.pages]
+    unmatched = frozenset(number for number, page in enumerate(registered, start=1) if page is None)
+    pages = [align_page(page) if done is None else done for page, done in zip(document.pages, registered, strict=True)]
+    return replace(document, pages=pages, unmatched=unmatched)
 
 
 def read_images(
@@ -492,7 +515,7 @@ def read_images(
 def _rows(
     document: Document, areas: list[Area], chosen: list[tuple[Reading, Support]], review_threshold: float
 ) -> list[Row]:
-    """A document's rows from the chosen reading of each of its areas (with a layout, its pages are aligned already)."""
+    """A document's rows from the chosen reading of each of its areas (with a layout, its pages are fitted already)."""
     # The boxes of a comb field come one after the other: their readings join into one row.
     readings: dict[tuple[int, str], tuple[Reading, Support]] = {}
     for area, (reading, support) in zip(areas, chosen, strict=True):
@@ -525,6 +548,8 @@ def _rows(
             row = row.model_copy(update={"error": NOTHING_ON_THE_PAGE})
         if row.status == REVIEW:
             row = row.model_copy(update={"error": why_review(reading, field, bar, review_threshold)})
+        if index in document.unmatched:
+            row = row.model_copy(update={"status": REVIEW, "error": UNMATCHED})
         region = region_pixels(field.region, page.shape) if field else None
         if pictures and pictures.wanted(row.status):
             row = row.model_copy(update={"annotation": pictures.write(row, *field_frame(page, region))})
