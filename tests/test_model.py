@@ -10,7 +10,17 @@ import cv2
 import numpy as np
 import pytest
 
-from digits.recognition.model import LARGEST_BATCH, PADDED_SIZES, SHIFTS, SURE, Classifier, Models, get_models, padded
+from digits.recognition.model import (
+    CLASSES,
+    LARGEST_BATCH,
+    PADDED_SIZES,
+    SHIFTS,
+    SURE,
+    Classifier,
+    Models,
+    get_models,
+    padded,
+)
 from digits.recognition.pipeline import (
     PAGES_AT_ONCE,
     choose,
@@ -193,7 +203,7 @@ def test_a_large_batch_is_read_in_parts_with_the_same_outputs(models):
     rng = np.random.default_rng(0)
     images = rng.random((LARGEST_BATCH + 37, 28, 28)).astype(np.float32)
     whole = models.classifier.probabilities(images)
-    assert whole.shape == (LARGEST_BATCH + 37, 10)
+    assert whole.shape == (LARGEST_BATCH + 37, CLASSES)
     assert np.allclose(whole[-5:], models.classifier.probabilities(images[-5:]), atol=1e-5)
 
 

@@ -72,8 +72,13 @@ def test_where_there_is_room_for_one_digit_the_classifier_reads_it_whole():
     # Even a surer string model does not overrule the classifier on one digit.
     chosen, support = choose(_narrow("7", "7", 0.6), _reading("1", "crnn", 0.9))
     assert (replace(chosen, doubt=""), support) == (_reading("7", "cnn", 0.6), Support.NONE)
-    # The string model saw two digits in one: the classifier's single reading stands.
-    assert choose(_narrow("8", "8", 0.5), _reading("31", "crnn"))[0].digits == "8"
+    # The string model saw two digits in one, less surely than the classifier its one: the classifier's stands.
+    assert choose(_narrow("8", "8", 0.95), _reading("31", "crnn", 0.9))[0].digits == "8"
+    # Every string model reads two digits, surer than the classifier of one: a number written close.
+    assert choose(_narrow("8", "8", 0.5), _reading("31", "crnn", 0.99)) == (
+        _reading("31", "crnn", 0.99),
+        Support.STRING_MODELS,
+    )
     # Cutting split a broken "5" in two; the string model saw one digit: the ink is read whole.
     assert choose(_narrow("52", "5"), _reading("5", "crnn", 0.8)) == (_reading("5", "cnn", 0.8), Support.AGREED)
     # Cutting found pieces of a digit that the string models could not read at all: a person sees the
@@ -214,3 +219,17 @@ def test_the_choice_fit_finds_the_weights_that_made_the_outcomes():
     y = (rng.random(4000) < 1 / (1 + np.exp(-(x @ truth + 0.7)))).astype(float)
     weights, bias = fit(x, y, l2=0.0)
     assert np.allclose(weights, truth, atol=0.2) and abs(bias - 0.7) < 0.2
+
+
+def _mark(sureness: float) -> Reading:
+    """Ink with room for one digit that the classifier takes, piece and whole, for no digit."""
+    none = replace(_reading("", "cnn"), marks=[sureness])
+    return replace(none, whole=none)
+
+
+def test_ink_the_classifier_surely_takes_for_no_digit_stands_alone_and_a_line_readers_digit_there_goes_to_a_person():
+    assert sure_alone(_mark(0.9995), 0.9), "a cross in a box: no digit, and no string model asked"
+    assert settled_alone(_mark(0.9995), 0.9) == Support.AGREED
+    assert not sure_alone(_mark(0.8), 0.9)
+    chosen, support = choose(_mark(0.8), _reading("1", "crnn", 0.99))
+    assert (chosen.digits, support) == ("", Support.NONE) and "1 as a line" in chosen.doubt

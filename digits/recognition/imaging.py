@@ -189,4 +189,25 @@ def _to_gray(page: np.ndarray) -> np.ndarray:
         channels = 3
     if channels == 1:
         return page[:, :, 0]
-    return cv2.cvtColor(page, cv2.COLOR_BGR2GRAY)
+    return ink_gray(page)
+
+
+COLOURED = 40
+"""Saturation (0-255) that the 99th percentile of a photo's pixels must reach for its ink to count as coloured."""
+
+
+def ink_gray(bgr: np.ndarray) -> np.ndarray:
+    """A colour page in grey, where ink of any colour is as dark against the paper as black ink would be.
+
+    A blue ballpoint is bright in green and blue, where brightness alone makes it
+    faint; it is dark in red. Each channel is first divided by the paper's level
+    in it (a photo's light is seldom white), then each pixel takes its darkest
+    channel. A page without coloured ink is turned grey the usual way, so that
+    scanners' colour noise does not darken the paper.
+    """
+    saturation = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)[:, :, 1]
+    if np.percentile(saturation, 99) < COLOURED:
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    paper = np.maximum(np.percentile(bgr.reshape(-1, 3), 90, axis=0), 1)
+    balanced = np.clip(bgr.astype(np.float32) * (255 / paper), 0, 255)
+    return balanced.min(axis=2).astype(np.uint8)

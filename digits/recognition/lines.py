@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from digits.recognition.borders import box_border_mask
-from digits.recognition.segment import Box
+from digits.recognition.segment import Box, ink_is_dark
 
 LINE_HEIGHT = 32
 """Height of the image the string model sees."""
@@ -31,6 +31,9 @@ LINE_VIEWS = (1.0, 1.15, 0.87)
 """Horizontal stretches each line is read at; the readings vote (test-time augmentation):
 a view read wider or narrower gets right some lines the plain view misreads, so together
 they read more amounts exactly than the plain view alone."""
+
+MIN_INK_CONTRAST = 60.0
+"""Grey levels below the paper at which ink counts in full, however little of it a page holds."""
 
 INK_LEVEL = 0.35
 """Ink map level above which a pixel is ink for placing the line (and finding box borders)."""
@@ -52,15 +55,15 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (BACKGROUND_KERNEL, BACKGROUND_KERNEL))
     paper = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, kernel)
     ink = np.clip(paper - gray, 0, None)
-    low, high = np.percentile(ink, 50), np.percentile(ink, 99.5)
-    if high - low < 1:
-        return np.zeros_like(ink)
+    # Where ink is sparse (a short number on a large crop), its top percent is the paper's grain:
+    # ink is measured against a contrast no grain reaches.
+    low, high = np.percentile(ink, 50), max(float(np.percentile(ink, 99.9)), MIN_INK_CONTRAST)
     return np.clip((ink - low) / (high - low), 0, 1)
 
 
 def dark_on_light(gray: np.ndarray) -> np.ndarray:
-    """The page with dark ink on light paper, whichever way round it was scanned."""
-    return 255 - gray if np.median(gray) < 128 else gray
+    """The page with dark ink on light paper, whichever way round it was scanned (``ink_is_dark``)."""
+    return gray if ink_is_dark(gray) else 255 - gray
 
 
 def stroke_width(gray: np.ndarray) -> int:
@@ -71,6 +74,41 @@ def stroke_width(gray: np.ndarray) -> int:
     # Twice the distance from a stroke's middle to its edge, at the thick end of the strokes.
     inside = cv2.distanceTransform(ink, cv2.DIST_L2, 3)
     return round(2 * float(np.percentile(inside[ink > 0], 95)))
+
+
+FRAME_LEVEL = 0.5
+"""Ink map level above which a pixel frames the line: faint remains of a rule or a margin's edge do not."""
+
+EDGE_REACH = 0.03
+"""How near the crop's border, as a share of its longer side, a piece must come to touch it."""
+
+EDGE_LINE_LENGTH = 0.5
+"""A thin piece touching the crop's border and reaching across this share of it is what is left of a line."""
+
+EDGE_LINE_THICKNESS = 2.5
+"""Pixels of ink per pixel of length, at most, of such a piece: a printed line's, thinner than a pen's stroke."""
+
+SPECK_AREA = 0.05
+"""Pieces of ink with less than this share of the largest piece's pixels do not widen the line's frame."""
+
+
+def _strokes(ink: np.ndarray) -> np.ndarray:
+    """The pixels of ``ink`` (a mask) that frame the line: not dust, nor the remains of a rule or a page's edge
+    along the crop's border (long thin pieces near it), which would frame the whole crop instead."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
+    if count <= 2:
+        return ink
+    x, y, w, h, areas = (stats[:, i] for i in range(5))
+    height, width = ink.shape
+    near = max(2, round(EDGE_REACH * max(height, width)))
+    at_border = (x < near) | (y < near) | (x + w > width - near) | (y + h > height - near)
+    long = np.maximum(w, h) >= EDGE_LINE_LENGTH * np.where(w > h, width, height)
+    thin = areas <= EDGE_LINE_THICKNESS * np.maximum(w, h)  # a line, or two meeting at a corner
+    areas = np.where(at_border & long & thin, 0, areas)
+    areas[0] = 0
+    if not areas.any():
+        return ink
+    return (areas >= SPECK_AREA * areas.max())[labels] & ink
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,7 +196,7 @@ def prepare_views(gray: np.ndarray, stretches: tuple[float, ...]) -> list[tuple[
     ink_pixels = (ink > INK_LEVEL).astype(np.uint8)
     neighbours = cv2.filter2D(ink_pixels, -1, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT)
     ink[(ink_pixels == 1) & (neighbours == 1)] = 0
-    ys, xs = np.nonzero(ink > INK_LEVEL)
+    ys, xs = np.nonzero(_strokes(ink > FRAME_LEVEL))
     x0, y0 = 0, 0
     if len(ys):
         pad = 2

@@ -161,7 +161,8 @@ def _keeping_doubt(threshold: float, share: float) -> float:
 
 
 def sure_alone(cutting: Reading, threshold: float) -> bool:
-    """Whether ``cutting`` is one digit, in ink with room for one, that the classifier is sure enough of alone.
+    """Whether ``cutting`` is one digit (or none, only marks), in ink with room for one, that the classifier is
+    sure enough of alone.
 
     Such a page needs no string models, the costliest part of reading a single
     digit: the classifier's whole reading stands there whatever they read
@@ -169,7 +170,12 @@ def sure_alone(cutting: Reading, threshold: float) -> bool:
     """
     whole = cutting.whole
     bar = _keeping_doubt(threshold, CLASSIFIER_ALONE_DOUBT)
-    return whole is not None and len(cutting.digits) == 1 and min(whole.confidences, default=0.0) >= bar
+    if whole is None:
+        return False
+    if not cutting.digits and not whole.digits:
+        # No digit at all: ink the classifier is as sure is none (a cross in a box, a dash) is left at that.
+        return min(cutting.marks + whole.marks, default=0.0) >= bar
+    return len(cutting.digits) == 1 and min(whole.confidences, default=0.0) >= bar
 
 
 def settled_alone(cutting: Reading, threshold: float, asked_from: float | None = None) -> Support | None:
@@ -257,8 +263,12 @@ def _choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None
         sure = [min(a, b) for a, b in zip(cutting.confidences, line.confidences, strict=True)]
         return replace(cutting, confidences=sure, whole=None, unanimous=True), Support.AGREED
     disagree = f"the two ways of reading disagree: {cutting.digits or '-'} cut apart, {line.digits or '-'} as a line"
-    if room_for_one and len(cutting.digits) == 1:
+    if room_for_one and len(cutting.digits) == 1 and not _a_compact_number(cutting, line):
         # The classifier's reading of the one digit stands.
+        return replace(cutting, doubt=disagree), Support.NONE
+    if room_for_one and not cutting.digits and cutting.marks:
+        # The classifier takes the ink for no digit at all (a cross, a dash): the string models'
+        # digit there is for a person to judge, never to stand on its own.
         return replace(cutting, doubt=disagree), Support.NONE
     several = len(cutting.digits) > 1 and len(line.digits) > 1
     if several and choice is not None and choice.prefers_cutting(cutting, line):
@@ -269,6 +279,16 @@ def _choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None
     if line.unanimous:
         return line, Support.STRING_MODELS
     return replace(line, doubt=f"the line readers disagree among themselves; {disagree}"), Support.NONE
+
+
+def _a_compact_number(cutting: Reading, line: Reading) -> bool:
+    """Whether ink with room for one digit, which the classifier reads as one, holds a number written close.
+
+    Two digits written close or underlined fit the aspect of one. Where every
+    string model reads several digits there, each more surely than the
+    classifier reads its one, theirs is the better reading (held to their bar).
+    """
+    return line.unanimous and len(line.digits) > 1 and min(line.confidences) > max(cutting.confidences)
 
 
 def _aspect(boxes: list[Box]) -> float:
@@ -291,7 +311,7 @@ class Area:
 
 
 def areas_of(pages: list[np.ndarray], layout: Layout | None) -> list[Area]:
-    """Each page whole, or each layout field of each page with its printed lines erased.
+    """Each page whole, or each layout field of each page with its printed lines erased; each cleaned (``clean_page``).
 
     With a layout, ``pages`` must be in the layout's frame already (``fitted``),
     so that the layout's regions fall on its fields. A comb field gives one area
@@ -315,10 +335,10 @@ def areas_of(pages: list[np.ndarray], layout: Layout | None) -> list[Area]:
                     crop[max(0, py0 - y0) : max(0, py1 - y0), max(0, px0 - x0) : max(0, px1 - x0)] = paper
             if field.comb:
                 cells = comb_cells(crop, field.comb)
-                areas += [Area(number, field, cell.image, x0 + cell.left, y0 + cell.top) for cell in cells]
+                areas += [Area(number, field, clean_page(c.image), x0 + c.left, y0 + c.top) for c in cells]
                 continue
             lines, _ = find_printed_lines(crop)
-            areas.append(Area(number, field, erase(crop, lines), x0, y0))
+            areas.append(Area(number, field, clean_page(erase(crop, lines)), x0, y0))
     return areas
 
 
@@ -512,11 +532,17 @@ def read_images(
     ]
 
 
-def _rows(
-    document: Document, areas: list[Area], chosen: list[tuple[Reading, Support]], review_threshold: float
-) -> list[Row]:
-    """A document's rows from the chosen reading of each of its areas (with a layout, its pages are fitted already)."""
-    # The boxes of a comb field come one after the other: their readings join into one row.
+def field_readings(
+    document: Document, areas: list[Area], chosen: list[tuple[Reading, Support]]
+) -> dict[tuple[int, str], tuple[Reading, Support]]:
+    """The reading of each (page index, field name) of a document, and who vouches for it.
+
+    ``chosen`` is the reading of each of its ``areas``. The boxes of a comb
+    field come one after the other: their readings join into one. A reading
+    whose count of digits the layout does not expect, and every reading of a
+    page that could not be matched to the layout's reference, is vouched for
+    by none.
+    """
     readings: dict[tuple[int, str], tuple[Reading, Support]] = {}
     for area, (reading, support) in zip(areas, chosen, strict=True):
         shifted = [Box(b.x + area.left, b.y + area.top, b.w, b.h) for b in reading.boxes]
@@ -535,14 +561,24 @@ def _rows(
             )
             support = min(support, before_support)
         readings[key] = (reading, support)
+    fields = {field.name: field for field in document.layout.fields} if document.layout else {}
+    for (index, name), (reading, _) in readings.items():
+        if index in document.unmatched or not _as_expected(reading.digits, fields.get(name)):
+            readings[index, name] = (reading, Support.NONE)
+    return readings
+
+
+def _rows(
+    document: Document, areas: list[Area], chosen: list[tuple[Reading, Support]], review_threshold: float
+) -> list[Row]:
+    """A document's rows from the chosen reading of each of its areas (with a layout, its pages are fitted already)."""
     layout, pictures = document.layout, document.pictures
     fields = {field.name: field for field in layout.fields} if layout else {}
     rows = []
-    for (index, name), (reading, support) in readings.items():
+    for (index, name), (reading, support) in field_readings(document, areas, chosen).items():
         field = fields.get(name)
         page = document.pages[index - 1]
-        expected = _as_expected(reading.digits, field)
-        bar = ok_bar(support if expected else Support.NONE, review_threshold)
+        bar = ok_bar(support, review_threshold)
         row = _row(document, document.first_page + index - 1, name, reading, bar, review_threshold)
         if row.status == EMPTY and layout is None:
             row = row.model_copy(update={"error": NOTHING_ON_THE_PAGE})

@@ -69,15 +69,22 @@ class Digit:
     image: np.ndarray
 
 
-def ink_image(gray: np.ndarray) -> np.ndarray | None:
-    """Return the page as ink-high uint8 with the paper set to 0, or None if blank.
+def ink_is_dark(gray: np.ndarray) -> bool:
+    """Whether the ink on a page is darker than its paper.
 
-    Polarity is decided by the paper, which covers most of a page: a bright
-    median means dark ink on light paper, which is inverted.
+    The paper covers most of a page, so the median is the paper's grey; the ink
+    lies at whichever end of the greys is farther from it. A dim photo of white
+    paper is still dark ink on lighter paper, however grey the paper came out.
     """
+    low, paper, high = np.percentile(gray, (1, 50, 99))
+    return paper - low >= high - paper
+
+
+def ink_image(gray: np.ndarray) -> np.ndarray | None:
+    """Return the page as ink-high uint8 with the paper set to 0, or None if blank (see ``ink_is_dark``)."""
     if int(gray.max()) - int(gray.min()) < MIN_CONTRAST:
         return None
-    ink = 255 - gray if np.median(gray) > 127 else gray.copy()
+    ink = 255 - gray if ink_is_dark(gray) else gray.copy()
     ink = cv2.normalize(ink, None, 0, 255, cv2.NORM_MINMAX)
     threshold, _ = cv2.threshold(ink, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     ink[ink <= threshold] = 0

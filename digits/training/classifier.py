@@ -61,7 +61,7 @@ RECIPES = {
         schedule=True,
         coarse_share=0.1,
         marks_share=0.08,
-        block_share=0.04,
+        block_share=0.08,
     ),
     # The tutorial's way: MNIST only, as it is, three epochs of plain Adam.
     "seed-mlp": Recipe(

@@ -10,7 +10,10 @@ confusion matrix PNG and a CSV of the mistakes with their images.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +22,11 @@ import cv2
 import numpy as np
 
 from digits.contracts import EMPTY, OK, REVIEW
+from digits.layouts import Layout, load_layout
 from digits.recognition.clean import clean_page
 from digits.recognition.imaging import UnreadableImage, decode_pages
 from digits.recognition.model import Models
-from digits.recognition.pipeline import ok_until, read_images
+from digits.recognition.pipeline import areas_of, field_readings, fitted, ok_until, open_document, read_images
 from digits.training.augment import coarse_scan, semeion_bitmap
 from digits.training.data import (
     ORAND_DIR,
@@ -62,12 +66,16 @@ CHEQUE_DIGIT_MARGIN = 0.1
 
 @dataclass(frozen=True)
 class Sample:
-    """One file to read, and what is written on it."""
+    """One file to read, and what is written on it (in one field of it, for a form read with a layout)."""
 
     source: str
     name: str
     data: bytes
     truth: str
+    layout: Layout | None = None
+    """The layout the file is read with; None for a page read whole."""
+    field: str = ""
+    """With a layout, the field whose reading is judged."""
 
 
 THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999)
@@ -279,7 +287,46 @@ def load_samples(data_dir: Path, limit: int | None = None) -> dict[str, list[Sam
             for i in held
         ]
     sets |= register_samples(data_dir, limit)
+    forms = form_samples(data_dir, limit)
+    if forms:
+        sets[FORMS_SOURCE] = forms
     return sets
+
+
+FORMS_SOURCE = "c1-forms"
+"""The photographed tally forms of ``C1_DIR`` but the example layout's own sample, one sample per field."""
+
+C1_DIR = "c1-forms-sample"
+"""Folder of the photographed C1 tally forms in the data folder."""
+
+C1_EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "c1" / "c1.toml"
+"""The layout written for the C1 form from one sample (docs/forms.md); absent from an installed package."""
+
+C1_SAMPLE = "TPS_041.jpg"
+"""The photo the example layout was drawn from: its reference, never judged."""
+
+
+def form_samples(data_dir: Path, limit: int | None = None) -> list[Sample]:
+    """Every field of every C1 photo but the reference, read with the example layout (a number each).
+
+    The layout's reference is copied from the data folder beside a copy of the
+    layout, in a temporary folder kept for the process: the photo is shared
+    data, never in the repository.
+    """
+    photos = data_dir / C1_DIR / "images"
+    if not C1_EXAMPLE.exists() or not (photos / C1_SAMPLE).exists():
+        return []
+    folder = Path(tempfile.mkdtemp(prefix="digits-c1-"))
+    shutil.copy(C1_EXAMPLE, folder)
+    shutil.copy(photos / C1_SAMPLE, folder / "c1-sample.jpg")
+    layout = load_layout(C1_EXAMPLE.stem, folder)
+    labels = json.loads((photos.parent / "labels.json").read_text())
+    names = [name for name in sorted(labels) if name != C1_SAMPLE][:limit]
+    return [
+        Sample(FORMS_SOURCE, f"{name}#{field.name}", (photos / name).read_bytes(), str(int(number)), layout, field.name)
+        for name in names
+        for field, number in zip(layout.fields, labels[name], strict=True)
+    ]
 
 
 def register_samples(data_dir: Path, limit: int | None = None) -> dict[str, list[Sample]]:
@@ -351,7 +398,8 @@ def evaluate(
                 if len(sample.truth) == 1 and sample.truth.isdigit():
                     confusion[int(sample.truth), int(read.digits) if len(read.digits) == 1 else 10] += 1
                 if read.digits != sample.truth:
-                    image = out_dir / "mistakes" / sample.name
+                    file, _, field = sample.name.partition("#")  # a form's field: its photo, named after both
+                    image = out_dir / "mistakes" / (f"{Path(file).stem}-{field}{Path(file).suffix}" if field else file)
                     image.write_bytes(sample.data)
                     confidence = "" if read.confidence is None else f"{read.confidence:.4f}"
                     status = OK if read.ok_until >= review_threshold else REVIEW if read.digits else EMPTY
@@ -410,11 +458,30 @@ def judge(samples: list[Sample], models: Models, review_threshold: float) -> Ite
             yield Judged(reading.digits, min(reading.confidences, default=None), ok_until(reading, support))
 
 
+def judge_fields(samples: list[Sample], models: Models, review_threshold: float) -> Iterator[Judged]:
+    """The reading of each sample's field, its file read with its layout as a worker reads it (``judge`` else).
+
+    Samples of one file follow each other; each file is read once. Digits are
+    compared as a number (a 0 written in a leading box changes nothing).
+    """
+    for name, fields in itertools.groupby(samples, key=lambda sample: sample.name.split("#")[0]):
+        fields = list(fields)
+        document = fitted(open_document(fields[0].data, name, "evaluation", fields[0].layout))
+        areas = areas_of(document.pages, document.layout)
+        chosen = read_images([area.image for area in areas], models, review_threshold, asked_from=0.0)
+        readings = field_readings(document, areas, chosen)
+        for sample in fields:
+            reading, support = readings[1, sample.field]
+            number = str(int(reading.digits)) if reading.digits else ""
+            yield Judged(number, min(reading.confidences, default=None), ok_until(reading, support))
+
+
 def judge_set(
     source: str, samples: list[Sample], models: Models, review_threshold: float
 ) -> tuple[SourceReport, list[Judged]]:
     """Read one set: how well (with its operating curve), and each file's reading."""
-    report, readings = SourceReport(source), list(judge(samples, models, review_threshold))
+    read = judge_fields if samples and samples[0].layout else judge
+    report, readings = SourceReport(source), list(read(samples, models, review_threshold))
     for sample, read in zip(samples, readings, strict=True):
         right = read.digits == sample.truth
         report.files += 1

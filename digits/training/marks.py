@@ -10,7 +10,8 @@ often surely. Two sources teach the classifier otherwise:
   a ditto mark, letters), cut from the real crops as the pipeline cuts them.
 
 Shapes a digit can take are never drawn here: no lone vertical stroke (a "1"),
-no ring (a "0").
+no ring (a "0"), and no frame of a box, which is a square "0" in the block
+digits forms ask for (frames are erased before reading anyway).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ FONTS = (cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_SCRIPT_COMPLEX, cv2.F
 
 def drawn_marks(count: int, rng: np.random.Generator) -> np.ndarray:
     """``count`` marks drawn at random, as ink-high uint8 images of (CANVAS, CANVAS), like raw training digits."""
-    kinds = (_cross, _dash, _specks, _tick, _corner, _letter, _ditto, _scribble, _crossed_box)
+    kinds = (_cross, _dash, _specks, _tick, _letter, _ditto, _scribble, _crossed_box)
     return np.stack([kinds[int(rng.integers(len(kinds)))](rng) for _ in range(count)])
 
 
@@ -119,20 +120,6 @@ def _tick(rng: np.random.Generator) -> np.ndarray:
     bottom = (int(rng.uniform(0.35, 0.5) * side), int(rng.uniform(0.75, 0.9) * side))
     end = (int(rng.uniform(0.75, 0.95) * side), int(rng.uniform(0.1, 0.3) * side))
     cv2.polylines(canvas, [np.array([start, bottom, end])], False, 255, pen)
-    return _finish(canvas)
-
-
-def _corner(rng: np.random.Generator) -> np.ndarray:
-    """A piece of a printed frame: three sides of a box."""
-    canvas, pen = _canvas(), int(rng.integers(1, 4))
-    side = CANVAS * 3
-    x0, y0 = int(rng.uniform(0.05, 0.3) * side), int(rng.uniform(0.05, 0.3) * side)
-    x1, y1 = int(rng.uniform(0.7, 0.95) * side), int(rng.uniform(0.7, 0.95) * side)
-    corners = [(x0, y1), (x0, y0), (x1, y0), (x1, y1)]
-    # Three sides, never two: a frame's top and right side alone would be a "7".
-    start = int(rng.integers(0, 4))
-    path = [corners[(start + k) % 4] for k in range(4)]
-    cv2.polylines(canvas, [np.array(path)], False, 255, pen)
     return _finish(canvas)
 
 
