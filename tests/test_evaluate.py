@@ -24,7 +24,8 @@ def test_evaluate_prints_the_table_and_writes_confusion_and_mistakes(tmp_path, s
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     sources = ("mnist-test", "semeion-style", "usps-held-out", "ardis-held-out", "optdigits-held-out",
-               "orand-digits-held-out", "orand-held-out")  # fmt: skip
+               "orand-digits-held-out", "orand-held-out", "mgr-rowid-numbers", "mgr-rowid-signs",
+               "c1-forms-held-out")  # fmt: skip
     for source in sources:
         assert source in done.stdout
     summary = json.loads((out / "summary.json").read_text())

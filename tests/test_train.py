@@ -22,7 +22,19 @@ pytestmark = pytest.mark.processes
 @pytest.mark.parametrize(
     ("arch", "data_seen"),
     [
-        ("cnn", ["mnist", "usps", "ardis", "optdigits", "orand-car-a-digits"]),
+        (
+            "cnn",
+            [
+                "mnist",
+                "usps",
+                "ardis",
+                "optdigits",
+                "orand-car-a-digits",
+                "drawn block digits",
+                "drawn marks",
+                "c1-forms-sample (training half)",
+            ],
+        ),
         ("seed-mlp", ["mnist"]),  # the seed recipe is MNIST only
     ],
 )

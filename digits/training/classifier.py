@@ -23,7 +23,7 @@ from digits.recognition.segment import CANVAS
 from digits.store import ModelRef
 from digits.training.architectures import build, widened
 from digits.training.augment import coarse_scan, distort, prepare, rescan, small_bitmap
-from digits.training.data import SPLIT_SEED, load_data, register_lines
+from digits.training.data import SPLIT_SEED, form_boxes, forms_layout, forms_split, load_data, register_lines
 from digits.training.marks import drawn_marks, register_marks
 from digits.training.prefetch import Prefetcher
 from digits.training.saving import save_version
@@ -102,6 +102,12 @@ def train(
         marks = training_marks(data_dir, int(recipe.marks_share * digits), seed)
         raw_x, y = np.concatenate([raw_x, marks]), np.concatenate([y, np.full(len(marks), NOT_A_DIGIT)])
         split.seen.append("drawn marks")
+    layout = forms_layout(data_dir) if recipe.extra_data and data_dir else None
+    if layout is not None:
+        boxes, classes = form_boxes(data_dir, forms_split(data_dir)[0], layout)
+        raw_x = np.concatenate([raw_x, np.repeat(boxes, FORM_BOX_REPEATS, axis=0)])
+        y = np.concatenate([y, np.repeat(classes, FORM_BOX_REPEATS)])
+        split.seen.append("c1-forms-sample (training half)")
     if limit:
         keep = np.random.default_rng(SPLIT_SEED).permutation(len(raw_x))[:limit]
         raw_x, y = raw_x[keep], y[keep]
@@ -198,6 +204,11 @@ def training_marks(data_dir: Path | None, count: int, seed: int) -> np.ndarray:
                                if label and not any(c.isdigit() for c in label)])  # fmt: skip
     drawn = drawn_marks(max(0, count - len(real)), np.random.default_rng([seed, 1]))
     return np.concatenate([real, drawn])
+
+
+FORM_BOX_REPEATS = 25
+"""Copies of each box of the C1 training photos per pass (each distorted anew): there are under 200 of them,
+in the block hand and with the crosses that forms like it hold."""
 
 
 DIGITS_PER_PART = 4096

@@ -8,6 +8,8 @@ layout is described in docs/training.md ("Training data").
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -265,3 +267,110 @@ def register_lines(data_dir: Path, part: str) -> RealLines:
 def as_signs(label: str) -> str:
     """A label as written, each character that is no digit made ``SIGN`` (spaces dropped)."""
     return "".join(c if c.isdigit() else SIGN for c in label.strip() if not c.isspace())
+
+
+FORMS_DIR = "c1-forms-sample"
+"""Folder of the photographed C1 tally forms in the data folder: ``images/*.jpg`` and ``labels.json``."""
+
+FORMS_EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "c1" / "c1.toml"
+"""The layout written for the C1 form from one sample (docs/forms.md); absent from an installed package."""
+
+FORMS_SAMPLE = "TPS_041.jpg"
+"""The photo the example layout was drawn from: its reference, in neither part of the split."""
+
+CROSS_COVERAGE = 0.7
+"""Share of each diagonal of its box a cross's ink covers, at least."""
+
+FORMS_HELD_OUT = 0.5
+"""Share of the other C1 photos held out: there are only 39, and each held-out one is three fields."""
+
+
+def forms_layout(data_dir: Path):
+    """The example C1 layout with its reference image from the data folder (None without either).
+
+    The reference is shared data, never in the repository: it is copied beside
+    a copy of the layout, in a temporary folder kept for the process.
+    """
+    from digits.layouts import load_layout
+
+    sample = data_dir / FORMS_DIR / "images" / FORMS_SAMPLE
+    if not FORMS_EXAMPLE.exists() or not sample.exists():
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="digits-c1-"))
+    shutil.copy(FORMS_EXAMPLE, folder)
+    shutil.copy(sample, folder / "c1-sample.jpg")
+    return load_layout(FORMS_EXAMPLE.stem, folder)
+
+
+def forms_split(data_dir: Path) -> tuple[list[str], list[str]]:
+    """(training, held-out) names of the C1 photos but the reference, by a fixed seed; empty without them."""
+    labels_file = data_dir / FORMS_DIR / "labels.json"
+    if not labels_file.exists():
+        return [], []
+    names = [name for name in sorted(json.loads(labels_file.read_text())) if name != FORMS_SAMPLE]
+    order = np.random.default_rng(SPLIT_SEED + 2).permutation(len(names))
+    held = int(len(names) * FORMS_HELD_OUT)
+    return sorted(names[i] for i in order[held:]), sorted(names[i] for i in order[:held])
+
+
+def form_boxes(data_dir: Path, names: list[str], layout) -> tuple[np.ndarray, np.ndarray]:
+    """The comb boxes of C1 photos as raw (28, 28) ink-high images and their classes, cut as the pipeline cuts them.
+
+    A count's digits fill its boxes from the right. A leading box is crossed
+    out or holds a written 0, which the labels do not tell apart: one whose ink
+    runs along both diagonals is a cross (``NOT_A_DIGIT``), one that encloses a
+    hole a 0, and one that is neither is left out.
+    """
+    from digits.recognition.model import NOT_A_DIGIT
+    from digits.recognition.pipeline import areas_of, fitted, open_document
+    from digits.recognition.segment import find_pieces
+
+    folder = data_dir / FORMS_DIR / "images"
+    labels = json.loads((folder.parent / "labels.json").read_text())
+    images, classes = [], []
+    for name in names:
+        document = fitted(open_document((folder / name).read_bytes(), name, "training", layout))
+        areas = areas_of(document.pages, layout)
+        for box_field, count in zip(layout.fields, labels[name], strict=True):
+            cells = [area for area in areas if area.field is box_field]
+            digits = str(int(count))
+            for k, area in enumerate(cells):
+                pieces = find_pieces(area.image)
+                if pieces is None:
+                    continue
+                image = np.round(pieces.digits(as_one=True)[0].image * 255).astype(np.uint8)
+                written = k - (len(cells) - len(digits))
+                if written >= 0:
+                    images.append(image)
+                    classes.append(int(digits[written]))
+                elif _is_cross(image) or _has_hole(image):
+                    images.append(image)
+                    classes.append(NOT_A_DIGIT if _is_cross(image) else 0)
+    return np.array(images, np.uint8).reshape(-1, 28, 28), np.array(classes, np.int64)
+
+
+def _is_cross(image: np.ndarray) -> bool:
+    """Whether the ink of a digit image runs along both diagonals of its box, as a cross's does."""
+    ys, xs = np.nonzero(image > 80)
+    if not len(ys):
+        return False
+    ink = cv2.dilate((image > 80).astype(np.uint8), np.ones((3, 3), np.uint8))
+    t = np.linspace(0, 1, 40)
+    down = ink[
+        np.round(ys.min() + t * (ys.max() - ys.min())).astype(int),
+        np.round(xs.min() + t * (xs.max() - xs.min())).astype(int),
+    ]
+    up = ink[
+        np.round(ys.max() - t * (ys.max() - ys.min())).astype(int),
+        np.round(xs.min() + t * (xs.max() - xs.min())).astype(int),
+    ]
+    return down.mean() >= CROSS_COVERAGE and up.mean() >= CROSS_COVERAGE
+
+
+def _has_hole(image: np.ndarray) -> bool:
+    """Whether the ink of a digit image encloses one sizeable hole, as a 0 does (a cross, framed or not, does not)."""
+    contours, hierarchy = cv2.findContours((image > 80).astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is None:
+        return False
+    holes = [c for c, h in zip(contours, hierarchy[0], strict=True) if h[3] >= 0 and cv2.contourArea(c) >= 20]
+    return len(holes) == 1

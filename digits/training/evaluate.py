@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,17 +20,20 @@ import cv2
 import numpy as np
 
 from digits.contracts import EMPTY, OK, REVIEW
-from digits.layouts import Layout, load_layout
+from digits.layouts import Layout
 from digits.recognition.clean import clean_page
 from digits.recognition.imaging import UnreadableImage, decode_pages
 from digits.recognition.model import Models
 from digits.recognition.pipeline import areas_of, field_readings, fitted, ok_until, open_document, read_images
 from digits.training.augment import coarse_scan, semeion_bitmap
 from digits.training.data import (
+    FORMS_DIR,
     ORAND_DIR,
     REGISTER_DIR,
     SPLIT_SEED,
     as_signs,
+    forms_layout,
+    forms_split,
     load_optdigits,
     orand_split,
     split_indices,
@@ -293,42 +294,6 @@ def load_samples(data_dir: Path, limit: int | None = None) -> dict[str, list[Sam
     return sets
 
 
-FORMS_SOURCE = "c1-forms"
-"""The photographed tally forms of ``C1_DIR`` but the example layout's own sample, one sample per field."""
-
-C1_DIR = "c1-forms-sample"
-"""Folder of the photographed C1 tally forms in the data folder."""
-
-C1_EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "c1" / "c1.toml"
-"""The layout written for the C1 form from one sample (docs/forms.md); absent from an installed package."""
-
-C1_SAMPLE = "TPS_041.jpg"
-"""The photo the example layout was drawn from: its reference, never judged."""
-
-
-def form_samples(data_dir: Path, limit: int | None = None) -> list[Sample]:
-    """Every field of every C1 photo but the reference, read with the example layout (a number each).
-
-    The layout's reference is copied from the data folder beside a copy of the
-    layout, in a temporary folder kept for the process: the photo is shared
-    data, never in the repository.
-    """
-    photos = data_dir / C1_DIR / "images"
-    if not C1_EXAMPLE.exists() or not (photos / C1_SAMPLE).exists():
-        return []
-    folder = Path(tempfile.mkdtemp(prefix="digits-c1-"))
-    shutil.copy(C1_EXAMPLE, folder)
-    shutil.copy(photos / C1_SAMPLE, folder / "c1-sample.jpg")
-    layout = load_layout(C1_EXAMPLE.stem, folder)
-    labels = json.loads((photos.parent / "labels.json").read_text())
-    names = [name for name in sorted(labels) if name != C1_SAMPLE][:limit]
-    return [
-        Sample(FORMS_SOURCE, f"{name}#{field.name}", (photos / name).read_bytes(), str(int(number)), layout, field.name)
-        for name in names
-        for field, number in zip(layout.fields, labels[name], strict=True)
-    ]
-
-
 def register_samples(data_dir: Path, limit: int | None = None) -> dict[str, list[Sample]]:
     """The held-out register rows (MGR's validation part), as the archive cut them, in two sources.
 
@@ -349,6 +314,27 @@ def register_samples(data_dir: Path, limit: int | None = None) -> dict[str, list
         source = "mgr-rowid-numbers" if truth.isdigit() else "mgr-rowid-signs"
         sets[source].append(Sample(source, name, (folder / "validation" / name).read_bytes(), truth))
     return {source: samples[:limit] for source, samples in sets.items()}
+
+
+FORMS_SOURCE = "c1-forms-held-out"
+"""The held-out C1 tally photos (``forms_split``), one sample per field, read with the example layout."""
+
+
+def form_samples(data_dir: Path, limit: int | None = None) -> list[Sample]:
+    """Every field of the held-out C1 photos (or of enough of them for ``limit`` fields), read with the
+    example layout drawn from one sample (a number each)."""
+    layout = forms_layout(data_dir)
+    if layout is None:
+        return []
+    photos = data_dir / FORMS_DIR / "images"
+    labels = json.loads((photos.parent / "labels.json").read_text())
+    names = forms_split(data_dir)[1]
+    names = names[: limit // len(layout.fields) if limit else None]  # ``limit`` fields, whole photos
+    return [
+        Sample(FORMS_SOURCE, f"{name}#{field.name}", (photos / name).read_bytes(), str(int(number)), layout, field.name)
+        for name in names
+        for field, number in zip(layout.fields, labels[name], strict=True)
+    ]
 
 
 def cheque_digit_files(data_dir: Path) -> list[Sample]:
