@@ -103,7 +103,7 @@ def box_figures(files: list[Path], layout: Layout, labels: dict, models: Models,
     for path in files:
         document = fitted(open_document(path.read_bytes(), path.name, "bench", layout))
         areas = areas_of(document.pages, layout)
-        readings = read_images([area.image for area in areas], models, threshold)
+        readings = read_images([area.image for area in areas], models, threshold, framed=[a.framed for a in areas])
         for index, field in enumerate(layout.fields):
             boxes = [reading.digits for area, (reading, _) in zip(areas, readings, strict=True) if area.field == field]
             label = str(int(labels[path.name][index]))

@@ -21,8 +21,9 @@ def comb_field(
     marks: str, apart: bool = True, box: int = 56, gap: int = 14, line: int = 2, margin: tuple[int, int] = (30, 20)
 ) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
     """A field holding a row of printed boxes, one mark in each (a digit, "X" for a cross, "|" for a
-    stroke from the box's top to its bottom, " " for nothing), with ``margin`` (across, down) of paper
-    around the row; and each box's printed frame as (left, top, right, bottom)."""
+    stroke from the box's top to its bottom, "O" for a square 0 nearly as tall as the box, " " for
+    nothing), with ``margin`` (across, down) of paper around the row; and each box's printed frame as
+    (left, top, right, bottom)."""
     count = len(marks)
     pitch = box + (gap if apart else 0)
     width, height = 2 * margin[0] + pitch * count + line, 2 * margin[1] + box + line
@@ -37,6 +38,8 @@ def comb_field(
         if mark == "X":
             cv2.line(field, (left + inset, top + inset), (right - inset, bottom - inset), INK, 3, cv2.LINE_AA)
             cv2.line(field, (right - inset, top + inset), (left + inset, bottom - inset), INK, 3, cv2.LINE_AA)
+        elif mark == "O":
+            cv2.rectangle(field, (left + box // 4, top + inset + 2), (right - box // 4, bottom - inset - 2), INK, 3)
         elif mark == "|":
             x = left + box // 3 + 5 * i  # not at the same place in every box, as no hand would
             cv2.line(field, (x, top + inset), (x, bottom - inset), INK, 3, cv2.LINE_AA)

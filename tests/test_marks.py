@@ -43,8 +43,8 @@ def read_field(tmp_path, models, marks: str) -> list:
     return recognize_bytes(encode(page, ".jpg"), "boxes.jpg", "t", models, 0.9, load_layout("boxes", tmp_path))
 
 
-@pytest.mark.parametrize("marks, digits", [("XX7", "7"), ("X47", "47")])
-def test_a_crossed_out_box_holds_no_digit(tmp_path, models, marks, digits):
+@pytest.mark.parametrize("marks, digits", [("XX7", "7"), ("X47", "47"), ("X5O", "50")])
+def test_a_crossed_out_box_holds_no_digit_and_a_square_0_written_in_a_box_is_one(tmp_path, models, marks, digits):
     [row] = read_field(tmp_path, models, marks)
     assert row.digits == digits, row
 

@@ -71,6 +71,8 @@ class Cell:
     image: np.ndarray
     left: int
     top: int
+    framed: bool = False
+    """Whether the box's printed frame may still be in ``image`` (the field split evenly, its boxes not found)."""
 
 
 @dataclass(frozen=True)
@@ -229,4 +231,4 @@ def split_evenly(gray: np.ndarray, count: int) -> list[Cell]:
     width = gray.shape[1]
     if len(columns) != count + 1:
         columns = [round(i * width / count) for i in range(count + 1)]
-    return [Cell(image[:, a : max(b, a + 1)], a, 0) for a, b in itertools.pairwise(columns)]
+    return [Cell(image[:, a : max(b, a + 1)], a, 0, framed=True) for a, b in itertools.pairwise(columns)]

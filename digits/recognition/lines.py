@@ -182,14 +182,16 @@ def prepare_line(gray: np.ndarray, stretch: float = 1.0) -> tuple[np.ndarray, Pl
     return prepare_views(gray, (stretch,))[0]
 
 
-def prepare_views(gray: np.ndarray, stretches: tuple[float, ...]) -> list[tuple[np.ndarray, Placement]]:
-    """``prepare_line`` at each stretch, finding the ink once for all of them."""
+def prepare_views(
+    gray: np.ndarray, stretches: tuple[float, ...], framed: bool = True
+) -> list[tuple[np.ndarray, Placement]]:
+    """``prepare_line`` at each stretch, finding the ink once for all of them (``framed`` as for ``find_pieces``)."""
     shrink = min(1.0, MAX_STROKE / max(1, stroke_width(dark_on_light(gray))))
     if shrink < 1:
         gray = cv2.resize(gray, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
     ink = ink_map(gray)
     # A form field's printed box would be read as "1"s at both ends.
-    border = box_border_mask(ink > INK_LEVEL)
+    border = box_border_mask(ink > INK_LEVEL) if framed else np.zeros(ink.shape, bool)
     if border.any():
         ink[cv2.dilate(border.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0] = 0
     # Lone pixels are dust or sensor noise, never part of a stroke.

@@ -16,6 +16,7 @@ Used by the Celery task, ``digits recognize`` and ``digits evaluate``.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
@@ -56,13 +57,14 @@ SINGLE_DIGIT_ASPECT = 1.5
 between the widths of single digits and of amounts, with room to spare for wide single digits."""
 
 
-def read_by_cutting(pages: list[np.ndarray], models: Models) -> list[Reading]:
+def read_by_cutting(pages: list[np.ndarray], models: Models, framed: Sequence[bool] | None = None) -> list[Reading]:
     """Cut each page into digits and classify them all in one model call.
 
     Where the ink has room for one digit only, the page is also read as one
-    digit made of all its ink (``Reading.whole``).
+    digit made of all its ink (``Reading.whole``). ``framed`` says which pages
+    may hold a printed box's frame (all, if None; see ``find_pieces``).
     """
-    found = [find_pieces(page) for page in pages]
+    found = [find_pieces(page, each) for page, each in zip(pages, _framed(pages, framed), strict=True)]
     cut = [pieces.digits() if pieces else [] for pieces in found]
     narrow = [bool(digits) and _aspect([d.box for d in digits]) < SINGLE_DIGIT_ASPECT for digits in cut]
     whole = [
@@ -112,11 +114,14 @@ def _classify_distinct(images: list[np.ndarray], classifier: Classifier) -> np.n
     return found[[slots[image.tobytes()] for image in images]]
 
 
-def read_as_lines(pages: list[np.ndarray], models: Models) -> list[Reading | None]:
-    """Read each page as one line with the string model (None for all when there is none)."""
+def read_as_lines(
+    pages: list[np.ndarray], models: Models, framed: Sequence[bool] | None = None
+) -> list[Reading | None]:
+    """Read each page as one line with the string model (None for all when there is none; ``framed`` as for
+    ``read_by_cutting``)."""
     if models.reader is None or not pages:
         return [None] * len(pages)
-    views = [prepare_views(page, LINE_VIEWS) for page in pages]
+    views = [prepare_views(page, LINE_VIEWS, each) for page, each in zip(pages, _framed(pages, framed), strict=True)]
     lines = models.reader.read(np.stack([[line for line, _ in page_views] for page_views in views]))
     readings = []
     for line, page_views in zip(lines, views, strict=True):
@@ -126,6 +131,10 @@ def read_as_lines(pages: list[np.ndarray], models: Models) -> list[Reading | Non
             Reading(line.digits, line.confidences, boxes, models.reader.label, line.unanimous, signs=line.signs)
         )
     return readings
+
+
+def _framed(pages: list[np.ndarray], framed: Sequence[bool] | None) -> Sequence[bool]:
+    return [True] * len(pages) if framed is None else framed
 
 
 class Support(IntEnum):
@@ -308,6 +317,8 @@ class Area:
     left: int = 0
     top: int = 0
     """Where the image's corner lies on the page, to give boxes in page pixels."""
+    framed: bool = True
+    """Whether a printed box's frame may be in ``image``: not in a comb box cut without its frame."""
 
 
 def areas_of(pages: list[np.ndarray], layout: Layout | None) -> list[Area]:
@@ -335,7 +346,7 @@ def areas_of(pages: list[np.ndarray], layout: Layout | None) -> list[Area]:
                     crop[max(0, py0 - y0) : max(0, py1 - y0), max(0, px0 - x0) : max(0, px1 - x0)] = paper
             if field.comb:
                 cells = comb_cells(crop, field.comb)
-                areas += [Area(number, field, clean_page(c.image), x0 + c.left, y0 + c.top) for c in cells]
+                areas += [Area(number, field, clean_page(c.image), x0 + c.left, y0 + c.top, c.framed) for c in cells]
                 continue
             lines, _ = find_printed_lines(crop)
             areas.append(Area(number, field, clean_page(erase(crop, lines)), x0, y0))
@@ -480,7 +491,8 @@ def _recognize_together(documents: list[Document], models: Models, review_thresh
     """The rows of each document, every digit of all of them in one call per model."""
     documents = [fitted(document) for document in documents]
     areas = [areas_of(document.pages, document.layout) for document in documents]
-    chosen = iter(read_images([area.image for own in areas for area in own], models, review_threshold))
+    every = [area for own in areas for area in own]
+    chosen = iter(read_images([a.image for a in every], models, review_threshold, framed=[a.framed for a in every]))
     return [
         _rows(document, own, [next(chosen) for _ in own], review_threshold)
         for document, own in zip(documents, areas, strict=True)
@@ -511,7 +523,11 @@ def fitted(document: Document) -> Document:
 
 
 def read_images(
-    images: list[np.ndarray], models: Models, review_threshold: float, asked_from: float | None = None
+    images: list[np.ndarray],
+    models: Models,
+    review_threshold: float,
+    asked_from: float | None = None,
+    framed: Sequence[bool] | None = None,
 ) -> list[tuple[Reading, Support]]:
     """The reading kept for each image, each read whole, and who vouches for it (see ``choose``).
 
@@ -520,16 +536,30 @@ def read_images(
     (``settled_alone``) through one string model call. ``asked_from`` is the
     lowest confidence of a single digit they are asked about (the review
     threshold if None): ``digits evaluate`` asks them from 0, so that its
-    readings can be judged at every threshold of the operating curve.
+    readings can be judged at every threshold of the operating curve. ``framed``
+    says which images may hold a printed box's frame (all, if None).
     """
-    cuttings = read_by_cutting(images, models)
+    framed = _framed(images, framed)
+    cuttings = read_by_cutting(images, models, framed)
     settled = [settled_alone(cutting, review_threshold, asked_from) for cutting in cuttings]
-    asked = [image for image, support in zip(images, settled, strict=True) if support is None]
-    lines = iter(read_as_lines(asked, models))
+    asked = [i for i, support in enumerate(settled) if support is None]
+    lines = iter(read_as_lines([images[i] for i in asked], models, [framed[i] for i in asked]))
     return [
-        choose(cutting, next(lines), models.choice) if support is None else (cutting.whole, support)
-        for cutting, support in zip(cuttings, settled, strict=True)
+        choose(cutting, _heard(next(lines), boxed=not each), models.choice)
+        if support is None
+        else (cutting.whole, support)
+        for cutting, support, each in zip(cuttings, settled, framed, strict=True)
     ]
+
+
+def _heard(line: Reading | None, boxed: bool) -> Reading | None:
+    """The string models' reading of an image, or None where it cannot be right and is not heard.
+
+    The inside of a comb box (``boxed``) holds one digit at most: string models
+    reading several there took a cross or a square 0's sides for digits, and
+    the classifier's reading of the box stands alone, at its usual bar.
+    """
+    return None if boxed and line is not None and len(line.digits) > 1 else line
 
 
 def field_readings(

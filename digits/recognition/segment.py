@@ -102,13 +102,19 @@ def find_digits(gray: np.ndarray, as_one: bool = False) -> list[Digit]:
     return pieces.digits(as_one) if pieces else []
 
 
-def find_pieces(gray: np.ndarray) -> Pieces | None:
-    """The pieces of ink on a page, found once for both ways of cutting them (``Pieces.digits``); None if blank."""
+def find_pieces(gray: np.ndarray, framed: bool = True) -> Pieces | None:
+    """The pieces of ink on a page, found once for both ways of cutting them (``Pieces.digits``); None if blank.
+
+    ``framed`` says the image may hold a printed box's frame, which is taken
+    out first. The inside of a comb box, cut without its frame, is not: a
+    square "0" written in it would look like one.
+    """
     ink = ink_image(gray)
     if ink is None:
         return None
-    # A form field's printed box would join every digit touching it into one shape.
-    ink[box_border_mask(ink > 0)] = 0
+    if framed:
+        # A form field's printed box would join every digit touching it into one shape.
+        ink[box_border_mask(ink > 0)] = 0
     count, labels, stats, _ = cv2.connectedComponentsWithStats((ink > 0).astype(np.uint8), connectivity=8)
     pieces = [_Span.of(stats, i) for i in range(1, count)]
     if not pieces:

@@ -278,8 +278,14 @@ FORMS_EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "c1"
 FORMS_SAMPLE = "TPS_041.jpg"
 """The photo the example layout was drawn from: its reference, in neither part of the split."""
 
+CROSS_WIDTH = 12
+"""Pixels of a (28, 28) box cut a cross spans across, at least."""
+
 CROSS_COVERAGE = 0.7
 """Share of each diagonal of its box a cross's ink covers, at least."""
+
+MIN_BOX_INK = 40
+"""Inked pixels of a (28, 28) box cut, at least, for it to be taught as the digit its label says."""
 
 FORMS_HELD_OUT = 0.5
 """Share of the other C1 photos held out: there are only 39, and each held-out one is three fields."""
@@ -319,11 +325,14 @@ def form_boxes(data_dir: Path, names: list[str], layout) -> tuple[np.ndarray, np
     A count's digits fill its boxes from the right. A leading box is crossed
     out or holds a written 0, which the labels do not tell apart: one whose ink
     runs along both diagonals is a cross (``NOT_A_DIGIT``), one that encloses a
-    hole a 0, and one that is neither is left out.
+    hole a 0, and one that is neither is left out. So is a written box whose
+    cut holds too little ink for its digit (a registration a little off cuts
+    a frame's remains or a speck), and a written 0 that encloses no hole.
     """
     from digits.recognition.model import NOT_A_DIGIT
     from digits.recognition.pipeline import areas_of, fitted, open_document
     from digits.recognition.segment import find_pieces
+    from digits.training.marks import holes
 
     folder = data_dir / FORMS_DIR / "images"
     labels = json.loads((folder.parent / "labels.json").read_text())
@@ -335,15 +344,16 @@ def form_boxes(data_dir: Path, names: list[str], layout) -> tuple[np.ndarray, np
             cells = [area for area in areas if area.field is box_field]
             digits = str(int(count))
             for k, area in enumerate(cells):
-                pieces = find_pieces(area.image)
+                pieces = find_pieces(area.image, area.framed)
                 if pieces is None:
                     continue
                 image = np.round(pieces.digits(as_one=True)[0].image * 255).astype(np.uint8)
                 written = k - (len(cells) - len(digits))
-                if written >= 0:
+                digit = int(digits[written]) if written >= 0 else None
+                if digit is not None and (digit != 0 or holes(image) == 1) and (image > 80).sum() >= MIN_BOX_INK:
                     images.append(image)
-                    classes.append(int(digits[written]))
-                elif _is_cross(image) or _has_hole(image):
+                    classes.append(digit)
+                elif digit is None and (_is_cross(image) or holes(image) == 1):
                     images.append(image)
                     classes.append(NOT_A_DIGIT if _is_cross(image) else 0)
     return np.array(images, np.uint8).reshape(-1, 28, 28), np.array(classes, np.int64)
@@ -352,8 +362,8 @@ def form_boxes(data_dir: Path, names: list[str], layout) -> tuple[np.ndarray, np
 def _is_cross(image: np.ndarray) -> bool:
     """Whether the ink of a digit image runs along both diagonals of its box, as a cross's does."""
     ys, xs = np.nonzero(image > 80)
-    if not len(ys):
-        return False
+    if not len(ys) or xs.max() - xs.min() + 1 < CROSS_WIDTH:
+        return False  # a lone stroke runs along both diagonals of its own narrow box
     ink = cv2.dilate((image > 80).astype(np.uint8), np.ones((3, 3), np.uint8))
     t = np.linspace(0, 1, 40)
     down = ink[
@@ -365,12 +375,3 @@ def _is_cross(image: np.ndarray) -> bool:
         np.round(xs.min() + t * (xs.max() - xs.min())).astype(int),
     ]
     return down.mean() >= CROSS_COVERAGE and up.mean() >= CROSS_COVERAGE
-
-
-def _has_hole(image: np.ndarray) -> bool:
-    """Whether the ink of a digit image encloses one sizeable hole, as a 0 does (a cross, framed or not, does not)."""
-    contours, hierarchy = cv2.findContours((image > 80).astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-    if hierarchy is None:
-        return False
-    holes = [c for c, h in zip(contours, hierarchy[0], strict=True) if h[3] >= 0 and cv2.contourArea(c) >= 20]
-    return len(holes) == 1

@@ -454,7 +454,9 @@ def judge_fields(samples: list[Sample], models: Models, review_threshold: float)
         fields = list(fields)
         document = fitted(open_document(fields[0].data, name, "evaluation", fields[0].layout))
         areas = areas_of(document.pages, document.layout)
-        chosen = read_images([area.image for area in areas], models, review_threshold, asked_from=0.0)
+        chosen = read_images(
+            [area.image for area in areas], models, review_threshold, 0.0, [area.framed for area in areas]
+        )
         readings = field_readings(document, areas, chosen)
         for sample in fields:
             reading, support = readings[1, sample.field]

@@ -9,9 +9,11 @@ often surely. Two sources teach the classifier otherwise:
 - ``register_marks``: the ink of register rows that hold no digit at all (a dash,
   a ditto mark, letters), cut from the real crops as the pipeline cuts them.
 
-Shapes a digit can take are never drawn here: no lone vertical stroke (a "1"),
-no ring (a "0"), and no frame of a box, which is a square "0" in the block
-digits forms ask for (frames are erased before reading anyway).
+Shapes a digit can take are never taught here: no lone upright stroke or
+bracket (a "1"), no ring (a "0"), and no frame of a box, which is a square "0"
+in the block digits forms ask for. The real rows hold all of these (a rule's
+remains, a frame, a page number beside the row), so of their pieces only those
+as wide as a digit's body and enclosing no hole are kept (``unlike_a_digit``).
 """
 
 from __future__ import annotations
@@ -43,8 +45,32 @@ def register_marks(images: list[np.ndarray]) -> np.ndarray:
     for gray in images:
         pieces = find_pieces(clean_page(gray))
         if pieces is not None:
-            marks += [np.round(digit.image * 255).astype(np.uint8) for digit in pieces.digits()]
+            cut = (np.round(digit.image * 255).astype(np.uint8) for digit in pieces.digits())
+            marks += [image for image in cut if unlike_a_digit(image)]
     return np.stack(marks) if marks else np.zeros((0, CANVAS, CANVAS), np.uint8)
+
+
+MARK_WIDTH = 14
+"""Pixels of the (CANVAS, CANVAS) image a real mark's ink spans across, at least: narrower, it may be a "1",
+a bracket or a rule's remains, which a "1" can look like."""
+
+HOLE_AREA = 20
+"""Pixels of the smallest hole that makes ink ring-like (a "0", a frame, a loop of an 8)."""
+
+
+def unlike_a_digit(image: np.ndarray) -> bool:
+    """Whether a cut piece (ink high, (CANVAS, CANVAS)) can be taught as no digit: wide, and enclosing no hole."""
+    ink = (image > 80).astype(np.uint8)
+    columns = np.flatnonzero(ink.any(axis=0))
+    return len(columns) > 0 and columns[-1] - columns[0] + 1 >= MARK_WIDTH and holes(image) == 0
+
+
+def holes(image: np.ndarray) -> int:
+    """How many holes of at least ``HOLE_AREA`` pixels the ink of a digit image (ink high) encloses."""
+    contours, hierarchy = cv2.findContours((image > 80).astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is None:
+        return 0
+    return sum(h[3] >= 0 and cv2.contourArea(c) >= HOLE_AREA for c, h in zip(contours, hierarchy[0], strict=True))
 
 
 def _canvas() -> np.ndarray:
