@@ -231,5 +231,8 @@ def test_ink_the_classifier_surely_takes_for_no_digit_stands_alone_and_a_line_re
     assert sure_alone(_mark(0.9995), 0.9), "a cross in a box: no digit, and no string model asked"
     assert settled_alone(_mark(0.9995), 0.9) == Support.AGREED
     assert not sure_alone(_mark(0.8), 0.9)
+    # A person decides; they are shown the surer of the two readings.
     chosen, support = choose(_mark(0.8), _reading("1", "crnn", 0.99))
+    assert (chosen.digits, support) == ("1", Support.NONE) and "1 as a line" in chosen.doubt
+    chosen, support = choose(_mark(0.98), _reading("1", "crnn", 0.6))
     assert (chosen.digits, support) == ("", Support.NONE) and "1 as a line" in chosen.doubt

@@ -380,7 +380,7 @@ def models_rollback() -> None:
 )
 @data_option
 @click.option(
-    "--epochs", type=int, help="Passes over the data [cnn 12, seed-mlp 3, crnn 12; --from 3 (crnn 5), fine-tuning 3]."
+    "--epochs", type=int, help="Passes over the data [cnn 12, seed-mlp 3, crnn 12; --from 3 (crnn 8), fine-tuning 3]."
 )
 @click.option("--name", help="Model name (default digits-cnn, or digits-<arch>).")
 @click.option("--store", type=click.Path(file_okay=False, path_type=Path), help="Model store [DIGITS_MODEL_STORE].")

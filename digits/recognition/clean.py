@@ -251,6 +251,13 @@ def _longer_than_the_writing(found: np.ndarray, ink: np.ndarray, across: bool) -
     for label in range(1, count):
         # Wide enough sideways to take in the run's own stroke, where a slant leaves slivers beside it.
         near = cv2.dilate((labels == label).astype(np.uint8), np.ones((11, 5) if across else (5, 11), np.uint8)) > 0
+        # And the whole line the run lies on: a rule faded or broken in places leaves other pieces along it,
+        # which are the rule too, not writing to measure it against.
+        x, y, w, h = (int(v) for v in stats[label, :4])
+        if across:
+            near[max(0, y - 2) : y + h + 2] = True
+        else:
+            near[:, max(0, x - 2) : x + w + 2] = True
         others = cv2.connectedComponentsWithStats(((ink > 0) & ~near).astype(np.uint8), connectivity=8)[2][1:]
         longest = int(others[:, axis].max()) if len(others) else 0
         run = stats[label, axis]

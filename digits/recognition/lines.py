@@ -108,7 +108,52 @@ def _strokes(ink: np.ndarray) -> np.ndarray:
     areas[0] = 0
     if not areas.any():
         return ink
-    return (areas >= SPECK_AREA * areas.max())[labels] & ink
+    kept = areas >= SPECK_AREA * areas.max()
+    return _near_the_writing(stats, kept)[labels] & ink
+
+
+CLUSTER_GAP_ACROSS = 1.5
+"""Pieces this many times the writing's height apart, across, at most, are one line with it."""
+
+CLUSTER_GAP_DOWN = 0.5
+"""Pieces this share of the writing's height above or below it, at most, are of its line."""
+
+
+FLAT = 4
+"""A piece this many times as wide as it is tall, or more, is a dash or an underline, and one this squared
+(16) times as tall as it is wide is a line's remains: neither seeds a line."""
+
+
+def _near_the_writing(stats: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """Of the ``kept`` pieces (rows of ``stats``), those of the line around the largest upright one: each within
+    ``CLUSTER_GAP_ACROSS`` and ``CLUSTER_GAP_DOWN`` of the line's height from the pieces already in it.
+
+    A crop cut as an archive cuts it holds other ink far from the number (a rule's
+    remains, a neighbour's stroke, a note): framed with it, the number would be
+    a speck in the string model's input.
+    """
+    x, y, w, h, areas = (stats[:, i].astype(np.int64) for i in range(5))
+    chosen = np.zeros(len(stats), bool)
+    if not kept.any():
+        return kept
+    # The seed is the largest piece that is no dash or underline, whose height says little of the writing's,
+    # and no thin upright line (a rule's or a page edge's remains), whose height says nothing of it.
+    upright = kept & (w <= FLAT * h) & (h < FLAT * FLAT * w)
+    first = int(np.argmax(np.where(upright if upright.any() else kept, areas, -1)))
+    chosen[first] = True
+    left, top, right, bottom = x[first], y[first], x[first] + w[first], y[first] + h[first]
+    grew = True
+    while grew:
+        height = bottom - top
+        across = np.maximum(0, np.maximum(x - right, left - (x + w)))
+        down = np.maximum(0, np.maximum(y - bottom, top - (y + h)))
+        near = kept & ~chosen & (across <= CLUSTER_GAP_ACROSS * height) & (down <= CLUSTER_GAP_DOWN * height)
+        grew = bool(near.any())
+        if grew:
+            chosen |= near
+            left, top = min(left, x[near].min()), min(top, y[near].min())
+            right, bottom = max(right, (x + w)[near].max()), max(bottom, (y + h)[near].max())
+    return chosen
 
 
 @dataclass(frozen=True, eq=False)

@@ -276,9 +276,11 @@ def _choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None
         # The classifier's reading of the one digit stands.
         return replace(cutting, doubt=disagree), Support.NONE
     if room_for_one and not cutting.digits and cutting.marks:
-        # The classifier takes the ink for no digit at all (a cross, a dash): the string models'
-        # digit there is for a person to judge, never to stand on its own.
-        return replace(cutting, doubt=disagree), Support.NONE
+        # The classifier takes the ink for no digit at all (a cross, a dash, or two digits written as one
+        # shape): the string models' digits there are for a person to judge, never to stand on their own.
+        # The person is shown the surer of the two readings.
+        surer = line if line.digits and min(line.confidences) > max(cutting.marks) else cutting
+        return replace(surer, doubt=disagree), Support.NONE
     several = len(cutting.digits) > 1 and len(line.digits) > 1
     if several and choice is not None and choice.prefers_cutting(cutting, line):
         # Separate, clear digits that the string models misread (another writer's

@@ -116,7 +116,8 @@ def find_pieces(gray: np.ndarray, framed: bool = True) -> Pieces | None:
         # A form field's printed box would join every digit touching it into one shape.
         ink[box_border_mask(ink > 0)] = 0
     count, labels, stats, _ = cv2.connectedComponentsWithStats((ink > 0).astype(np.uint8), connectivity=8)
-    pieces = [_Span.of(stats, i) for i in range(1, count)]
+    strength = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count) / np.maximum(stats[:, 4], 1)
+    pieces = _without_remnants([_Span.of(stats, i) for i in range(1, count)], strength)
     if not pieces:
         return None
     # Specks go first: stacked over each other they would pass for a stroke.
@@ -259,6 +260,36 @@ def _group_pieces(pieces: list[_Span]) -> list[_Span]:
         else:
             groups.append(piece)
     return groups
+
+
+REMNANT_FAINTNESS = 0.5
+"""A piece whose mean ink is under this share of the darkest piece's is faint beside the writing."""
+
+REMNANT_LINE = 16
+"""A piece this many times as long as it is thick is line-like."""
+
+REMNANT_OVER_WRITING = 2.0
+"""A faint or line-like piece this many times as long as the longest piece of writing is no writing."""
+
+
+def _without_remnants(pieces: list[_Span], strength: np.ndarray) -> list[_Span]:
+    """``pieces`` without what cleaning a page can leave of its edge or its rules: faint shade and thin lines,
+    far longer than any piece of the writing (``strength`` is each label's mean ink).
+
+    Beside a few small digits on a large crop, such a remnant would be the
+    tallest piece: the digits would pass for specks, and the remnant be read
+    as a "1".
+    """
+    darkest = max(strength[p.labels[0]] for p in pieces) if pieces else 0.0
+    faint = {id(p) for p in pieces if strength[p.labels[0]] < REMNANT_FAINTNESS * darkest}
+    line = {id(p) for p in pieces if max(p.w, p.h) >= REMNANT_LINE * min(p.w, p.h)}
+    writing = [max(p.w, p.h) for p in pieces if id(p) not in faint and id(p) not in line]
+    if not writing:
+        return pieces
+    longest = max(writing)
+    return [
+        p for p in pieces if not ((id(p) in faint or id(p) in line) and max(p.w, p.h) >= REMNANT_OVER_WRITING * longest)
+    ]
 
 
 def _is_speck(piece: _Span, tallest: int) -> bool:

@@ -58,11 +58,11 @@ NUMBERS_SHARE = 0.3
 """Share of the composed lines that are numbers of separated digits on plain paper (``compose_number``): forms
 hold them, in every writer's hand, and a model that learnt only amounts misreads them."""
 
-REGISTER_LINES = 12_000
+REGISTER_LINES = 16_000
 """Register row numbers (of the 22,690 of MGR's training part) in each pass, jittered: a fresh draw each pass,
-so that every one is seen about every other pass without the pass growing past the time budget."""
+so that each is seen in most passes without a pass growing past the time budget."""
 
-CONTINUE_EPOCHS = 5
+CONTINUE_EPOCHS = 8
 """Passes when a string model goes on from trained weights."""
 
 CONTINUE_RATE = 3e-4
