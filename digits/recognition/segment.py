@@ -262,10 +262,10 @@ def _group_pieces(pieces: list[_Span]) -> list[_Span]:
     return groups
 
 
-REMNANT_FAINTNESS = 0.5
+REMNANT_FAINTNESS = 0.65
 """A piece whose mean ink is under this share of the darkest piece's is faint beside the writing."""
 
-REMNANT_LINE = 16
+REMNANT_LINE = 10
 """A piece this many times as long as it is thick is line-like."""
 
 REMNANT_OVER_WRITING = 2.0
