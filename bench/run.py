@@ -348,14 +348,24 @@ def main() -> None:
         for name, value in report["measured"].items()
     }
     args.out.mkdir(parents=True, exist_ok=True)
+    before = _previous(args.out / "bench.json")
     (args.out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
-    print_table(report)
+    print_table(report, before)
     chart(report, args.out / "bench.png")
     print(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.png'}")
 
 
-def print_table(report: dict) -> None:
-    """The report as two tables: throughput by way of reading, then each target against what was measured."""
+def _previous(path: Path) -> dict | None:
+    """The report this run replaces, if there is one: its figures are printed beside the new ones."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def print_table(report: dict, before: dict | None = None) -> None:
+    """The report as two tables: throughput by way of reading, then each target against what was measured;
+    a file's reading beside the figure of the report ``before``, if any (on its machine, which may differ)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -387,6 +397,15 @@ def print_table(report: dict) -> None:
         f"string models {work['string_models_ms']:.2f}, the rest {work['rest_ms']:.2f}); {workers} such processes "
         f"and nothing else would read {ceiling:.0f} files/s, {ceiling / alone:.2f} of the model alone"
     )
+    if before and before.get("reading_one_file_ms"):
+        was, machine_then = before["reading_one_file_ms"], before.get("machine", {})
+        same = machine_then.get("cpu") == report["machine"]["cpu"]
+        console.print(
+            f"before ({before['settings']['model']} + {before['settings']['string_model']}): {was['ms']:.2f} ms "
+            f"(classifier {was['classifier_ms']:.2f}, string models {was['string_models_ms']:.2f}, the rest "
+            f"{was['rest_ms']:.2f}), now {work['ms'] / was['ms']:.2f} times that"
+            + ("" if same else f"; measured on another CPU ({machine_then.get('cpu', 'unknown')}): compare with care")
+        )
     console.print("memory (MB): " + ", ".join(f"{role} {mb:.0f}" for role, mb in report["memory_mb"].items()))
 
 
