@@ -12,7 +12,16 @@ from digits.layouts import Field
 from digits.recognition.choice import ReadingChoice
 from digits.recognition.ctc import decode
 from digits.recognition.lines import FRAME_PIXELS, FRAMES, LINE_HEIGHT, LINE_WIDTH, prepare_line
-from digits.recognition.pipeline import Reading, Support, choose, ok_bar, settled_alone, sure_alone, why_review
+from digits.recognition.pipeline import (
+    Reading,
+    Support,
+    _heard_in_a_box,
+    choose,
+    ok_bar,
+    settled_alone,
+    sure_alone,
+    why_review,
+)
 from digits.recognition.segment import Box, find_digits
 from digits.training.choice import fit
 from tests.conftest import REPO
@@ -236,3 +245,9 @@ def test_ink_the_classifier_surely_takes_for_no_digit_stands_alone_and_a_line_re
     assert (chosen.digits, support) == ("1", Support.NONE) and "1 as a line" in chosen.doubt
     chosen, support = choose(_mark(0.98), _reading("1", "crnn", 0.6))
     assert (chosen.digits, support) == ("", Support.NONE) and "1 as a line" in chosen.doubt
+
+
+def test_in_a_comb_box_the_string_models_are_heard_only_when_they_read_one_digit_surely():
+    assert _heard_in_a_box(_reading("7", "crnn", 0.97), 0.95) is not None  # a sure disagreement goes to a person
+    for unheard in (_reading("7", "crnn", 0.6), _reading("11", "crnn", 0.99), _reading("", "crnn"), None):
+        assert _heard_in_a_box(unheard, 0.95) is None  # the classifier's reading of the box stands alone

@@ -546,22 +546,32 @@ def read_images(
     settled = [settled_alone(cutting, review_threshold, asked_from) for cutting in cuttings]
     asked = [i for i, support in enumerate(settled) if support is None]
     lines = iter(read_as_lines([images[i] for i in asked], models, [framed[i] for i in asked]))
-    return [
-        choose(cutting, _heard(next(lines), boxed=not each), models.choice)
-        if support is None
-        else (cutting.whole, support)
-        for cutting, support, each in zip(cuttings, settled, framed, strict=True)
-    ]
+    chosen = []
+    for cutting, support, each in zip(cuttings, settled, framed, strict=True):
+        if support is not None:
+            chosen.append((cutting.whole, support))
+            continue
+        line = next(lines)
+        if not each:
+            line = _heard_in_a_box(line, review_threshold)
+            if line is None and cutting.whole is not None:
+                cutting = replace(cutting.whole, whole=cutting.whole)  # a box's one digit, read whole
+        chosen.append(choose(cutting, line, models.choice))
+    return chosen
 
 
-def _heard(line: Reading | None, boxed: bool) -> Reading | None:
-    """The string models' reading of an image, or None where it cannot be right and is not heard.
+def _heard_in_a_box(line: Reading | None, threshold: float) -> Reading | None:
+    """The string models' reading of a comb box's inside, or None where it is not heard.
 
-    The inside of a comb box (``boxed``) holds one digit at most: string models
-    reading several there took a cross or a square 0's sides for digits, and
-    the classifier's reading of the box stands alone, at its usual bar.
+    A box holds one digit at most, and the string models learnt lines, not the
+    block digits forms ask for in boxes: they are heard there only when they
+    read one digit at least as surely as the review threshold (their
+    disagreement then sends the box to a person). Otherwise the classifier's
+    reading of the box, read whole, stands alone at the threshold.
     """
-    return None if boxed and line is not None and len(line.digits) > 1 else line
+    if line is None or len(line.digits) != 1 or min(line.confidences) < threshold:
+        return None
+    return line
 
 
 def field_readings(
