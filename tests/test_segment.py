@@ -106,3 +106,13 @@ def test_read_whole_a_digit_keeps_the_specks_inside_its_box_and_drops_the_dust_o
     cut = find_digits(page)
     assert len(cut) == 1 and cut[0].box.w == 21, "cutting drops the specks, as before"
     assert not np.array_equal(whole.image, cut[0].image)
+
+
+def test_a_rules_remains_far_longer_than_the_digits_beside_them_is_not_cut_as_a_digit():
+    # An archive's crop: a small number, and what cleaning left of a rule (thin) and of a page edge's shade (faint).
+    page = np.full((220, 150), 250, np.uint8)
+    cv2.putText(page, "47", (70, 110), cv2.FONT_HERSHEY_SIMPLEX, 0.9, 30, 2, cv2.LINE_AA)
+    cv2.line(page, (20, 0), (20, 120), 60, 2)
+    page[:, 130:145] = 215
+    digits = find_digits(page)
+    assert len(digits) == 2 and all(d.box.x >= 60 and d.box.x + d.box.w <= 125 for d in digits), digits

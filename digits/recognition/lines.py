@@ -132,10 +132,10 @@ def _near_the_writing(stats: np.ndarray, kept: np.ndarray) -> np.ndarray:
     remains, a neighbour's stroke, a note): framed with it, the number would be
     a speck in the string model's input.
     """
-    x, y, w, h, areas = (stats[:, i].astype(np.int64) for i in range(5))
-    chosen = np.zeros(len(stats), bool)
     if not kept.any():
         return kept
+    x, y, w, h, areas = (stats[:, i].astype(np.int64) for i in range(5))
+    chosen = np.zeros(len(stats), bool)
     # The seed is the largest piece that is no dash or underline, whose height says little of the writing's,
     # and no thin upright line (a rule's or a page edge's remains), whose height says nothing of it.
     upright = kept & (w <= FLAT * h) & (h < FLAT * FLAT * w)

@@ -280,16 +280,16 @@ def _without_remnants(pieces: list[_Span], strength: np.ndarray) -> list[_Span]:
     tallest piece: the digits would pass for specks, and the remnant be read
     as a "1".
     """
-    darkest = max(strength[p.labels[0]] for p in pieces) if pieces else 0.0
-    faint = {id(p) for p in pieces if strength[p.labels[0]] < REMNANT_FAINTNESS * darkest}
-    line = {id(p) for p in pieces if max(p.w, p.h) >= REMNANT_LINE * min(p.w, p.h)}
-    writing = [max(p.w, p.h) for p in pieces if id(p) not in faint and id(p) not in line]
+    mean = [float(strength[p.labels[0]]) for p in pieces]
+    darkest = max(mean, default=0.0)
+    odd = [m < REMNANT_FAINTNESS * darkest or max(p.w, p.h) >= REMNANT_LINE * min(p.w, p.h)
+           for p, m in zip(pieces, mean, strict=True)]  # fmt: skip
+    writing = [max(p.w, p.h) for p, is_odd in zip(pieces, odd, strict=True) if not is_odd]
     if not writing:
         return pieces
     longest = max(writing)
-    return [
-        p for p in pieces if not ((id(p) in faint or id(p) in line) and max(p.w, p.h) >= REMNANT_OVER_WRITING * longest)
-    ]
+    return [p for p, is_odd in zip(pieces, odd, strict=True)
+            if not (is_odd and max(p.w, p.h) >= REMNANT_OVER_WRITING * longest)]  # fmt: skip
 
 
 def _is_speck(piece: _Span, tallest: int) -> bool:
