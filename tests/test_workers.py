@@ -50,13 +50,13 @@ def busiest(pids: list[int], window: float = 0.3) -> int:
     return max(pids, key=lambda pid: cpu_ticks(pid) - before[pid])
 
 
-def drop_many(stack, count: int, prefix: str) -> dict[str, str]:
-    """Drop ``count`` digit scans; return ``{source: digits written}``."""
+def drop_many(stack, count: int, prefix: str, height: int = 60) -> dict[str, str]:
+    """Drop ``count`` digit scans, digits ``height`` pixels high; return ``{source: digits written}``."""
     expected = {}
     for i in range(count):
         digits = f"{i % 10}{(i * 7) % 10}"
         name = f"{prefix}-{i:03d}.png"
-        stack.drop(name, encode(draw_digits(digits, font=FONTS[i % len(FONTS)])))
+        stack.drop(name, encode(draw_digits(digits, font=FONTS[i % len(FONTS)], height=height)))
         expected[name] = digits
     return expected
 
@@ -98,13 +98,14 @@ def test_pool_processes_killed_mid_run_lose_nothing_and_double_nothing(stack):
     # and a kill lands mid-task. With files trickling in, a kill could hit an idle process (CI saw it).
     # Small batches (and messages: a batch cannot split one), so that a kill lands mid-batch rather than
     # after a batch of 30 is written; a killed batch's chunks of 3 files come back whole.
+    # Large scans, so that each task takes a while and a process is rarely between two.
     stack.start_ingester(DIGITS_CHUNK_FILES="3")
-    expected = drop_many(stack, 60, "kill")
+    expected = drop_many(stack, 60, "kill", height=240)
     wait_until(lambda: len(list(stack.processing.iterdir())) == 60, 60, "all 60 files queued")
     worker = stack.start_worker(concurrency=2, name="victim", DIGITS_BATCH_SIZE="3")
     killed = 0
     for wanted in (10, 25, 40):
-        wait_until(lambda w=wanted: len(stack.inbox_rows()) >= w, 120, f"{wanted} rows")
+        wait_until(lambda w=wanted: len(stack.inbox_rows()) >= w, 120, f"{wanted} rows", interval=0.01)
         for _ in range(10):
             pool = children(worker.pid)
             assert pool, "the worker has no pool processes"
