@@ -109,13 +109,19 @@ def models():
     return get_models(Settings())
 
 
-def test_digits_in_boxes_standing_apart_are_read_without_their_frames(tmp_path, models):
-    field, _ = comb_field("472")
+def read_comb_field(tmp_path, models, marks: str, left: int = 250, ext: str = ".jpg") -> list:
+    """The rows of a page holding one comb field of ``marks`` (see ``comb_field``) at ``left``, read with a layout
+    whose region is the field's."""
+    field, _ = comb_field(marks)
     page = np.full((400, 700), PAPER, np.uint8)
-    top, left = 150, 300
+    top = 150
     page[top : top + field.shape[0], left : left + field.shape[1]] = field
     height, width = page.shape
     region = [left / width, top / height, field.shape[1] / width, field.shape[0] / height]
-    (tmp_path / "boxes.toml").write_text(f'[[fields]]\nname = "count"\nregion = {region}\ncomb = 3\n')
-    rows = recognize_bytes(encode(page), "boxes.png", "t", models, 0.9, load_layout("boxes", tmp_path))
+    (tmp_path / "boxes.toml").write_text(f'[[fields]]\nname = "count"\nregion = {region}\ncomb = {len(marks)}\n')
+    return recognize_bytes(encode(page, ext), f"boxes{ext}", "t", models, 0.9, load_layout("boxes", tmp_path))
+
+
+def test_digits_in_boxes_standing_apart_are_read_without_their_frames(tmp_path, models):
+    rows = read_comb_field(tmp_path, models, "472", left=300, ext=".png")
     assert [row.digits for row in rows] == ["472"]

@@ -21,7 +21,7 @@ from digits.settings import Settings
 from tests.conftest import REPO, SHARED_DATA
 from tests.synth import encode, photographed
 from tests.test_clean import register_crop
-from tests.test_combs import PAPER, comb_field
+from tests.test_combs import PAPER, comb_field, read_comb_field
 
 C1_EXAMPLE = REPO / "docs" / "examples" / "c1"
 
@@ -34,26 +34,14 @@ def models():
     return get_models(Settings())
 
 
-def read_field(tmp_path, models, marks: str) -> list:
-    """The rows of a page holding one comb field of ``marks`` (see ``comb_field``), read with a layout."""
-    field, _ = comb_field(marks)
-    page = np.full((400, 700), PAPER, np.uint8)
-    top, left = 150, 250
-    page[top : top + field.shape[0], left : left + field.shape[1]] = field
-    height, width = page.shape
-    region = [left / width, top / height, field.shape[1] / width, field.shape[0] / height]
-    (tmp_path / "boxes.toml").write_text(f'[[fields]]\nname = "count"\nregion = {region}\ncomb = {len(marks)}\n')
-    return recognize_bytes(encode(page, ".jpg"), "boxes.jpg", "t", models, 0.9, load_layout("boxes", tmp_path))
-
-
 @pytest.mark.parametrize("marks, digits", [("XX7", "7"), ("X47", "47"), ("X5O", "50")])
 def test_a_crossed_out_box_holds_no_digit_and_a_square_0_written_in_a_box_is_one(tmp_path, models, marks, digits):
-    [row] = read_field(tmp_path, models, marks)
+    [row] = read_comb_field(tmp_path, models, marks)
     assert row.digits == digits, row
 
 
 def test_a_field_holding_only_crosses_is_empty(tmp_path, models):
-    [row] = read_field(tmp_path, models, "XXX")
+    [row] = read_comb_field(tmp_path, models, "XXX")
     assert (row.status, row.digits) == (EMPTY, ""), row
 
 
