@@ -11,8 +11,9 @@ import uuid
 
 from celery import Celery, states
 from celery.backends.redis import RedisBackend
+from celery.exceptions import TimeoutError as CeleryTimeout
 
-from digits.contracts import FileChunk, FileTask
+from digits.contracts import FileChunk, FileTask, SampleResult, SampleTask
 from digits.settings import MEGABYTE, get_settings
 
 RECOGNIZE_TASK = "digits.recognize"
@@ -28,6 +29,9 @@ RECOGNIZE_PAGE_TASK = "digits.recognize_page"
 
 WRITE_PAGES_TASK = "digits.write_pages"
 """Append the rows of all pages of a document read page by page to its CSV, once, when the last page is read."""
+
+READ_SAMPLE_TASK = "digits.read_sample"
+"""Decode a form's sample, or read it with a layout being drawn (``SampleTask``); writes nothing."""
 
 PREFETCHED_BATCHES = 2
 """Batches of messages a worker holds per pool process: the one being read and the next."""
@@ -94,7 +98,7 @@ def make_app(redis_url: str, time_limit: int | None = None) -> Celery:
     """A Celery app on ``redis_url`` set up so that a dying worker loses nothing."""
     settings = get_settings()
     backend = f"{__name__}:{PolledRedisBackend.__name__}+{redis_url}"
-    app = Celery("digits", broker=redis_url, backend=backend, include=["worker.tasks"])
+    app = Celery("digits", broker=redis_url, backend=backend, include=["worker.tasks", "worker.designer"])
     app.conf.update(
         # Messages are plain JSON data: nothing from the queue is ever unpickled.
         task_serializer="json",
@@ -154,6 +158,30 @@ def send_files(celery: Celery, files: list[tuple[str, FileTask]], producer: obje
             message_id, about = str(uuid.uuid4()), f"{len(chunk)} files from {parts[0].source!r}"
         # argsrepr: what Flower and the worker's log show; Celery would otherwise build a repr of the files' bytes.
         celery.send_task(RECOGNIZE_TASK, args=[message], task_id=message_id, argsrepr=about, producer=producer)
+
+
+class NoWorker(TimeoutError):
+    """No worker answered in time: none runs, or all are busy."""
+
+
+def read_sample(celery: Celery, task: SampleTask, timeout: float) -> SampleResult:
+    """What the workers make of a sample (``digits.read_sample``): waits up to ``timeout`` seconds.
+
+    For the layout designer and ``digits layouts check``: the asking process
+    never loads TensorFlow. Raises ``NoWorker`` when no answer comes in time.
+    """
+    sent = celery.send_task(READ_SAMPLE_TASK, args=[task.model_dump()], argsrepr=repr(task.source))
+    try:
+        answer = sent.get(timeout=timeout, interval=0.1)
+    except CeleryTimeout:
+        sent.revoke()
+        raise NoWorker(
+            f"no worker read {task.source} within {timeout:g} s: is one running (`digits up`, or `digits worker`) "
+            "against this Redis, and not busy with a long queue?"
+        ) from None
+    finally:
+        sent.forget()
+    return SampleResult.model_validate(answer)
 
 
 def _chunks(files: list[tuple[str, FileTask]], most: int) -> list[list[tuple[str, FileTask]]]:

@@ -182,6 +182,48 @@ class FileResult(BaseModel):
         return bool(self.error)
 
 
+class SampleTask(BaseModel):
+    """The message of ``digits.read_sample``: a form's sample, read for the layout designer. Nothing is written.
+
+    Without ``fields`` or ``layout``, the worker decodes the file's first page,
+    checked as an inbox file is, and sends it back as a PNG: the layout's
+    reference image to be. With ``fields``, it reads that page with them, as a
+    layout without a reference: the page is the sample they were drawn on. With
+    ``layout``, it reads the page with that saved layout, as the service would.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str
+    """The name errors and rows carry."""
+    fields: list[dict] = Field(default_factory=list)
+    """Layout ``[[fields]]`` entries (``digits.layouts.drawn_fields`` checks them)."""
+    layout: str = ""
+    """A saved layout's name, instead of ``fields``."""
+    data: str = ""
+    """The file's bytes, base64."""
+
+    @classmethod
+    def carrying(cls, content: bytes, **fields: object) -> SampleTask:
+        return cls(data=base64.b64encode(content).decode("ascii"), **fields)
+
+    def content(self) -> bytes:
+        return base64.b64decode(self.data)
+
+
+class SampleResult(BaseModel):
+    """What ``digits.read_sample`` returns: the first page and its size, or the fields as read on it, or why not."""
+
+    width: int = 0
+    height: int = 0
+    page: str = ""
+    """The first page as a grey PNG, base64; only when no fields were sent."""
+    rows: list[Row] = Field(default_factory=list)
+    """A row per field, as the service would write it."""
+    error: str = ""
+    """Why the file cannot be read, or the fields make no layout; what to do."""
+
+
 REVIEW_KIND, AUDIT_KIND = "review", "audit"
 """Why a row is before a person: the machine doubts it (a ``review`` row), or it was drawn,
 ``ok``, for the blind audit that measures the error rate among ``ok`` rows."""

@@ -1,7 +1,9 @@
-"""The people who review: their names and password hashes (argon2), kept in Redis for every station.
+"""The people who review: their names, password hashes (argon2) and roles, kept in Redis for every station.
 
 ``digits users add|list|remove`` manage them; the review station checks a
 login against them. Passwords are never stored, only their argon2 hashes.
+An admin may also draw and save layouts in the station; the first reviewer
+``digits up`` creates is one.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from redis import Redis
 from digits.contracts import utc_now
 
 USERS_KEY = "digits:review:users"
-"""Hash of reviewer name -> JSON with the password's argon2 hash, when it was set, and its epoch."""
+"""Hash of reviewer name -> JSON with the password's argon2 hash, when it was set, its epoch and ``admin``."""
 
 FIRST_REVIEWER = "admin"
 """The reviewer ``digits up`` creates, with a password it prints once, when there is none yet."""
@@ -34,14 +36,31 @@ class ReviewerError(ValueError):
     """A reviewer's name or password that cannot be used; the message says why."""
 
 
-def add(redis: Redis, name: str, password: str) -> None:
-    """Add a reviewer, or set the password of one who exists (which ends their sessions: see ``epoch``)."""
+def add(redis: Redis, name: str, password: str, admin: bool | None = None) -> None:
+    """Add a reviewer, or set the password of one who exists (which ends their sessions: see ``epoch``).
+
+    ``admin`` makes them an admin (True) or not (False); None keeps the role of
+    one who exists, and makes a new reviewer no admin.
+    """
     if not valid_name(name):
         raise ReviewerError(f"reviewer name {name!r}: use 1 to 40 letters, digits, '.', '_', '-' or '@'")
     if len(password) < 8:
         raise ReviewerError("the password is too short: use at least 8 characters")
-    record = {"hash": _HASHER.hash(password), "since": utc_now(), "epoch": secrets.token_hex(8)}
+    if admin is None:
+        admin = is_admin(redis, name)
+    record = {"hash": _HASHER.hash(password), "since": utc_now(), "epoch": secrets.token_hex(8), "admin": admin}
     redis.hset(USERS_KEY, name, json.dumps(record))
+
+
+def is_admin(redis: Redis, name: str) -> bool:
+    """Whether the reviewer ``name`` exists and may draw and save layouts."""
+    raw = redis.hget(USERS_KEY, name)
+    return bool(raw and json.loads(raw).get("admin"))
+
+
+def admins(redis: Redis) -> list[str]:
+    """The admins' names, sorted."""
+    return sorted(name.decode() for name, raw in redis.hgetall(USERS_KEY).items() if json.loads(raw).get("admin"))
 
 
 def valid_name(name: str) -> bool:
@@ -83,9 +102,10 @@ def check(redis: Redis, name: str, password: str) -> bool:
 
 
 def first_reviewer(redis: Redis) -> str | None:
-    """Create ``FIRST_REVIEWER`` with a new random password when there is no reviewer yet; the password, or None."""
+    """Create ``FIRST_REVIEWER``, an admin, with a new random password when there is no reviewer yet; the
+    password, or None."""
     if redis.hlen(USERS_KEY):
         return None
     password = secrets.token_urlsafe(12)
-    add(redis, FIRST_REVIEWER, password)
+    add(redis, FIRST_REVIEWER, password, admin=True)
     return password

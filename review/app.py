@@ -1,10 +1,13 @@
 """The review station's web application: pages for people, and the JSON API they (and keying tools) use.
 
-Every route but the login and the static files answers 401 without a session;
+Every route but the login and the static files answers 401 without a session,
+and the Layouts page and its API (``review.designer``) 403 to all but admins;
 sessions live in Redis (``starsessions``), so that a logout, a new password or
 a removed reviewer ends them on every station. Every request that changes
 something needs the session's CSRF token in the ``X-CSRF-Token`` header, and
-sends JSON. Bodies are small and shallow, or refused before they are read.
+sends JSON. Bodies are small and shallow, or refused before they are read
+(only a form's sample, uploaded to draw a layout on, may be as large as an
+inbox file).
 Items are named by opaque ids, never by a file, and their pictures are served
 only from the results folder, never cached. Every answer, errors included, is
 JSON or a page, with ``HEADERS``.
@@ -13,7 +16,6 @@ JSON or a page, with ``HEADERS``.
 from __future__ import annotations
 
 import fnmatch
-import json
 import logging
 import secrets
 from pathlib import Path
@@ -41,6 +43,8 @@ from digits import reviewers
 from digits.contracts import AUDIT_KIND, REVIEW_KIND, ReviewItem
 from digits.reviews import Conflict, ReviewQueue, UnknownItem
 from digits.settings import Settings
+from review.bodies import read_json
+from review.designer import NOT_ADMIN, Designer, admin_only
 from review.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
@@ -56,8 +60,8 @@ SESSION_HOURS = 12
 MAX_BODY_BYTES = 64 * 1024
 """Largest request body read; a larger one is refused (413) before it is read whole."""
 
-MAX_JSON_DEPTH = 8
-"""Deepest nesting of a JSON body (the API's own go three deep)."""
+UPLOADS = "/api/samples"
+"""The one route whose bodies may be as large as an inbox file (``DIGITS_MAX_FILE_MB``): a form's sample."""
 
 PASSWORD_CHECKS = 1
 """Password checks (argon2, deliberately slow: a fifth of a second of CPU) run at once: a flood of
@@ -88,10 +92,18 @@ def create_app(settings: Settings) -> ASGIApp:
     if written:
         log.warning("appended %d decision line(s) a station had taken but not written (it stopped meanwhile)", written)
     station = Station(redis, queue, settings, sessions, LoginThrottle(shared))
+    designer = Designer(redis, settings)
     routes = [
         Route("/", station.page("station.html"), methods=["GET"]),
         Route("/group", station.page("group.html"), methods=["GET"]),
         Route("/stats", station.page("stats.html"), methods=["GET"]),
+        Route("/layouts", station.page("layouts.html", admin=True), methods=["GET"]),
+        Route("/api/layouts", station.admin(designer.list), methods=["GET"]),
+        Route("/api/layouts/{name}", station.admin(designer.save), methods=["POST"]),
+        Route("/api/layouts/{name}/open", station.admin(designer.open), methods=["POST"]),
+        Route(UPLOADS, station.admin(designer.upload), methods=["POST"]),
+        Route(UPLOADS + "/{sample}", station.admin(designer.image), methods=["GET"]),
+        Route(UPLOADS + "/{sample}/try", station.admin(designer.attempt), methods=["POST"]),
         Route("/api/login", station.login, methods=["POST"]),
         Route("/api/logout", station.logout, methods=["POST"]),
         Route("/api/next", station.next_item, methods=["GET"]),
@@ -106,7 +118,7 @@ def create_app(settings: Settings) -> ASGIApp:
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     middleware = [
-        Middleware(_Guard, hosts=_names(settings.review_hosts)),
+        Middleware(_Guard, hosts=_names(settings.review_hosts), larger={UPLOADS: settings.max_file_bytes}),
         Middleware(
             SessionMiddleware,
             store=sessions,
@@ -139,17 +151,31 @@ class Station:
         self.throttle = throttle
         self.password_checks = anyio.CapacityLimiter(PASSWORD_CHECKS)
 
-    def page(self, template: str):
+    def page(self, template: str, admin: bool = False):
         async def show(request: Request) -> Response:
             user = await self._user(request)
             if user is None:
                 return self.templates.TemplateResponse(request, "login.html", {}, status_code=401)
-            return self.templates.TemplateResponse(request, template, {"user": user, "csrf": request.session["csrf"]})
+            is_admin = await run_in_threadpool(reviewers.is_admin, self.redis, user)
+            if admin and not is_admin:
+                raise HTTPException(403, NOT_ADMIN)
+            shown = {"user": user, "csrf": request.session["csrf"], "admin": is_admin}
+            return self.templates.TemplateResponse(request, template, shown)
 
         return show
 
+    def admin(self, handler):
+        """``handler`` for admins only: 401 without a session, 403 for others, and a CSRF token for any change."""
+
+        async def guarded(request: Request) -> Response:
+            user = await (self._reviewer(request) if request.method == "GET" else self._changing(request))
+            await admin_only(self.redis, user)
+            return await handler(request)
+
+        return guarded
+
     async def login(self, request: Request) -> Response:
-        body = await _json(request)
+        body = await read_json(request)
         name, password = str(body.get("username", "")), str(body.get("password", ""))
         address = request.client.host if request.client else ""
         wait = await self.throttle.refusal(name, address)
@@ -193,7 +219,7 @@ class Station:
     async def decide(self, request: Request) -> Response:
         user = await self._changing(request)
         item = request.path_params["item"]
-        body = await _json(request)
+        body = await read_json(request)
         if body.get("unreadable") is True:
             digits = None
         else:
@@ -238,7 +264,7 @@ class Station:
     async def decide_group(self, request: Request) -> Response:
         """Confirm the group's items the reviewer left alone; give the ones marked wrong back, to be keyed alone."""
         user = await self._changing(request)
-        body = await _json(request)
+        body = await read_json(request)
         confirm, wrong = _ids(body, "confirm"), _ids(body, "wrong")
         if set(confirm) & set(wrong):
             raise HTTPException(400, "an item is either confirmed or wrong, not both")
@@ -342,44 +368,20 @@ async def _crashed(request: Request, problem: Exception) -> Response:
     )
 
 
-async def _json(request: Request) -> dict:
-    """The request's JSON object (at most ``MAX_JSON_DEPTH`` deep); 415 for another type, 400 for bad JSON."""
-    if Headers(scope=request.scope).get("content-type", "").split(";")[0].strip().lower() != "application/json":
-        raise HTTPException(415, "send JSON, with Content-Type: application/json")
-    try:
-        body = json.loads(await request.body())
-    except (ValueError, RecursionError):
-        raise HTTPException(400, "send a JSON object") from None
-    if not isinstance(body, dict):
-        raise HTTPException(400, "send a JSON object")
-    if _depth(body) > MAX_JSON_DEPTH:
-        raise HTTPException(400, f"the JSON is nested more than {MAX_JSON_DEPTH} deep")
-    return body
-
-
-def _depth(value: object) -> int:
-    """How deep lists and objects nest in a parsed JSON value (a scalar is 0)."""
-    deepest, level = 0, [(value, 0)]
-    while level:
-        node, depth = level.pop()
-        if isinstance(node, dict | list):
-            deepest = max(deepest, depth + 1)
-            level += [(child, depth + 1) for child in (node.values() if isinstance(node, dict) else node)]
-    return deepest
-
-
 class _BodyTooLarge(HTTPException):
-    def __init__(self) -> None:
-        super().__init__(413, f"the request body is larger than {MAX_BODY_BYTES // 1024} KB")
+    def __init__(self, limit: int) -> None:
+        size = f"{limit // 1024} KB" if limit < 1024 * 1024 else f"{limit / 1024 / 1024:g} MB"
+        super().__init__(413, f"the request body is larger than {size}")
 
 
 class _Guard:
-    """Before anything else: refuses Host names not allowed, and bodies over ``MAX_BODY_BYTES`` unread;
-    adds ``HEADERS`` to every answer."""
+    """Before anything else: refuses Host names not allowed, and bodies over ``MAX_BODY_BYTES`` unread (or
+    over their own limit, for the paths ``larger`` names); adds ``HEADERS`` to every answer."""
 
-    def __init__(self, app: ASGIApp, hosts: list[str]) -> None:
+    def __init__(self, app: ASGIApp, hosts: list[str], larger: dict[str, int]) -> None:
         self.app = app
         self.hosts = hosts
+        self.larger = larger
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -403,9 +405,10 @@ class _Guard:
             refusal = {"error": f"this station does not answer to the host name {host!r} (DIGITS_REVIEW_HOSTS)"}
             await JSONResponse(refusal, status_code=400)(scope, receive, with_headers)
             return
+        limit = self.larger.get(scope["path"], MAX_BODY_BYTES)
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            problem = _BodyTooLarge()
+        if declared.isdigit() and int(declared) > limit:
+            problem = _BodyTooLarge(limit)
             await JSONResponse({"error": problem.detail}, status_code=413)(scope, receive, with_headers)
             return
         received = 0
@@ -415,8 +418,8 @@ class _Guard:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > MAX_BODY_BYTES:
-                raise _BodyTooLarge()
+            if received > limit:
+                raise _BodyTooLarge(limit)
             return message
 
         await self.app(scope, counted, with_headers)

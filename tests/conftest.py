@@ -39,7 +39,18 @@ LOG_LINES_ON_FAILURE = 40
 """Lines of each process's log shown when a stack test times out (CI keeps nothing else)."""
 
 
-PROCESS_FIXTURES = {"served", "client", "stack", "inbox_stack", "private_redis", "persistent", "station", "fresh"}
+PROCESS_FIXTURES = {
+    "served",
+    "client",
+    "stack",
+    "inbox_stack",
+    "private_redis",
+    "persistent",
+    "station",
+    "fresh",
+    "designing",
+    "browser",
+}
 """Fixtures that start worker or ingester processes: tests using one are left out of ``make test-fast``."""
 
 
@@ -409,6 +420,41 @@ def _answers(url: str) -> bool:
         return False
 
 
-def digits_command(stack: Stack, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "digits.cli", *args], env=stack.env(), input=stdin,
+def digits_command(
+    stack: Stack, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``digits ARGS`` with the stack's settings (and ``env``'s), to its end."""
+    return subprocess.run([sys.executable, "-m", "digits.cli", *args], env=stack.env(**(env or {})), input=stdin,
                           capture_output=True, text=True, timeout=60, cwd=Path(stack.root))  # fmt: skip
+
+
+# A real browser, for the station's pages (tests/test_station_browser.py, tests/test_layout_designer.py).
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    """Headless Chromium driven by Selenium (Debian's chromium and chromium-driver)."""
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.skip("no headless Chromium here: apt-get install chromium chromium-driver (.ci/run does)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ):
+        options.add_argument(flag)  # fmt: skip
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    yield driver
+    driver.quit()

@@ -5,9 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import shutil
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,36 +14,8 @@ from tests.conftest import PASSWORD, digits_command, wait_until
 
 pytestmark = pytest.mark.processes
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-
 HOSTILE_NAME = "<script>window.pwned=1</script>-4.png"
 """A source name full of HTML: it is shown as text, and nothing in it runs."""
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.skip("no headless Chromium here: apt-get install chromium chromium-driver (.ci/run does)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,900",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-    ):
-        options.add_argument(flag)  # fmt: skip
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    yield driver
-    driver.quit()
 
 
 def test_a_reviewer_keys_a_queue_by_keyboard_alone_and_the_export_has_every_decision(fresh, browser):

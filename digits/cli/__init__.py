@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from digits.cli.layouts import layouts
 from digits.cli.learning import corrections, fine_tune_on, promote
 from digits.cli.options import DATA_ENV, DEFAULT_DATA, configure_logging, data_option, redis_client, saved, use_settings
 from digits.cli.reviewing import export, review, users
@@ -553,5 +554,6 @@ def _stderr_console():
 main.add_command(review)
 main.add_command(users)
 main.add_command(export)
+main.add_command(layouts)
 main.add_command(corrections)
 models.add_command(promote)

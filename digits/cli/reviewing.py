@@ -68,7 +68,12 @@ def users() -> None:
 @users.command("add")
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input (for scripts).")
-def users_add(name: str, password_stdin: bool) -> None:
+@click.option(
+    "--admin/--no-admin", default=None,
+    help="May (or may no longer) draw and save layouts in the station. Unsaid: a new reviewer may not, and one "
+    "who exists keeps their role.",
+)  # fmt: skip
+def users_add(name: str, password_stdin: bool, admin: bool | None) -> None:
     """Add a reviewer, or set the password of one (it is stored as an argon2 hash)."""
     from digits import reviewers
 
@@ -77,19 +82,22 @@ def users_add(name: str, password_stdin: bool) -> None:
     else:
         password = click.prompt("password", hide_input=True, confirmation_prompt=True)
     try:
-        reviewers.add(redis_client(), name, password)
+        reviewers.add(redis_client(), name, password, admin)
     except reviewers.ReviewerError as problem:
         raise click.ClickException(str(problem)) from None
-    click.echo(f"{name} may log in to the review station")
+    role = " and draw layouts" if reviewers.is_admin(redis_client(), name) else ""
+    click.echo(f"{name} may log in to the review station{role}")
 
 
 @users.command("list")
 def users_list() -> None:
-    """Every reviewer's name."""
+    """Every reviewer's name; admins (who may draw layouts) are marked so."""
     from digits import reviewers
 
-    for name in reviewers.names(redis_client()):
-        click.echo(name)
+    redis = redis_client()
+    admins = set(reviewers.admins(redis))
+    for name in reviewers.names(redis):
+        click.echo(f"{name}\tadmin" if name in admins else name)
 
 
 @users.command("remove")

@@ -151,8 +151,8 @@ def _first_reviewer(redis: Redis) -> None:
     password = reviewers.first_reviewer(redis)
     if password:
         log.info(
-            "review station: log in as %s with password %s (shown this once; `digits users add NAME` adds "
-            "reviewers or sets a password)", reviewers.FIRST_REVIEWER, password,
+            "review station: log in as %s with password %s (shown this once; an admin, who may draw layouts; "
+            "`digits users add NAME` adds reviewers or sets a password)", reviewers.FIRST_REVIEWER, password,
         )  # fmt: skip
 
 

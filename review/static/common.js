@@ -1,5 +1,6 @@
 // Shared by the station's pages: calls to the JSON API with the session's CSRF token, logging out,
-// and the keys that reach each page (I items, G group, T statistics), shown in the header.
+// and the keys that reach each page (I items, G group, T statistics, L layouts for admins), shown in
+// the header. Inside an element marked data-own-keys (the layout designer) keys are that page's own.
 "use strict";
 
 const CSRF = document.querySelector('meta[name="csrf-token"]')?.content || "";
@@ -27,9 +28,11 @@ document.getElementById("logout")?.addEventListener("click", async () => {
 });
 
 const PAGES = { i: "/", g: "/group", t: "/stats" };
+if (document.getElementById("layouts-link")) PAGES.l = "/layouts";
 
 document.addEventListener("keydown", (event) => {
   if (event.ctrlKey || event.metaKey || event.altKey) return;
+  if (event.target.closest && event.target.closest("[data-own-keys]")) return;
   const page = PAGES[event.key.toLowerCase()];
   if (page === undefined) return;
   event.preventDefault();
