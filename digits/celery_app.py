@@ -7,11 +7,11 @@ imported only by worker processes.
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from celery import Celery, states
 from celery.backends.redis import RedisBackend
-from celery.exceptions import TimeoutError as CeleryTimeout
 
 from digits.contracts import FileChunk, FileTask, SampleResult, SampleTask
 from digits.settings import MEGABYTE, get_settings
@@ -164,24 +164,32 @@ class NoWorker(TimeoutError):
     """No worker answered in time: none runs, or all are busy."""
 
 
+SAMPLE_POLL_SECONDS = 0.1
+"""How often ``read_sample`` looks for the workers' answer."""
+
+
 def read_sample(celery: Celery, task: SampleTask, timeout: float) -> SampleResult:
     """What the workers make of a sample (``digits.read_sample``): waits up to ``timeout`` seconds.
 
     For the layout designer and ``digits layouts check``: the asking process
-    never loads TensorFlow. Raises ``NoWorker`` when no answer comes in time.
+    never loads TensorFlow. The answer is polled for (``task_states``), never
+    subscribed to, so that threads of one station may wait at once. Raises
+    ``NoWorker`` when no answer comes in time, ``RuntimeError`` when the task failed.
     """
     sent = celery.send_task(READ_SAMPLE_TASK, args=[task.model_dump()], argsrepr=repr(task.source))
-    try:
-        answer = sent.get(timeout=timeout, interval=0.1)
-    except CeleryTimeout:
-        sent.revoke()
-        raise NoWorker(
-            f"no worker read {task.source} within {timeout:g} s: is one running (`digits up`, or `digits worker`) "
-            "against this Redis, and not busy with a long queue?"
-        ) from None
-    finally:
-        sent.forget()
-    return SampleResult.model_validate(answer)
+    deadline = time.monotonic() + timeout
+    while (meta := task_states(celery, [sent.id]).get(sent.id)) is None or meta["status"] not in states.READY_STATES:
+        if time.monotonic() > deadline:
+            sent.revoke()
+            raise NoWorker(
+                f"no worker read {task.source} within {timeout:g} s: is one running (`digits up`, or `digits worker`) "
+                "against this Redis, and not busy with a long queue?"
+            )
+        time.sleep(SAMPLE_POLL_SECONDS)
+    sent.forget()
+    if meta["status"] != states.SUCCESS:
+        raise RuntimeError(f"the worker failed to read {task.source}: {meta['result']}; its log says more")
+    return SampleResult.model_validate(meta["result"])
 
 
 def _chunks(files: list[tuple[str, FileTask]], most: int) -> list[list[tuple[str, FileTask]]]:

@@ -17,6 +17,7 @@ import base64
 import re
 import secrets
 from pathlib import Path
+from urllib.parse import unquote
 
 from redis import Redis
 from starlette.concurrency import run_in_threadpool
@@ -25,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from digits import reviewers
+from digits.capacity import RedisFull, check_room
 from digits.celery_app import NoWorker, make_app, read_sample
 from digits.contracts import SampleResult, SampleTask
 from digits.layouts import LayoutError, drawn_fields, entry_of, layout_names, layout_path, load_layout, save_layout
@@ -67,7 +69,8 @@ class Designer:
         data = await request.body()
         if not data:
             raise HTTPException(400, "send the sample's bytes as the body (a PNG, JPEG, TIFF or PDF)")
-        return JSONResponse(await self._keep(data, request.headers.get("x-sample-name", "sample")[:100]))
+        name = unquote(request.headers.get("x-sample-name", "sample"))[:100]
+        return JSONResponse(await self._keep(data, name))
 
     async def open(self, request: Request) -> Response:
         """A saved layout to draw on again: its description and fields, and its reference image as a new sample."""
@@ -128,6 +131,10 @@ class Designer:
 
     async def _keep(self, data: bytes, source: str) -> dict:
         """Have a worker decode ``data``; keep its first page under a new sample id; the id and the page's size."""
+        try:
+            await run_in_threadpool(check_room, self.redis)
+        except RedisFull as full:
+            raise HTTPException(507, str(full)) from None
         result = await self._ask(SampleTask.carrying(data, source=source))
         sample = secrets.token_hex(16)
         key = SAMPLE_KEY.format(sample=sample)
@@ -144,6 +151,8 @@ class Designer:
             result = await run_in_threadpool(read_sample, self.celery, task, WORKER_SECONDS)
         except NoWorker as problem:
             raise HTTPException(503, str(problem)) from None
+        except RuntimeError as problem:
+            raise HTTPException(502, str(problem)) from None
         if result.error:
             raise HTTPException(400, result.error)
         return result

@@ -146,15 +146,26 @@ def test_a_sample_is_checked_as_an_inbox_file_and_requests_name_no_paths(designi
     assert saved.status_code == 400
 
 
-def test_saves_racing_on_one_layout_keep_every_one_as_the_layout_or_a_version(designing):
+def test_admins_trying_and_saving_at_once_each_get_their_own_reading_and_every_save_is_kept(designing):
     admin = designing.login("abe", admin=True)
     other = designing.login("amy", admin=True)
     sample = admin.post("/api/samples", content=encode(SAMPLE_PAGE)).json()["sample"]
-    tried = admin.post(f"/api/samples/{sample}/try", json={"fields": comb_entries()})
-    assert tried.status_code == 200, tried.text
-    assert {row["field"]: row["digits"] for row in tried.json()["rows"]} == {
-        name: SAMPLE[name] for name in ("customer", "account", "date")
-    }, "the sample is read with the drawn fields, as the service reads"
+    # Two admins try fields at once: each is answered with the sample read with their own fields.
+    drafts = {client: [entry] for client, entry in zip((admin, other), comb_entries(), strict=False)}
+    tried = {}
+
+    def attempt(client: httpx.Client, fields: list[dict]) -> None:
+        tried[client] = client.post(f"/api/samples/{sample}/try", json={"fields": fields})
+
+    threads = [threading.Thread(target=attempt, args=draft) for draft in drafts.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for client, fields in drafts.items():
+        assert tried[client].status_code == 200, tried[client].text
+        read = {row["field"]: row["digits"] for row in tried[client].json()["rows"]}
+        assert read == {field["name"]: SAMPLE[field["name"]] for field in fields}, "the sample, read with those fields"
 
     saves = 6
     answers: list[httpx.Response] = []

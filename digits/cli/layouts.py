@@ -64,7 +64,7 @@ def layouts_check(name: str, sample: Path, timeout: float) -> None:
     task = SampleTask.carrying(sample.read_bytes(), source=sample.name, layout=name)
     try:
         result = read_sample(app, task, timeout)
-    except NoWorker as problem:
+    except (NoWorker, RuntimeError) as problem:
         raise click.ClickException(str(problem)) from None
     if result.error:
         raise click.ClickException(result.error)
