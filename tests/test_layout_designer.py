@@ -216,6 +216,7 @@ def keys_to(region: tuple[float, float, float, float]) -> tuple[list[str], tuple
 def test_an_admin_draws_a_form_by_keyboard_tries_and_saves_it_and_its_inbox_reads_photos_by_field(
     designing, browser, tmp_path
 ):
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
@@ -246,6 +247,18 @@ def test_an_admin_draws_a_form_by_keyboard_tries_and_saves_it_and_its_inbox_read
         typed(Keys.CONTROL + "a" + Keys.NULL, entry["name"], Keys.TAB, "c", Keys.TAB)
         typed(Keys.CONTROL + "a" + Keys.NULL, str(entry["comb"]), Keys.ESCAPE)
         drawn[entry["name"]] = (reached, entry["comb"])
+
+    # A fourth field drawn by mouse lands where it was dragged; Delete takes it away again.
+    sheet = browser.find_element(By.ID, "sheet")
+    width, height = sheet.size["width"], sheet.size["height"]
+    drag = ActionChains(browser).move_to_element_with_offset(sheet, round(-0.4 * width), round(0.3 * height))
+    drag.click_and_hold().move_by_offset(round(0.3 * width), round(0.05 * height)).release().perform()
+    listed = browser.find_elements(By.CSS_SELECTOR, "#fields li")
+    assert len(listed) == 4, [item.text for item in listed]
+    region = [float(v) for v in listed[-1].text.split(" at ")[1].split(", ")]
+    assert region == pytest.approx([0.1, 0.8, 0.3, 0.05], abs=0.01), "drawn where the mouse went"
+    typed(Keys.DELETE)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#sheet .box")) == 3
 
     browser.find_element(By.ID, "try").click()
     wait_until(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#readings tr[data-field]")) == 3, 90, "the try")
