@@ -18,7 +18,6 @@ from digits.recognition.pipeline import (
     _heard_in_a_box,
     choose,
     ok_bar,
-    settled_alone,
     sure_alone,
     why_review,
 )
@@ -78,9 +77,9 @@ def test_where_there_is_room_for_one_digit_the_classifier_reads_it_whole():
     chosen, support = choose(_narrow("7", "7", 0.98), _reading("1", "crnn", 0.7))
     assert (replace(chosen, doubt=""), support) == (_reading("7", "cnn", 0.98), Support.NONE)
     assert chosen.doubt == "the two ways of reading disagree: 7 cut apart, 1 as a line", "the reviewer is told why"
-    # Even a surer string model does not overrule the classifier on one digit.
+    # A surer string model does not make the row ok either, but a person is shown its reading.
     chosen, support = choose(_narrow("7", "7", 0.6), _reading("1", "crnn", 0.9))
-    assert (replace(chosen, doubt=""), support) == (_reading("7", "cnn", 0.6), Support.NONE)
+    assert (replace(chosen, doubt=""), support) == (_reading("1", "crnn", 0.9), Support.NONE)
     # The string model saw two digits in one, less surely than the classifier its one: the classifier's stands.
     assert choose(_narrow("8", "8", 0.95), _reading("31", "crnn", 0.9))[0].digits == "8"
     # Every string model reads two digits, surer than the classifier of one: a number written close.
@@ -111,17 +110,16 @@ def test_only_a_single_digit_the_classifier_is_sure_of_stands_without_the_string
     assert not sure_alone(_narrow("7", "7", 0.9995), 0.99)
 
 
-def test_the_string_models_are_asked_only_where_their_reading_can_change_the_outcome():
-    assert settled_alone(_narrow("7", "7", 0.9995), 0.9) == Support.AGREED  # sure alone: it stands
-    assert settled_alone(_narrow("7", "7", 0.95), 0.9) is None  # their agreement would make it ok
-    assert settled_alone(_narrow("52", "5", 0.5), 0.9) is None  # cut in two: they may see one digit or two
-    assert settled_alone(_reading("7", "cnn", 0.5, width=80), 0.9) is None  # wide ink: room for more digits
-    # Under the review threshold the digit goes to review whatever they would read.
+def test_a_single_digit_under_the_threshold_goes_to_review_but_the_string_models_may_give_its_reading():
+    # Under the review threshold its row goes to review whatever they read, with the surer reading...
     unsure = _narrow("7", "7", 0.8)
-    assert settled_alone(unsure, 0.9) == Support.NONE
-    for line in (_reading("7", "crnn"), _reading("1", "crnn"), _reading("", "crnn")):
+    assert not sure_alone(unsure, 0.9)
+    for line, shown in ((_reading("7", "crnn"), "7"), (_reading("1", "crnn"), "1"), (_reading("", "crnn"), "7")):
         reading, support = choose(unsure, line)
-        assert reading.digits == "7" and min(reading.confidences) < ok_bar(support, 0.9)
+        assert reading.digits == shown and min(reading.confidences) < ok_bar(support, 0.9)
+    # ...and a number written close, which every string model reads more surely, is shown as they read it.
+    reading, support = choose(unsure, replace(_reading("23", "crnn", 0.97), unanimous=True))
+    assert reading.digits == "23" and support == Support.STRING_MODELS
 
 
 def test_on_a_wide_line_the_string_model_wins():
@@ -238,7 +236,6 @@ def _mark(sureness: float) -> Reading:
 
 def test_ink_the_classifier_surely_takes_for_no_digit_stands_alone_and_a_line_readers_digit_there_goes_to_a_person():
     assert sure_alone(_mark(0.9995), 0.9), "a cross in a box: no digit, and no string model asked"
-    assert settled_alone(_mark(0.9995), 0.9) == Support.AGREED
     assert not sure_alone(_mark(0.8), 0.9)
     # A person decides; they are shown the surer of the two readings.
     chosen, support = choose(_mark(0.8), _reading("1", "crnn", 0.99))

@@ -2,7 +2,7 @@
 
 Each page or field is read by cutting it into digits for the digit classifier, and,
 when a string model is installed, as a whole line by the string model (unless it is a
-single digit whose outcome their reading cannot change; see ``settled_alone``). The
+single digit the classifier is sure enough of alone; see ``sure_alone``). The
 reading that suits the page is kept: the classifier's for a single digit, the
 string model's for a line, where touching digits and separators fool the
 cutting. A row is trusted only when its reading is vouched for (see ``choose``
@@ -187,25 +187,6 @@ def sure_alone(cutting: Reading, threshold: float) -> bool:
     return len(cutting.digits) == 1 and min(whole.confidences, default=0.0) >= bar
 
 
-def settled_alone(cutting: Reading, threshold: float, asked_from: float | None = None) -> Support | None:
-    """Who vouches for a page the string models' reading cannot change; None where it can.
-
-    One digit in ink with room for one keeps the classifier's reading whatever
-    the string models read (``choose``): if the classifier is sure enough of
-    it alone (``sure_alone``), it stands vouched for; if it is under the review
-    threshold, its row goes to review whatever they read. Only in between does
-    their agreement decide, so only there are they asked. ``asked_from`` lowers
-    that floor (``read_images``).
-    """
-    if sure_alone(cutting, threshold):
-        return Support.AGREED
-    whole = cutting.whole
-    floor = threshold if asked_from is None else asked_from
-    if whole is not None and len(cutting.digits) == 1 and min(whole.confidences, default=0.0) < floor:
-        return Support.NONE
-    return None
-
-
 def ok_bar(support: Support, threshold: float) -> float:
     """The lowest digit confidence a reading with ``support`` needs to be ``ok``."""
     if support == Support.AGREED:
@@ -273,8 +254,10 @@ def _choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None
         return replace(cutting, confidences=sure, whole=None, unanimous=True), Support.AGREED
     disagree = f"the two ways of reading disagree: {cutting.digits or '-'} cut apart, {line.digits or '-'} as a line"
     if room_for_one and len(cutting.digits) == 1 and not _a_compact_number(cutting, line):
-        # The classifier's reading of the one digit stands.
-        return replace(cutting, doubt=disagree), Support.NONE
+        # No reading stands: a person decides, shown the surer of the two (a classifier unsure of its one
+        # digit, where the string models read a digit, or a number written close, more surely).
+        surer = line if line.digits and min(line.confidences) > max(cutting.confidences) else cutting
+        return replace(surer, doubt=disagree), Support.NONE
     if room_for_one and not cutting.digits and cutting.marks:
         # The classifier takes the ink for no digit at all (a cross, a dash, or two digits written as one
         # shape): the string models' digits there are for a person to judge, never to stand on their own.
@@ -525,25 +508,21 @@ def fitted(document: Document) -> Document:
 
 
 def read_images(
-    images: list[np.ndarray],
-    models: Models,
-    review_threshold: float,
-    asked_from: float | None = None,
-    framed: Sequence[bool] | None = None,
+    images: list[np.ndarray], models: Models, review_threshold: float, *, framed: Sequence[bool] | None = None
 ) -> list[tuple[Reading, Support]]:
     """The reading kept for each image, each read whole, and who vouches for it (see ``choose``).
 
     Every digit of all the images goes through one classifier call, and every
-    image but the single digits whose outcome the string models cannot change
-    (``settled_alone``) through one string model call. ``asked_from`` is the
-    lowest confidence of a single digit they are asked about (the review
-    threshold if None): ``digits evaluate`` asks them from 0, so that its
-    readings can be judged at every threshold of the operating curve. ``framed``
+    image but the single digits the classifier is sure enough of alone
+    (``sure_alone``) through one string model call. A digit under the review
+    threshold is asked about too: its row goes to review whatever they read,
+    but what a person is shown, and the row's digits, may be theirs (a number
+    written close, ink the classifier takes whole for no digit). ``framed``
     says which images may hold a printed box's frame (all, if None).
     """
     framed = _framed(images, framed)
     cuttings = read_by_cutting(images, models, framed)
-    settled = [settled_alone(cutting, review_threshold, asked_from) for cutting in cuttings]
+    settled = [Support.AGREED if sure_alone(cutting, review_threshold) else None for cutting in cuttings]
     asked = [i for i, support in enumerate(settled) if support is None]
     lines = iter(read_as_lines([images[i] for i in asked], models, [framed[i] for i in asked]))
     chosen = []

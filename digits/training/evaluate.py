@@ -420,11 +420,8 @@ def judge(samples: list[Sample], models: Models, review_threshold: float) -> Ite
     """The first page of each sample, read a batch at a time as a worker reads them (an unreadable file reads nothing).
 
     The readings are those of ``review_threshold``, which also decides which
-    single digits the classifier is sure enough of to read alone. The string
-    models are asked about every other page, even a digit under the threshold
-    that a worker would not ask them about (its row goes to review either way),
-    so that judging the readings at another threshold (``OperatingCurve``)
-    moves only the bar for ``ok``.
+    single digits the classifier is sure enough of to read alone: judging them
+    at another threshold (``OperatingCurve``) moves only the bar for ``ok``.
     """
     for start in range(0, len(samples), EVALUATION_BATCH):
         pages: list[np.ndarray | None] = []
@@ -435,7 +432,7 @@ def judge(samples: list[Sample], models: Models, review_threshold: float) -> Ite
                 pages.append(None)
         # Each page is cleaned as the pipeline cleans a page read whole (``areas_of``).
         readable = [clean_page(page) for page in pages if page is not None]
-        readings = iter(read_images(readable, models, review_threshold, asked_from=0.0))
+        readings = iter(read_images(readable, models, review_threshold))
         for page in pages:
             if page is None:
                 yield Judged("", None, -1.0)
@@ -454,9 +451,7 @@ def judge_fields(samples: list[Sample], models: Models, review_threshold: float)
         fields = list(fields)
         document = fitted(open_document(fields[0].data, name, "evaluation", fields[0].layout))
         areas = areas_of(document.pages, document.layout)
-        chosen = read_images(
-            [area.image for area in areas], models, review_threshold, 0.0, [area.framed for area in areas]
-        )
+        chosen = read_images([area.image for area in areas], models, review_threshold, framed=[a.framed for a in areas])
         readings = field_readings(document, areas, chosen)
         for sample in fields:
             reading, support = readings[1, sample.field]
