@@ -29,6 +29,11 @@ ORDINARY_EVERY_SECONDS = 2.0
 ANSWERED_WITHIN_SECONDS = 10
 """What the issue asks of ordinary scans dropped beside a bomb (p95)."""
 
+BOMBS_READ_WITHIN_SECONDS = 2400
+"""How long the bombs may take in all: a safety net, not a target (the issue bounds memory and the
+ordinary scans' answers, not the bombs' pace). A blank Letter page costs a page worker 0.35-0.45 s on
+the slower machines of this kind: 5,000 pages took longer than 20 minutes there."""
+
 MEMORY_GROWTH_MB = 1536
 """What the issue allows the service's memory to grow over what it holds warm."""
 
@@ -67,7 +72,7 @@ def test_page_bombs_are_read_page_by_page_in_bounded_memory_while_ordinary_scans
     dropped: dict[str, tuple[float, str]] = {}
     answered: dict[str, tuple[float, str]] = {}
     peak, bombs_done_at, next_drop, bomb_rows = warm, None, time.monotonic(), 0
-    deadline = time.monotonic() + 1200
+    deadline = time.monotonic() + BOMBS_READ_WITHIN_SECONDS
     while time.monotonic() < deadline:
         if bombs_done_at is None and time.monotonic() >= next_drop:
             name, digit = f"plain-{len(dropped)}.png", str(len(dropped) % 10)

@@ -6,9 +6,10 @@ import itertools
 
 import cv2
 import numpy as np
+import pytest
 
 from digits.recognition.borders import box_border_mask
-from digits.recognition.segment import CANVAS, find_digits, ink_image, normalise_digit
+from digits.recognition.segment import CANVAS, find_digits, grey_percentiles, ink_image, normalise_digit
 from tests.synth import draw_digits
 
 
@@ -116,3 +117,11 @@ def test_a_rules_remains_far_longer_than_the_digits_beside_them_is_not_cut_as_a_
     page[:, 130:145] = 215
     digits = find_digits(page)
     assert len(digits) == 2 and all(d.box.x >= 60 and d.box.x + d.box.w <= 125 for d in digits), digits
+
+
+def test_grey_percentiles_are_numpys_counted_instead_of_sorted():
+    rng = np.random.default_rng(7)
+    for levels in (rng.integers(0, 256, (300, 200)), np.clip(rng.normal(230, 20, 5001), 0, 255), np.full(3, 9)):
+        levels = levels.astype(np.uint8)
+        q = (0, 1, 37.5, 50, 99, 99.9, 100)
+        assert grey_percentiles(levels, q) == pytest.approx(np.percentile(levels, q), abs=1e-9)

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from digits.recognition.borders import box_border_mask
-from digits.recognition.segment import Box, ink_is_dark
+from digits.recognition.segment import Box, grey_percentiles, ink_is_dark
 
 LINE_HEIGHT = 32
 """Height of the image the string model sees."""
@@ -49,6 +49,7 @@ model learnt from (cheque amounts have strokes of 4 to 7 pixels)."""
 
 def ink_map(gray: np.ndarray) -> np.ndarray:
     """Ink high (float32 in [0, 1]) with paper, its shading and faint patterns near 0."""
+    whole_levels = gray.dtype == np.uint8
     gray = dark_on_light(gray).astype(np.float32)
     # The paper is the brightest thing around each pixel: a grey-level closing
     # with a window wider than any stroke removes the ink and keeps the paper.
@@ -56,8 +57,12 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     paper = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, kernel)
     ink = np.clip(paper - gray, 0, None)
     # Where ink is sparse (a short number on a large crop), its top percent is the paper's grain:
-    # ink is measured against a contrast no grain reaches.
-    low, high = np.percentile(ink, 50), max(float(np.percentile(ink, 99.9)), MIN_INK_CONTRAST)
+    # ink is measured against a contrast no grain reaches. (Of whole grey levels, the ink is whole levels too.)
+    if whole_levels:
+        low, top = grey_percentiles(ink.astype(np.uint8), (50, 99.9))
+    else:
+        low, top = np.percentile(ink, (50, 99.9))
+    high = max(float(top), MIN_INK_CONTRAST)
     return np.clip((ink - low) / (high - low), 0, 1)
 
 
