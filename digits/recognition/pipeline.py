@@ -217,7 +217,8 @@ def choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None 
 
     Where the ink has room for one digit (``cutting.whole`` is set) and one
     digit was read (or the string models read none), the classifier's reading
-    stands. Where several digits were
+    stands; where the string models read another digit there, a person decides,
+    shown the surer of the two readings. Where several digits were
     read differently, ``choice`` weighs each reading's evidence: a cut reading
     it prefers stands, for a person to confirm (no support); else the string
     models' reading stands, as it always does without a ``choice``. Cutting and
