@@ -391,10 +391,7 @@ def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StationStack]:
         "DIGITS_RESULTS": str(stack.results),
     }
     stack.start_worker(**settings)
-    port = free_port()
-    stack.digits("review", "--port", str(port), env=stack.env(**settings))
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _answers(url), 30, "the station to answer")
+    url = start_station(stack, **settings)
     yield StationStack(stack, url, Redis.from_url(server.url))
     stack.stop()
     server.stop()
@@ -411,6 +408,15 @@ def fresh(station: StationStack, monkeypatch: pytest.MonkeyPatch) -> StationStac
     get_settings.cache_clear()
     yield station
     get_settings.cache_clear()
+
+
+def start_station(stack: Stack, **env: str) -> str:
+    """Start the stack's ``digits review`` on a free port with ``env``'s settings; its URL, once it answers."""
+    port = free_port()
+    stack.digits("review", "--port", str(port), env=stack.env(**env))
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _answers(url), 30, "the station to answer")
+    return url
 
 
 def _answers(url: str) -> bool:

@@ -20,7 +20,7 @@ from digits import reviewers
 from digits.layouts import load_layout, versions
 from digits.samples import SAMPLE_VALUES, draw_page
 from layouts import FOLDER
-from tests.conftest import PASSWORD, RedisServer, Stack, digits_command, free_port, wait_until
+from tests.conftest import PASSWORD, RedisServer, Stack, digits_command, start_station, wait_until
 from tests.synth import encode, photographed
 
 pytestmark = pytest.mark.processes
@@ -71,20 +71,10 @@ def designing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Designing]:
     (root / "forms").mkdir()
     stack.start_worker(**settings_of(root))
     stack.start_ingester(**settings_of(root))
-    port = free_port()
-    stack.digits("review", "--port", str(port), env=stack.env(**settings_of(root)))
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _answers(url), 30, "the station to answer")
+    url = start_station(stack, **settings_of(root))
     yield Designing(stack, url, Redis.from_url(server.url))
     stack.stop()
     server.stop()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url + "/api/stats", timeout=1).status_code == 401
-    except httpx.HTTPError:
-        return False
 
 
 def comb_entries(margin: float = 0.01) -> list[dict]:
