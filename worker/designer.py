@@ -9,6 +9,7 @@ every file the service reads.
 from __future__ import annotations
 
 import base64
+import hashlib
 
 import cv2
 
@@ -16,7 +17,7 @@ from digits.celery_app import READ_SAMPLE_TASK, app
 from digits.contracts import SampleResult, SampleTask
 from digits.layouts import Layout, LayoutError, drawn_fields, load_layout
 from digits.recognition.imaging import UnreadableImage, decode_pages
-from digits.recognition.pipeline import open_document, recognize_documents
+from digits.recognition.pipeline import Document, recognize_documents
 from digits.settings import get_settings
 from worker.tasks import models
 
@@ -42,7 +43,7 @@ def read_sample(task: SampleTask) -> SampleResult:
         else:
             encoded = cv2.imencode(".png", page)[1].tobytes()
             return SampleResult(width=width, height=height, page=base64.b64encode(encoded).decode("ascii"))
-        document = open_document(data, task.source, DRAFT, layout, pages=range(1, 2))
+        document = Document([page], task.source, DRAFT, hashlib.sha256(data).hexdigest(), layout)
     except (UnreadableImage, LayoutError) as problem:
         return SampleResult(error=f"{task.source}: {problem}")
     rows = recognize_documents([document], models(), settings.review_threshold)[0]
