@@ -114,7 +114,7 @@ def _strokes(ink: np.ndarray) -> np.ndarray:
     if not areas.any():
         return ink
     kept = areas >= SPECK_AREA * areas.max()
-    return _near_the_writing(stats, kept)[labels] & ink
+    return _near_the_writing(stats, kept, height)[labels] & ink
 
 
 CLUSTER_GAP_ACROSS = 1.5
@@ -124,14 +124,20 @@ CLUSTER_GAP_DOWN = 0.5
 """Pieces this share of the writing's height above or below it, at most, are of its line."""
 
 
+SEED_EDGE_DISCOUNT = 0.6
+"""How much less a piece at the crop's top or bottom edge weighs as the line's seed than one at its middle: an
+archive's crop holds its neighbours' feet and the form's printed foot there, and its own writing in between."""
+
 FLAT = 4
 """A piece this many times as wide as it is tall, or more, is a dash or an underline, and one this squared
 (16) times as tall as it is wide is a line's remains: neither seeds a line."""
 
 
-def _near_the_writing(stats: np.ndarray, kept: np.ndarray) -> np.ndarray:
-    """Of the ``kept`` pieces (rows of ``stats``), those of the line around the largest upright one: each within
-    ``CLUSTER_GAP_ACROSS`` and ``CLUSTER_GAP_DOWN`` of the line's height from the pieces already in it.
+def _near_the_writing(stats: np.ndarray, kept: np.ndarray, page_height: int) -> np.ndarray:
+    """Of the ``kept`` pieces (rows of ``stats``), those of the line around the largest upright one (weighed less
+    towards the top and bottom of a crop ``page_height`` high): each within ``CLUSTER_GAP_ACROSS`` of the
+    writing's height across from the pieces already in it, its middle within ``CLUSTER_GAP_DOWN`` of it above
+    or below them, and no thin line twice the writing's height.
 
     A crop cut as an archive cuts it holds other ink far from the number (a rule's
     remains, a neighbour's stroke, a note): framed with it, the number would be
@@ -142,17 +148,27 @@ def _near_the_writing(stats: np.ndarray, kept: np.ndarray) -> np.ndarray:
     x, y, w, h, areas = (stats[:, i].astype(np.int64) for i in range(5))
     chosen = np.zeros(len(stats), bool)
     # The seed is the largest piece that is no dash or underline, whose height says little of the writing's,
-    # and no thin upright line (a rule's or a page edge's remains), whose height says nothing of it.
+    # and no thin upright line (a rule's or a page edge's remains), whose height says nothing of it. A thin
+    # piece (a stroke's width of ink along its length) wider than tall, a slanted underline, seeds only where
+    # nothing else could.
     upright = kept & (w <= FLAT * h) & (h < FLAT * FLAT * w)
-    first = int(np.argmax(np.where(upright if upright.any() else kept, areas, -1)))
+    thin = areas <= EDGE_LINE_THICKNESS * np.maximum(w, h)
+    seeds = next(s for s in (upright & ~(thin & (w > h)), upright, kept) if s.any())
+    centred = 1 - SEED_EDGE_DISCOUNT * np.abs(2 * (y + h / 2) / max(1, page_height) - 1)
+    first = int(np.argmax(np.where(seeds, areas * centred, -1)))
     chosen[first] = True
     left, top, right, bottom = x[first], y[first], x[first] + w[first], y[first] + h[first]
     grew = True
     while grew:
-        height = bottom - top
+        # The writing's height, not the frame's: a frame grown by an underline or a flourish would reach ever further.
+        height = int(np.where(chosen & upright, h, 0).max()) or int(h[first])
         across = np.maximum(0, np.maximum(x - right, left - (x + w)))
-        down = np.maximum(0, np.maximum(y - bottom, top - (y + h)))
-        near = kept & ~chosen & (across <= CLUSTER_GAP_ACROSS * height) & (down <= CLUSTER_GAP_DOWN * height)
+        # A piece's middle, not its nearest end: a rule's remains reach into the line from far above or below it.
+        middle = y + h / 2
+        down = np.maximum(0, np.maximum(middle - bottom, top - middle))
+        # A thin upright line twice the writing's height is a rule's remains, however near.
+        ruled = thin & (h > 2 * height)
+        near = kept & ~chosen & ~ruled & (across <= CLUSTER_GAP_ACROSS * height) & (down <= CLUSTER_GAP_DOWN * height)
         grew = bool(near.any())
         if grew:
             chosen |= near
