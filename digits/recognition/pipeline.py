@@ -217,8 +217,11 @@ def choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None 
 
     Where the ink has room for one digit (``cutting.whole`` is set) and one
     digit was read (or the string models read none), the classifier's reading
-    stands; where the string models read another digit there, a person decides,
-    shown the surer of the two readings. Where several digits were
+    stands; where the string models read other digits there (or digits where
+    the classifier sees none), theirs stands only if they all read them more
+    surely than the classifier reads its own, and held to their bar (a rule's
+    remains beside the writing mislead the classifier, which reads all the ink
+    whole); else a person decides. Where several digits were
     read differently, ``choice`` weighs each reading's evidence: a cut reading
     it prefers stands, for a person to confirm (no support); else the string
     models' reading stands, as it always does without a ``choice``. Cutting and
@@ -255,16 +258,13 @@ def _choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None
         return replace(cutting, confidences=sure, whole=None, unanimous=True), Support.AGREED
     disagree = f"the two ways of reading disagree: {cutting.digits or '-'} cut apart, {line.digits or '-'} as a line"
     if room_for_one and len(cutting.digits) == 1 and not _a_compact_number(cutting, line):
-        # No reading stands: a person decides, shown the surer of the two (a classifier unsure of its one
-        # digit, where the string models read a digit, or a number written close, more surely).
-        surer = line if line.digits and min(line.confidences) > max(cutting.confidences) else cutting
-        return replace(surer, doubt=disagree), Support.NONE
+        # A classifier unsure of its one digit, where every string model reads a digit, or a number written
+        # close, more surely: theirs stands, held to their bar. Otherwise a person decides, shown the cut reading.
+        return _surer(cutting, line, max(cutting.confidences), disagree)
     if room_for_one and not cutting.digits and cutting.marks:
-        # The classifier takes the ink for no digit at all (a cross, a dash, or two digits written as one
-        # shape): the string models' digits there are for a person to judge, never to stand on their own.
-        # The person is shown the surer of the two readings.
-        surer = line if line.digits and min(line.confidences) > max(cutting.marks) else cutting
-        return replace(surer, doubt=disagree), Support.NONE
+        # The classifier takes the ink for no digit at all (a cross, a dash, or a page's rule left beside the
+        # writing): the string models' digits stand only where they read them more surely, held to their bar.
+        return _surer(cutting, line, max(cutting.marks), disagree)
     several = len(cutting.digits) > 1 and len(line.digits) > 1
     if several and choice is not None and choice.prefers_cutting(cutting, line):
         # Separate, clear digits that the string models misread (another writer's
@@ -274,6 +274,15 @@ def _choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None
     if line.unanimous:
         return line, Support.STRING_MODELS
     return replace(line, doubt=f"the line readers disagree among themselves; {disagree}"), Support.NONE
+
+
+def _surer(cutting: Reading, line: Reading, cut_confidence: float, disagree: str) -> tuple[Reading, Support]:
+    """Where the ink has room for one digit and the two ways disagree: the string models' reading where they
+    read digits there more surely than the classifier reads its own (standing, held to their bar, only where
+    they all read it); else the cut reading for a person to judge."""
+    if line.digits and min(line.confidences) > cut_confidence:
+        return replace(line, doubt=disagree), Support.STRING_MODELS if line.unanimous else Support.NONE
+    return replace(cutting, doubt=disagree), Support.NONE
 
 
 def _a_compact_number(cutting: Reading, line: Reading) -> bool:
