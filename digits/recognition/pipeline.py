@@ -259,7 +259,7 @@ def _choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None
     disagree = f"the two ways of reading disagree: {cutting.digits or '-'} cut apart, {line.digits or '-'} as a line"
     if room_for_one and len(cutting.digits) == 1 and not _a_compact_number(cutting, line):
         # A classifier unsure of its one digit, where every string model reads a digit, or a number written
-        # close, more surely: theirs stands, held to their bar. Otherwise a person decides, shown the cut reading.
+        # close, more surely: theirs stands, held to their bar. Otherwise a person decides, shown the surer.
         return _surer(cutting, line, max(cutting.confidences), disagree)
     if room_for_one and not cutting.digits and cutting.marks:
         # The classifier takes the ink for no digit at all (a cross, a dash, or a page's rule left beside the
@@ -279,7 +279,7 @@ def _choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None
 def _surer(cutting: Reading, line: Reading, cut_confidence: float, disagree: str) -> tuple[Reading, Support]:
     """Where the ink has room for one digit and the two ways disagree: the string models' reading where they
     read digits there more surely than the classifier reads its own (standing, held to their bar, only where
-    they all read it); else the cut reading for a person to judge."""
+    they all read it, else shown to the person who decides); else the cut reading, for a person to judge."""
     if line.digits and min(line.confidences) > cut_confidence:
         return replace(line, doubt=disagree), Support.STRING_MODELS if line.unanimous else Support.NONE
     return replace(cutting, doubt=disagree), Support.NONE
