@@ -29,6 +29,14 @@ MISLABELLED = "died_K2742_0160a-"
 """The MGR validation page whose crops' labels are shuffled among themselves (each checked by eye)."""
 
 
+JOINED_TENS = (
+    "died_K2845_0167a-DM_row_id_1.jpg",
+    "died_K2845_0243a-DK_row_id_3.jpg",
+    "died_K2845_0266a-DK_row_id_1.jpg",
+)
+"""MGR validation rows "10" whose 1 runs into a small 0: one piece of ink, which the classifier is sure is a 6."""
+
+
 @pytest.fixture(scope="module")
 def models():
     return get_models(Settings())
@@ -100,3 +108,10 @@ def test_real_register_rows_and_c1_photos_never_read_a_mark_as_an_ok_digit(share
                 for row, count in zip(form, counts[name], strict=True)
                 if row.status == OK and int(row.digits or -1) != int(count)]  # fmt: skip
     assert not wrong_ok
+
+
+@pytest.mark.needs_data
+def test_a_register_10_written_joined_is_never_an_ok_6(shared_data, models):
+    folder = shared_data / "mgr-rowid" / "validation"
+    rows = recognize_files([((folder / name).read_bytes(), name) for name in JOINED_TENS], "t", models, 0.95)
+    assert all(row.status != OK or row.digits == "10" for [row] in rows), rows

@@ -13,8 +13,10 @@ from digits.recognition.choice import ReadingChoice
 from digits.recognition.ctc import decode
 from digits.recognition.lines import FRAME_PIXELS, FRAMES, LINE_HEIGHT, LINE_WIDTH, prepare_line
 from digits.recognition.pipeline import (
+    SEVERAL_SEEN,
     Reading,
     Support,
+    _alone,
     _heard_in_a_box,
     choose,
     ok_bar,
@@ -127,6 +129,17 @@ def test_only_a_single_digit_the_classifier_is_sure_of_stands_without_the_string
     assert not sure_alone(_reading("7", "cnn", 0.9999, width=80), 0.9)  # wide ink: room for more digits
     # The bar keeps a share of the doubt the review threshold allows, so a stricter threshold raises it.
     assert not sure_alone(_narrow("7", "7", 0.9995), 0.99)
+
+
+def test_a_sure_single_digit_stands_unless_the_string_models_read_more_digits_in_its_ink():
+    six = _reading("6", "cnn", 0.9999)
+    assert _alone(six, _reading("5", "crnn", 0.99)) == (six, Support.AGREED)  # another single digit: it stands
+    assert _alone(six, _reading("16", "crnn", SEVERAL_SEEN / 2)) == (six, Support.AGREED)  # several, but unsure
+    assert _alone(six, None) == (six, Support.AGREED)  # no string model
+    # A "10" whose 1 runs into a small 0 is one piece, which the classifier can be sure is a 6.
+    reading, support = _alone(six, _reading("10", "crnn", 0.6))
+    assert (reading.digits, support) == ("6", Support.NONE) and "10 as a line" in reading.doubt
+    assert why_review(reading, None, ok_bar(support, 0.9), 0.9) == reading.doubt
 
 
 def test_a_single_digit_under_the_threshold_goes_to_review_unless_the_string_models_read_it_more_surely():
@@ -259,11 +272,13 @@ def test_ink_the_classifier_surely_takes_for_no_digit_stands_alone_and_a_line_re
     assert sure_alone(_mark(0.9995), 0.9), "a cross in a box: no digit, and no string model asked"
     assert not sure_alone(_mark(0.8), 0.9)
     # Every string model reads a digit more surely than the classifier takes the ink for none: theirs stands,
-    # held to their bar; else a person decides, shown the classifier's reading.
+    # held to their bar; else a person decides, shown their digits rather than nothing.
     chosen, support = choose(_mark(0.8), _reading("1", "crnn", 0.99))
     assert (chosen.digits, support) == ("1", Support.STRING_MODELS) and "1 as a line" in chosen.doubt
-    chosen, support = choose(_mark(0.98), _reading("1", "crnn", 0.6))
-    assert (chosen.digits, support) == ("", Support.NONE) and "1 as a line" in chosen.doubt
+    chosen, support = choose(_mark(0.98), _reading("12", "crnn", 0.6))
+    assert (chosen.digits, support) == ("12", Support.NONE) and "12 as a line" in chosen.doubt
+    # Where they read nothing either, the classifier's reading stands: no digit.
+    assert choose(_mark(0.98), _reading("", "crnn"))[0].digits == ""
 
 
 def test_in_a_comb_box_the_string_models_are_heard_only_when_they_read_one_digit_surely():

@@ -30,6 +30,7 @@ from digits.recognition.borders import erase, find_printed_lines
 from digits.recognition.choice import ReadingChoice
 from digits.recognition.clean import clean_page
 from digits.recognition.combs import comb_cells
+from digits.recognition.ctc import LineReading
 from digits.recognition.imaging import UnreadableImage, check_page_count, count_pages, decode_pages
 from digits.recognition.lines import LINE_VIEWS, dark_on_light, prepare_views
 from digits.recognition.model import CLASSES, NOT_A_DIGIT, Classifier, Models
@@ -133,6 +134,15 @@ def read_as_lines(
     return readings
 
 
+def glance_at_lines(pages: list[np.ndarray], models: Models, framed: Sequence[bool]) -> list[LineReading | None]:
+    """Each page read as one line by the first string model alone, in the plain view (None for all when there is
+    none): a first look at a sixth of ``read_as_lines``'s cost, whose readings are never reported."""
+    if models.reader is None or not pages:
+        return [None] * len(pages)
+    views = [prepare_views(page, LINE_VIEWS[:1], each)[0][0] for page, each in zip(pages, framed, strict=True)]
+    return list(models.reader.glance(np.stack(views)))
+
+
 def _framed(pages: list[np.ndarray], framed: Sequence[bool] | None) -> Sequence[bool]:
     return [True] * len(pages) if framed is None else framed
 
@@ -158,10 +168,15 @@ so their bar is stricter than the one for readings that cutting confirms."""
 
 CLASSIFIER_ALONE_DOUBT = 0.01
 """A single digit the classifier is sure of, keeping only this share of the doubt the review
-threshold allows (0.999 for a threshold of 0.9), is not read by the string models too: their
-reading could not change it, and their disagreements would only send good digits to review.
-The bar is the lowest that keeps wrong digits among ok rows rare on every held-out set; a
-lower one lets too many wrong cheque digits through (docs/recognition.md, "Sure single digits")."""
+threshold allows (0.999 for a threshold of 0.9), stands whatever digit the string models read
+there: their disagreements would only send good digits to review. The bar is the lowest that
+keeps wrong digits among ok rows rare on every held-out set; a lower one lets too many wrong
+cheque digits through (docs/recognition.md, "Sure single digits")."""
+
+SEVERAL_SEEN = 0.3
+"""String models that read more digits than the classifier's sure one, each at least this surely, send the ink
+to a person (``_alone``): a number written joined, as a "10" whose 1 runs into a small 0, is one piece that
+the classifier, which knows single digits only, can be sure is a 6."""
 
 
 def _keeping_doubt(threshold: float, share: float) -> float:
@@ -173,9 +188,11 @@ def sure_alone(cutting: Reading, threshold: float) -> bool:
     """Whether ``cutting`` is one digit (or none, only marks), in ink with room for one, that the classifier is
     sure enough of alone.
 
-    Such a page needs no string models, the costliest part of reading a single
-    digit: the classifier's whole reading stands there whatever they read
-    (see ``choose``), and they would only send it to review by disagreeing.
+    The classifier's whole reading stands there whatever digit the string
+    models read (see ``_alone``): they would only send it to review by
+    disagreeing. They are the costliest part of reading a single digit, so
+    only the first of them glances at it, and all read it only where it sees
+    several digits; in a comb box, where they could not move it, none.
     """
     whole = cutting.whole
     bar = _keeping_doubt(threshold, CLASSIFIER_ALONE_DOUBT)
@@ -279,9 +296,14 @@ def _choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None
 def _surer(cutting: Reading, line: Reading, cut_confidence: float, disagree: str) -> tuple[Reading, Support]:
     """Where the ink has room for one digit and the two ways disagree: the string models' reading where they
     read digits there more surely than the classifier reads its own (standing, held to their bar, only where
-    they all read it, else shown to the person who decides); else the cut reading, for a person to judge."""
+    they all read it, else shown to the person who decides); else the cut reading, for a person to judge,
+    unless it holds no digit at all."""
     if line.digits and min(line.confidences) > cut_confidence:
         return replace(line, doubt=disagree), Support.STRING_MODELS if line.unanimous else Support.NONE
+    if line.digits and not cutting.digits:
+        # The classifier takes all the ink for marks, the string models read digits in it: a person is better
+        # shown their digits than nothing, and a row with nothing read would say the field is empty.
+        return replace(line, doubt=disagree), Support.NONE
     return replace(cutting, doubt=disagree), Support.NONE
 
 
@@ -524,29 +546,49 @@ def read_images(
 
     Every digit of all the images goes through one classifier call, and every
     image but the single digits the classifier is sure enough of alone
-    (``sure_alone``) through one string model call. A digit under the review
-    threshold is asked about too: its row goes to review whatever they read,
-    but what a person is shown, and the row's digits, may be theirs (a number
-    written close, ink the classifier takes whole for no digit). ``framed``
-    says which images may hold a printed box's frame (all, if None).
+    (``sure_alone``) through one string model call; the first string model
+    glances at those outside comb boxes first (``glance_at_lines``). A digit
+    under the review threshold is asked about too: its row goes to review
+    whatever they read, but what a person is shown, and the row's digits, may
+    be theirs (a number written close, ink the classifier takes whole for no
+    digit). ``framed`` says which images may hold a printed box's frame (all, if None).
     """
     framed = _framed(images, framed)
     cuttings = read_by_cutting(images, models, framed)
-    settled = [Support.AGREED if sure_alone(cutting, review_threshold) else None for cutting in cuttings]
-    asked = [i for i, support in enumerate(settled) if support is None]
-    lines = iter(read_as_lines([images[i] for i in asked], models, [framed[i] for i in asked]))
+    sure = [sure_alone(cutting, review_threshold) for cutting in cuttings]
+    # A sure single digit is read by every string model only where the first, glancing at it, reads more digits
+    # in its ink (``_alone``); a comb box never, for it holds one digit at most.
+    glanced = [i for i, (one, each) in enumerate(zip(sure, framed, strict=True)) if one and each]
+    looks = glance_at_lines([images[i] for i in glanced], models, [framed[i] for i in glanced])
+    several = {i for i, look in zip(glanced, looks, strict=True) if _reads_more(cuttings[i].whole, look)}
+    asked = [i for i, one in enumerate(sure) if not one or i in several]
+    lines = dict(zip(asked, read_as_lines([images[i] for i in asked], models, [framed[i] for i in asked]), strict=True))
     chosen = []
-    for cutting, support, each in zip(cuttings, settled, framed, strict=True):
-        if support is not None:
-            chosen.append((cutting.whole, support))
+    for i, (cutting, one, each) in enumerate(zip(cuttings, sure, framed, strict=True)):
+        line = lines.get(i)
+        if one:
+            chosen.append(_alone(cutting.whole, line))
             continue
-        line = next(lines)
         if not each:
             line = _heard_in_a_box(line, review_threshold)
             if line is None and cutting.whole is not None:
                 cutting = replace(cutting.whole, whole=cutting.whole)  # a box's one digit, read whole
         chosen.append(choose(cutting, line, models.choice))
     return chosen
+
+
+def _alone(whole: Reading, line: Reading | None) -> tuple[Reading, Support]:
+    """A single digit (or only marks) the classifier is sure of alone: it stands, unless the string models
+    read more digits in its ink, each at least ``SEVERAL_SEEN`` surely; then a person decides."""
+    if not _reads_more(whole, line):
+        return whole, Support.AGREED
+    joined = f"{whole.digits or 'no digit'} read whole, but {line.digits} as a line: a number written joined?"
+    return replace(whole, doubt=joined), Support.NONE
+
+
+def _reads_more(whole: Reading, line: Reading | LineReading | None) -> bool:
+    """Whether ``line`` reads more digits than ``whole``, each at least ``SEVERAL_SEEN`` surely."""
+    return line is not None and len(line.digits) > len(whole.digits) and min(line.confidences) >= SEVERAL_SEEN
 
 
 def _heard_in_a_box(line: Reading | None, threshold: float) -> Reading | None:
