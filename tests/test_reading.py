@@ -20,6 +20,7 @@ from digits.recognition.pipeline import (
     _heard_in_a_box,
     choose,
     ok_bar,
+    ok_until,
     sure_alone,
     why_review,
 )
@@ -80,9 +81,19 @@ def _reading(digits: str, model: str, confidence: float = 0.99, width: int = 20)
     return Reading(digits, [confidence] * len(digits), boxes, model)
 
 
-def test_agreeing_readings_are_only_as_sure_as_the_less_sure_model():
-    reading, support = choose(_reading("25", "cnn", 0.6), _reading("25", "crnn", 0.97))
-    assert support == Support.AGREED and reading.digits == "25" and reading.confidences == [0.6, 0.6]
+def test_agreeing_readings_are_only_as_sure_as_the_less_sure_model_but_never_less_than_the_string_models_alone():
+    reading, support = choose(_reading("25", "cnn", 0.9), _reading("25", "crnn", 0.8))
+    assert support == Support.AGREED and reading.digits == "25" and reading.confidences == [0.8, 0.8]
+    # String models sure enough to stand alone, at their stricter bar: the classifier agreeing keeps them ok.
+    reading, support = choose(_reading("25", "cnn", 0.6), _reading("25", "crnn", 0.99))
+    assert (reading.digits, support) == ("25", Support.STRING_MODELS)
+    assert min(reading.confidences) >= ok_bar(support, 0.95)
+    # Not where they read it unanimously only, nor where the classifier left out ink it is unsure is no digit.
+    split = replace(_reading("25", "crnn", 0.99), unanimous=False)
+    assert choose(_reading("25", "cnn", 0.6), split)[1] == Support.AGREED
+    doubted = replace(_reading("25", "cnn", 0.6), marks=[0.7])
+    reading, support = choose(doubted, _reading("25", "crnn", 0.99))
+    assert ok_until(reading, support) < 0.9
 
 
 def _narrow(cut: str, whole: str, confidence: float = 0.99) -> Reading:
@@ -143,10 +154,11 @@ def test_a_sure_single_digit_stands_unless_the_string_models_read_more_digits_in
 
 
 def test_a_single_digit_under_the_threshold_goes_to_review_unless_the_string_models_read_it_more_surely():
-    # Under the review threshold, read alike or not read by the string models, its row goes to review...
+    # Under the review threshold, read alike (less surely than their bar) or not read by the string models,
+    # its row goes to review...
     unsure = _narrow("7", "7", 0.8)
     assert not sure_alone(unsure, 0.9)
-    for line in (_reading("7", "crnn"), _reading("", "crnn")):
+    for line in (_reading("7", "crnn", 0.9), _reading("", "crnn")):
         reading, support = choose(unsure, line)
         assert reading.digits == "7" and min(reading.confidences) < ok_bar(support, 0.9)
     # ...but another digit, or a number written close, that every string model reads more surely stands as

@@ -243,7 +243,8 @@ def choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None 
     it prefers stands, for a person to confirm (no support); else the string
     models' reading stands, as it always does without a ``choice``. Cutting and
     the string models agreeing is the strongest support; otherwise the string
-    models reading unanimously is support too, but held to a higher bar.
+    models reading unanimously is support too, but held to a higher bar. A
+    classifier that agrees less surely never weakens what they vouch for alone.
     A line where the string models read a written sign beside digits (a
     letter after a number, as in "12a") goes to a person, whatever else.
     """
@@ -270,9 +271,14 @@ def _choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None
         return cutting, Support.AGREED
     if cutting.digits == line.digits:
         # Each digit is only as sure as the less sure model: when both misread a
-        # digit the same way, one of them is rarely confident about it.
+        # digit the same way, one of them is rarely confident about it. Yet the
+        # classifier agreeing never weakens what the string models vouch for alone.
         sure = [min(a, b) for a, b in zip(cutting.confidences, line.confidences, strict=True)]
-        return replace(cutting, confidences=sure, whole=None, unanimous=True), Support.AGREED
+        agreed = replace(cutting, confidences=sure, whole=None, unanimous=True)
+        alone = replace(line, marks=cutting.marks)  # ink left out as no digit still counts (``ok_until``)
+        if line.unanimous and ok_until(alone, Support.STRING_MODELS) > ok_until(agreed, Support.AGREED):
+            return alone, Support.STRING_MODELS
+        return agreed, Support.AGREED
     disagree = f"the two ways of reading disagree: {cutting.digits or '-'} cut apart, {line.digits or '-'} as a line"
     if room_for_one and len(cutting.digits) == 1 and not _a_compact_number(cutting, line):
         # A classifier unsure of its one digit, where every string model reads a digit, or a number written
