@@ -88,6 +88,7 @@ def test_agreeing_readings_are_only_as_sure_as_the_less_sure_model_but_never_les
     reading, support = choose(_reading("25", "cnn", 0.6), _reading("25", "crnn", 0.99))
     assert (reading.digits, support) == ("25", Support.STRING_MODELS)
     assert min(reading.confidences) >= ok_bar(support, 0.95)
+    assert reading.model == "cnn", "the row still names the classifier the service reads with"
     # Not where they read it unanimously only, nor where the classifier left out ink it is unsure is no digit.
     split = replace(_reading("25", "crnn", 0.99), unanimous=False)
     assert choose(_reading("25", "cnn", 0.6), split)[1] == Support.AGREED

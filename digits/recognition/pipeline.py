@@ -275,9 +275,9 @@ def _choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None
         # classifier agreeing never weakens what the string models vouch for alone.
         sure = [min(a, b) for a, b in zip(cutting.confidences, line.confidences, strict=True)]
         agreed = replace(cutting, confidences=sure, whole=None, unanimous=True)
-        alone = replace(line, marks=cutting.marks)  # ink left out as no digit still counts (``ok_until``)
-        if line.unanimous and ok_until(alone, Support.STRING_MODELS) > ok_until(agreed, Support.AGREED):
-            return alone, Support.STRING_MODELS
+        vouched = replace(agreed, confidences=line.confidences)  # as sure as the string models alone
+        if line.unanimous and ok_until(vouched, Support.STRING_MODELS) > ok_until(agreed, Support.AGREED):
+            return vouched, Support.STRING_MODELS
         return agreed, Support.AGREED
     disagree = f"the two ways of reading disagree: {cutting.digits or '-'} cut apart, {line.digits or '-'} as a line"
     if room_for_one and len(cutting.digits) == 1 and not _a_compact_number(cutting, line):
