@@ -15,6 +15,9 @@ page's size so that digit boxes stay in page pixels:
 4. other lines: a field holds one line of digits, so ink away from the line
    that holds the most of it (printed text at a crop's foot, a note above) is
    left out too.
+
+The inside of a comb box, cut without its printed frame, holds one digit and
+none of these: it is only flattened (``clean_box``).
 """
 
 from __future__ import annotations
@@ -88,6 +91,18 @@ def clean_page(gray: np.ndarray) -> np.ndarray:
     gray = without_margins(gray)
     gray = flattened(dark_on_light(gray))
     return main_line(without_rules(gray))
+
+
+def clean_box(gray: np.ndarray) -> np.ndarray:
+    """The inside of a comb box, cut without its printed frame, as dark ink on light paper with its uneven light
+    flattened: nothing else is taken out.
+
+    A box holds one digit, and the block digits forms ask for are made of straight
+    strokes as wide as the box, which ``clean_page`` would take for rules, and of
+    strokes a faint corner leaves apart, which it would take for ink off the line.
+    Margins are not looked for either: a stroke along the box's side is the digit's.
+    """
+    return flattened(dark_on_light(gray))
 
 
 def without_margins(gray: np.ndarray) -> np.ndarray:

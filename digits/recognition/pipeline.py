@@ -28,8 +28,8 @@ from digits.recognition.align import align_page
 from digits.recognition.annotate import Pictures, field_frame
 from digits.recognition.borders import erase, find_printed_lines
 from digits.recognition.choice import ReadingChoice
-from digits.recognition.clean import clean_page
-from digits.recognition.combs import comb_cells
+from digits.recognition.clean import clean_box, clean_page
+from digits.recognition.combs import Cell, comb_cells
 from digits.recognition.ctc import LineReading
 from digits.recognition.imaging import UnreadableImage, check_page_count, count_pages, decode_pages
 from digits.recognition.lines import LINE_VIEWS, dark_on_light, prepare_views
@@ -345,7 +345,8 @@ class Area:
 
 
 def areas_of(pages: list[np.ndarray], layout: Layout | None) -> list[Area]:
-    """Each page whole, or each layout field of each page with its printed lines erased; each cleaned (``clean_page``).
+    """Each page whole, or each layout field of each page with its printed lines erased; each cleaned (``clean_page``,
+    a comb box found inside its frame by ``clean_box``).
 
     With a layout, ``pages`` must be in the layout's frame already (``fitted``),
     so that the layout's regions fall on its fields. A comb field gives one area
@@ -369,11 +370,17 @@ def areas_of(pages: list[np.ndarray], layout: Layout | None) -> list[Area]:
                     crop[max(0, py0 - y0) : max(0, py1 - y0), max(0, px0 - x0) : max(0, px1 - x0)] = paper
             if field.comb:
                 cells = comb_cells(crop, field.comb)
-                areas += [Area(number, field, clean_page(c.image), x0 + c.left, y0 + c.top, c.framed) for c in cells]
+                areas += [Area(number, field, _cleaned(c), x0 + c.left, y0 + c.top, c.framed) for c in cells]
                 continue
             lines, _ = find_printed_lines(crop)
             areas.append(Area(number, field, clean_page(erase(crop, lines)), x0, y0))
     return areas
+
+
+def _cleaned(cell: Cell) -> np.ndarray:
+    """A comb box's image as it is read: a box found, frame left out, holds one digit and nothing to clean
+    away (``clean_box``); a cell split evenly may still hold its frame and the form around it (``clean_page``)."""
+    return clean_page(cell.image) if cell.framed else clean_box(cell.image)
 
 
 def region_pixels(region: tuple[float, float, float, float], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
