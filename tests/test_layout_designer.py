@@ -7,6 +7,7 @@ come out as rows under the fields' names. Only admins reach any of it.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,8 +20,9 @@ from redis import Redis
 from digits import reviewers
 from digits.layouts import load_layout, versions
 from digits.samples import SAMPLE_VALUES, draw_page
+from digits.training.data import FORMS_SAMPLE, forms_split
 from layouts import FOLDER
-from tests.conftest import PASSWORD, RedisServer, Stack, digits_command, start_station, wait_until
+from tests.conftest import PASSWORD, SHARED_DATA, RedisServer, Stack, digits_command, start_station, wait_until
 from tests.synth import encode, photographed
 
 pytestmark = pytest.mark.processes
@@ -203,32 +205,33 @@ def keys_to(region: tuple[float, float, float, float]) -> tuple[list[str], tuple
     return keys, reached
 
 
-def test_an_admin_draws_a_form_by_keyboard_tries_and_saves_it_and_its_inbox_reads_photos_by_field(
-    designing, browser, tmp_path
-):
-    from selenium.webdriver.common.action_chains import ActionChains
+def open_sample(browser, designing: Designing, admin: str, sample: Path) -> None:
+    """Log in as a new admin, open the Layouts page by its key, and upload ``sample`` there."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    designing.login("adele", admin=True)
+    designing.login(admin, admin=True)
     browser.get(designing.url)
-    browser.find_element(By.ID, "username").send_keys("adele")
+    browser.find_element(By.ID, "username").send_keys(admin)
     browser.find_element(By.ID, "password").send_keys(PASSWORD, Keys.ENTER)
     wait_until(lambda: browser.find_elements(By.ID, "layouts-link"), 30, "the station, with its Layouts link")
     browser.switch_to.active_element.send_keys("l")  # the page's key
     wait_until(lambda: browser.find_elements(By.ID, "sample-file"), 30, "the Layouts page")
-
-    sample = tmp_path / "sample.png"
-    sample.write_bytes(encode(SAMPLE_PAGE))
     browser.find_element(By.ID, "sample-file").send_keys(str(sample))
     wait_until(lambda: browser.find_element(By.ID, "board").is_displayed(), 90, "the sample, read by a worker")
     wait_until(lambda: browser.find_element(By.ID, "sample").get_attribute("naturalWidth") != "0", 30, "its picture")
+
+
+def draw_by_keyboard(browser, entries: list[dict]) -> dict[str, tuple[tuple[float, ...], int]]:
+    """Draw each comb field of ``entries`` (as the API takes them) with keys alone; each one's region as reached
+    (to the nearest step) and its count of boxes, by name."""
+    from selenium.webdriver.common.keys import Keys
 
     def typed(*keys: str) -> None:
         browser.switch_to.active_element.send_keys(*keys)
 
     drawn = {}
-    for entry in comb_entries():
+    for entry in entries:
         keys, reached = keys_to(tuple(entry["region"]))
         assert browser.switch_to.active_element.get_attribute("id") == "sheet", "the picture has the keys"
         for key in keys:
@@ -237,6 +240,43 @@ def test_an_admin_draws_a_form_by_keyboard_tries_and_saves_it_and_its_inbox_read
         typed(Keys.CONTROL + "a" + Keys.NULL, entry["name"], Keys.TAB, "c", Keys.TAB)
         typed(Keys.CONTROL + "a" + Keys.NULL, str(entry["comb"]), Keys.ESCAPE)
         drawn[entry["name"]] = (reached, entry["comb"])
+    return drawn
+
+
+def try_it(browser, fields: int) -> dict[str, str]:
+    """Press *Try it*; the digits read in each of the ``fields`` fields, by name."""
+    from selenium.webdriver.common.by import By
+
+    browser.find_element(By.ID, "try").click()
+    rows = "#readings tr[data-field]"
+    wait_until(lambda: len(browser.find_elements(By.CSS_SELECTOR, rows)) == fields, 90, "the try")
+    return {
+        line.get_attribute("data-field"): line.find_elements(By.TAG_NAME, "td")[1].text
+        for line in browser.find_elements(By.CSS_SELECTOR, rows)
+    }
+
+
+def save(browser, name: str, description: str) -> None:
+    """Save the drawn layout as a new ``name``, and wait for the page to say so."""
+    from selenium.webdriver.common.by import By
+
+    browser.find_element(By.ID, "layout-name").send_keys(name)
+    browser.find_element(By.ID, "description").send_keys(description)
+    browser.find_element(By.ID, "save").click()
+    wait_until(lambda: f"saved {name}, version 1" in browser.find_element(By.ID, "message").text, 30, "the save")
+
+
+def test_an_admin_draws_a_form_by_keyboard_tries_and_saves_it_and_its_inbox_reads_photos_by_field(
+    designing, browser, tmp_path
+):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    sample = tmp_path / "sample.png"
+    sample.write_bytes(encode(SAMPLE_PAGE))
+    open_sample(browser, designing, "adele", sample)
+    drawn = draw_by_keyboard(browser, comb_entries())
 
     # A fourth field drawn by mouse lands where it was dragged; Delete takes it away again.
     sheet = browser.find_element(By.ID, "sheet")
@@ -247,23 +287,14 @@ def test_an_admin_draws_a_form_by_keyboard_tries_and_saves_it_and_its_inbox_read
     assert len(listed) == 4, [item.text for item in listed]
     region = [float(v) for v in listed[-1].text.split(" at ")[1].split(", ")]
     assert region == pytest.approx([0.1, 0.8, 0.3, 0.05], abs=0.01), "drawn where the mouse went"
-    typed(Keys.DELETE)
+    browser.switch_to.active_element.send_keys(Keys.DELETE)
     assert len(browser.find_elements(By.CSS_SELECTOR, "#sheet .box")) == 3
 
-    browser.find_element(By.ID, "try").click()
-    wait_until(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#readings tr[data-field]")) == 3, 90, "the try")
-    read = {
-        line.get_attribute("data-field"): line.find_elements(By.TAG_NAME, "td")[1].text
-        for line in browser.find_elements(By.CSS_SELECTOR, "#readings tr[data-field]")
-    }
-    assert read == {name: SAMPLE[name] for name in drawn}, "each drawn field read on the sample"
+    assert try_it(browser, len(drawn)) == {name: SAMPLE[name] for name in drawn}, "each drawn field read on the sample"
     labels = [box.text for box in browser.find_elements(By.CSS_SELECTOR, "#sheet .box .label")]
     assert all(f"{name}: {SAMPLE[name]}" in " ".join(labels) for name in drawn), "readings shown on the picture"
 
-    browser.find_element(By.ID, "layout-name").send_keys("tally")
-    browser.find_element(By.ID, "description").send_keys("three numbers in comb boxes")
-    browser.find_element(By.ID, "save").click()
-    wait_until(lambda: "saved tally, version 1" in browser.find_element(By.ID, "message").text, 30, "the save")
+    save(browser, "tally", "three numbers in comb boxes")
 
     layout = load_layout("tally", designing.layouts)
     assert layout.description == "three numbers in comb boxes" and layout.reference.is_file()
@@ -288,3 +319,41 @@ def test_an_admin_draws_a_form_by_keyboard_tries_and_saves_it_and_its_inbox_read
     )
     assert checked.returncode == 0, checked.stderr
     assert all(name in checked.stdout and SAMPLE[name] in checked.stdout for name in drawn), checked.stdout
+
+
+C1 = SHARED_DATA / "c1-forms-sample"
+"""Photos of filled-in C1 tally forms and their labels (shared data, never copied into the repository)."""
+
+C1_FIELDS = {"count1": (0.76, 0.05, 0.225, 0.075), "count2": (0.765, 0.373, 0.225, 0.075),
+             "count3": (0.772, 0.694, 0.225, 0.075)}  # fmt: skip
+"""Where a person draws the C1 form's three rows of boxes on its sample, roughly around them (docs/forms.md)."""
+
+
+@pytest.mark.needs_data
+def test_the_c1_form_drawn_on_one_photo_reads_the_held_out_photos_through_the_service(designing, browser, shared_data):
+    if not (C1 / "labels.json").is_file():
+        pytest.skip(f"the C1 form photos are not at {C1}")
+    open_sample(browser, designing, "cleo", C1 / "images" / FORMS_SAMPLE)
+    drawn = draw_by_keyboard(browser, [{"name": n, "region": r, "comb": 3} for n, r in C1_FIELDS.items()])
+    assert all(try_it(browser, len(drawn)).values()), "each row of boxes reads digits on the sample"
+    save(browser, "c1", "C1 tally form: three vote counts in comb boxes")
+
+    _, held_out = forms_split(shared_data)
+    for name in held_out:
+        designing.stack.drop(f"c1/{name}", (C1 / "images" / name).read_bytes())
+    expected = len(held_out) * len(drawn)
+
+    def c1_rows() -> list[dict]:  # the module's other tests drop files of their own
+        return [row for row in designing.stack.inbox_rows() if row["source"].startswith("c1/")]
+
+    wait_until(lambda: len(c1_rows()) >= expected, 300, f"{expected} rows", explain=designing.stack.whereabouts)
+    rows = c1_rows()
+    labels = json.loads((C1 / "labels.json").read_text())
+    truth = {(f"c1/{name}", field): labels[name][i] for name in held_out for i, field in enumerate(C1_FIELDS)}
+    read = {(row["source"], row["field"]): row["digits"] for row in rows}
+    right = {key for key, digits in read.items() if digits and int(digits) == int(truth[key])}  # numbers, as labelled
+    ok = {(row["source"], row["field"]) for row in rows if row["status"] == "ok"}
+    # Measured: 56 of 57 right, 50 ok, none wrong (docs/forms.md). The promise is exact; the rest has room
+    # for a field another machine's arithmetic tips over a bar.
+    assert ok <= right, f"wrong among ok: {sorted(ok - right)}"
+    assert len(right) >= 0.95 * len(rows) and len(ok) >= 0.8 * len(rows), (len(right), len(ok), len(rows))
