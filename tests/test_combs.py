@@ -104,6 +104,24 @@ def test_a_region_drawn_loosely_around_the_boxes_still_finds_them():
     assert_inside_frames(found, [(fl - 35, ft, fr - 35, fb) for fl, ft, fr, fb in frames])
 
 
+def test_a_region_drawn_through_the_boxes_finds_them_just_beyond_it():
+    field, frames = comb_field("X47", margin=(30, 20))
+    top = frames[0][1] + 6  # the region's top edge runs below the boxes' top rule
+    cells = comb_cells(field, 3, (0, top, field.shape[1], field.shape[0]))
+    found = [(c.left, c.top, c.left + c.image.shape[1], c.top + c.image.shape[0]) for c in cells]
+    assert_inside_frames(found, frames)
+    assert not any(cell.framed or frame_left_in(cell.image) for cell in cells)
+
+
+def test_boxes_whose_sides_a_dark_photo_left_broken_are_still_found():
+    field, frames = comb_field(" 47")
+    for left, top, _, bottom in frames[1:]:  # every other side broken over a third of its height
+        field[top + (bottom - top) // 3 : top + 2 * (bottom - top) // 3, left - 2 : left + 3] = PAPER
+    cells = comb_cells(field, 3)
+    found = [(c.left, c.top, c.left + c.image.shape[1], c.top + c.image.shape[0]) for c in cells]
+    assert_inside_frames(found, frames)
+
+
 def test_a_field_without_boxes_is_divided_evenly():
     field = np.full((80, 300), PAPER, np.uint8)
     cv2.putText(field, "472", (20, 60), cv2.FONT_HERSHEY_SIMPLEX, 2, INK, 4)

@@ -22,7 +22,7 @@ if there are ``count`` + 1 of them, else evenly, with its printed lines erased.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -45,6 +45,9 @@ MIN_RULE_SHARE = 0.25
 VERTICAL_COVERAGE = 0.8
 """A column between a top and a bottom rule is a printed side if this share of its height is inked."""
 
+FAINT_COVERAGE = 0.6
+"""…or, where no row of boxes stands out at that, this share (``comb_cells``): a side blurred or faint in a dark photo."""
+
 MIN_BOX_ASPECT = 0.5
 """A box is at least this share of its height wide (and high, of the narrowest box the field allows)."""
 
@@ -59,6 +62,10 @@ MAX_GAP = 0.6
 
 MAX_SIDES_PER_BOX = 6
 """More upright lines than this per box between two rules is hatching or a ruled grid, not a comb."""
+
+REGION_SLACK = 0.25
+"""A comb's boxes are also looked for this share of its region's height beyond the region on every side: a
+region drawn roughly may cut through them (``comb_cells``)."""
 
 INSIDE_MARGIN = 0.06
 """Share of a box's shorter side left out inside its frame: the frame's soft edge, a slight tilt."""
@@ -83,21 +90,48 @@ class Rule:
     end: int
 
 
-def comb_cells(gray: np.ndarray, count: int) -> list[Cell]:
+def comb_cells(gray: np.ndarray, count: int, region: tuple[int, int, int, int] | None = None) -> list[Cell]:
     """The ``count`` boxes of a comb field (dark ink on light paper), left to right, each one digit's image.
 
-    Found boxes give their insides, frame left out (``find_boxes``); otherwise
-    the field is split as ``split_evenly`` says.
+    ``region`` (left, top, right, bottom, exclusive) is the field as drawn on
+    ``gray``, which may hold some of the form around it (``search_area``; all of
+    ``gray`` if None). Found boxes give their insides, frame left out
+    (``find_boxes``): inside the region, or, where it cuts through them, in all
+    of ``gray`` if their row's middle lies in the region. Otherwise the region
+    is split as ``split_evenly`` says. Cells are placed on ``gray``.
     """
-    boxes = find_boxes(gray, count)
-    if boxes is None:
-        return split_evenly(gray, count)
-    return [Cell(gray[top:bottom, left:right], left, top) for left, top, right, bottom in boxes]
+    left, top, right, bottom = region or (0, 0, gray.shape[1], gray.shape[0])
+    for coverage in (VERTICAL_COVERAGE, FAINT_COVERAGE):
+        boxes = find_boxes(gray[top:bottom, left:right], count, coverage)
+        if boxes is not None:
+            boxes = [(x0 + left, y0 + top, x1 + left, y1 + top) for x0, y0, x1, y1 in boxes]
+        elif (around := find_boxes(gray, count, coverage)) is not None and top <= _middle(around) < bottom:
+            boxes = around
+        if boxes is not None:
+            return [Cell(gray[y0:y1, x0:x1], x0, y0) for x0, y0, x1, y1 in boxes]
+    cells = split_evenly(gray[top:bottom, left:right], count)
+    return [replace(cell, left=cell.left + left, top=cell.top + top) for cell in cells]
 
 
-def find_boxes(gray: np.ndarray, count: int) -> list[tuple[int, int, int, int]] | None:
+def search_area(region: tuple[int, int, int, int], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """Where a comb field drawn as ``region`` (left, top, right, bottom) on an image of ``shape`` is looked for:
+    the region grown by ``REGION_SLACK`` of its height on every side, inside the image."""
+    left, top, right, bottom = region
+    slack = round(REGION_SLACK * (bottom - top))
+    return max(0, left - slack), max(0, top - slack), min(shape[1], right + slack), min(shape[0], bottom + slack)
+
+
+def _middle(boxes: list[tuple[int, int, int, int]]) -> float:
+    """The middle row of a row of boxes."""
+    return float(np.mean([(top + bottom) / 2 for _, top, _, bottom in boxes]))
+
+
+def find_boxes(
+    gray: np.ndarray, count: int, coverage: float = VERTICAL_COVERAGE
+) -> list[tuple[int, int, int, int]] | None:
     """The inside of each of the ``count`` printed boxes, as (left, top, right, bottom), right and bottom
-    exclusive, a margin inside the frame; None where the field shows no such row of boxes."""
+    exclusive, a margin inside the frame; None where the field shows no such row of boxes. Columns inked over
+    ``coverage`` of the height between two rules are taken for the boxes' sides."""
     ink = ink_mask(gray)
     narrowest = MIN_BOX_SHARE * gray.shape[1] / count
     rules = horizontal_rules(ink, narrowest)
@@ -106,7 +140,7 @@ def find_boxes(gray: np.ndarray, count: int) -> list[tuple[int, int, int, int]] 
     for top, bottom in pairs:
         if bottom.start - top.end - 1 < MIN_BOX_ASPECT * narrowest:
             continue
-        spans = box_spans(ink[top.end + 1 : bottom.start], count)
+        spans = box_spans(ink[top.end + 1 : bottom.start], count, coverage)
         boxes = [_inside(span, Rule(top.end + 1, bottom.start - 1)) for span in spans or []]
         if boxes and all(left < right and top < bottom for left, top, right, bottom in boxes):
             return boxes
@@ -132,7 +166,7 @@ def horizontal_rules(ink: np.ndarray, narrowest: float) -> list[Rule]:
     return _runs(profile >= max(MIN_RULE_SHARE, RULE_STRENGTH * strongest))
 
 
-def box_spans(strip: np.ndarray, count: int) -> list[Rule] | None:
+def box_spans(strip: np.ndarray, count: int, coverage: float = VERTICAL_COVERAGE) -> list[Rule] | None:
     """The ``count`` boxes in the ink between a top and a bottom rule, left to right, as the columns inside their sides.
 
     Printed sides stand at a regular pitch; handwriting inside the boxes makes
@@ -143,8 +177,8 @@ def box_spans(strip: np.ndarray, count: int) -> list[Rule] | None:
     strokes. None where there is none.
     """
     # Sides a pixel or two aslant still cover their height, counted with their neighbours.
-    coverage = cv2.dilate(strip.astype(np.uint8), np.ones((1, 3), np.uint8)).mean(axis=0)
-    sides = _runs(coverage >= VERTICAL_COVERAGE)
+    inked = cv2.dilate(strip.astype(np.uint8), np.ones((1, 3), np.uint8)).mean(axis=0)
+    sides = _runs(inked >= coverage)
     if len(sides) > MAX_SIDES_PER_BOX * count:
         return None  # a hatched or finely ruled strip: no row of boxes to trust, and many to try
     found = {
@@ -158,7 +192,7 @@ def box_spans(strip: np.ndarray, count: int) -> list[Rule] | None:
 
     def held_ink(row: tuple[tuple[int, int], ...]) -> float:
         used = {side for box in row for side in box}
-        return sum(float(coverage[sides[side].start : sides[side].end + 1].mean()) for side in used)
+        return sum(float(inked[sides[side].start : sides[side].end + 1].mean()) for side in used)
 
     best = max(regular, key=held_ink)
     return [Rule(sides[left].end + 1, sides[right].start - 1) for left, right in best]

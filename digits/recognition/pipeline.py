@@ -29,7 +29,7 @@ from digits.recognition.annotate import Pictures, field_frame
 from digits.recognition.borders import erase, find_printed_lines
 from digits.recognition.choice import ReadingChoice
 from digits.recognition.clean import clean_box, clean_page
-from digits.recognition.combs import Cell, comb_cells
+from digits.recognition.combs import Cell, comb_cells, search_area
 from digits.recognition.ctc import LineReading
 from digits.recognition.imaging import UnreadableImage, check_page_count, count_pages, decode_pages
 from digits.recognition.lines import LINE_VIEWS, dark_on_light, prepare_views
@@ -359,22 +359,33 @@ def areas_of(pages: list[np.ndarray], layout: Layout | None) -> list[Area]:
     areas = []
     for number, page in enumerate(pages, start=1):
         for field in layout.fields:
-            x0, y0, x1, y1 = region_pixels(field.region, page.shape)
-            crop = dark_on_light(page[y0:y1, x0:x1])
-            if field.printed:
-                # Pre-printed text in the field (",00", a currency sign) is never handwriting.
-                crop = crop.copy()
-                paper = int(np.percentile(crop, 90))
-                for part in field.printed:
-                    px0, py0, px1, py1 = region_pixels(part, page.shape)
-                    crop[max(0, py0 - y0) : max(0, py1 - y0), max(0, px0 - x0) : max(0, px1 - x0)] = paper
+            x0, y0, x1, y1 = region = region_pixels(field.region, page.shape)
             if field.comb:
-                cells = comb_cells(crop, field.comb)
-                areas += [Area(number, field, _cleaned(c), x0 + c.left, y0 + c.top, c.framed) for c in cells]
+                # The boxes are looked for a little beyond a region drawn roughly around them.
+                left, top, right, bottom = search_area(region, page.shape)
+                around = _field_image(page, field, (left, top, right, bottom))
+                cells = comb_cells(around, field.comb, (x0 - left, y0 - top, x1 - left, y1 - top))
+                areas += [Area(number, field, _cleaned(c), left + c.left, top + c.top, c.framed) for c in cells]
                 continue
+            crop = _field_image(page, field, region)
             lines, _ = find_printed_lines(crop)
             areas.append(Area(number, field, clean_page(erase(crop, lines)), x0, y0))
     return areas
+
+
+def _field_image(page: np.ndarray, field: Field, pixels: tuple[int, int, int, int]) -> np.ndarray:
+    """The part ``pixels`` (left, top, right, bottom) of a page, dark on light, with the field's printed parts
+    painted over."""
+    x0, y0, x1, y1 = pixels
+    crop = dark_on_light(page[y0:y1, x0:x1])
+    if field.printed:
+        # Pre-printed text in the field (",00", a currency sign) is never handwriting.
+        crop = crop.copy()
+        paper = int(np.percentile(crop, 90))
+        for part in field.printed:
+            px0, py0, px1, py1 = region_pixels(part, page.shape)
+            crop[max(0, py0 - y0) : max(0, py1 - y0), max(0, px0 - x0) : max(0, px1 - x0)] = paper
+    return crop
 
 
 def _cleaned(cell: Cell) -> np.ndarray:
