@@ -15,8 +15,11 @@ layout's region need only be roughly around them. ``comb_cells`` finds them:
    most ink is the comb: upright strokes are not in the same place in every box.
 5. Each box's inside is cut between the inner edges of its rules, a margin in.
 
-Where no such row of boxes is found, the field is split at its printed separators
-if there are ``count`` + 1 of them, else evenly, with its printed lines erased.
+The boxes are looked for inside the region, then a little beyond it, where a region
+drawn roughly cuts through them (``search_area``); and, where neither shows a row
+of boxes, again with sides inked over less of their height (a dark photo's blurred
+sides). Where no such row of boxes is found, the region is split at its printed
+separators if there are ``count`` + 1 of them, else evenly, with its printed lines erased.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ VERTICAL_COVERAGE = 0.8
 """A column between a top and a bottom rule is a printed side if this share of its height is inked."""
 
 FAINT_COVERAGE = 0.6
-"""…or, where no row of boxes stands out at that, this share (``comb_cells``): a side blurred or faint in a dark photo."""
+"""…or, where no row of boxes stands out at that, this share (``comb_cells``): a dark photo's blurred sides."""
 
 MIN_BOX_ASPECT = 0.5
 """A box is at least this share of its height wide (and high, of the narrowest box the field allows)."""
