@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     archive: Path | None = None
     """Folder holding ``processing/``, ``done/`` and ``failed/``; by default the inbox's parent."""
 
-    model: str = "digits-cnn@8,digits-cnn@9"
+    model: str = "digits-cnn@10,digits-cnn@11"
     """Digit model used by workers: ``name`` (newest version), ``name@version`` or a ``.keras``
     path; several, comma-separated, are an ensemble whose probabilities are averaged."""
 
