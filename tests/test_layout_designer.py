@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +19,11 @@ import pytest
 from redis import Redis
 
 from digits import reviewers
-from digits.layouts import load_layout, versions
+from digits.layouts import fields_from, load_layout, versions
 from digits.samples import SAMPLE_VALUES, draw_page
 from digits.training.data import FORMS_SAMPLE, forms_split
 from layouts import FOLDER
-from tests.conftest import PASSWORD, SHARED_DATA, RedisServer, Stack, digits_command, start_station, wait_until
+from tests.conftest import PASSWORD, REPO, SHARED_DATA, RedisServer, Stack, digits_command, start_station, wait_until
 from tests.synth import encode, photographed
 
 pytestmark = pytest.mark.processes
@@ -324,9 +325,9 @@ def test_an_admin_draws_a_form_by_keyboard_tries_and_saves_it_and_its_inbox_read
 C1 = SHARED_DATA / "c1-forms-sample"
 """Photos of filled-in C1 tally forms and their labels (shared data, never copied into the repository)."""
 
-C1_FIELDS = {"count1": (0.76, 0.05, 0.225, 0.075), "count2": (0.765, 0.373, 0.225, 0.075),
-             "count3": (0.772, 0.694, 0.225, 0.075)}  # fmt: skip
-"""Where a person draws the C1 form's three rows of boxes on its sample, roughly around them (docs/forms.md)."""
+C1_EXAMPLE = REPO / "docs" / "examples" / "c1" / "c1.toml"
+C1_FIELDS = fields_from(tomllib.loads(C1_EXAMPLE.read_text())["fields"], str(C1_EXAMPLE))
+"""The C1 form's three rows of boxes as the worked example draws them on its sample (docs/forms.md)."""
 
 
 @pytest.mark.needs_data
@@ -334,7 +335,7 @@ def test_the_c1_form_drawn_on_one_photo_reads_the_held_out_photos_through_the_se
     if not (C1 / "labels.json").is_file():
         pytest.skip(f"the C1 form photos are not at {C1}")
     open_sample(browser, designing, "cleo", C1 / "images" / FORMS_SAMPLE)
-    drawn = draw_by_keyboard(browser, [{"name": n, "region": r, "comb": 3} for n, r in C1_FIELDS.items()])
+    drawn = draw_by_keyboard(browser, [{"name": f.name, "region": f.region, "comb": f.comb} for f in C1_FIELDS])
     assert all(try_it(browser, len(drawn)).values()), "each row of boxes reads digits on the sample"
     save(browser, "c1", "C1 tally form: three vote counts in comb boxes")
 
@@ -349,7 +350,7 @@ def test_the_c1_form_drawn_on_one_photo_reads_the_held_out_photos_through_the_se
     wait_until(lambda: len(c1_rows()) >= expected, 300, f"{expected} rows", explain=designing.stack.whereabouts)
     rows = c1_rows()
     labels = json.loads((C1 / "labels.json").read_text())
-    truth = {(f"c1/{name}", field): labels[name][i] for name in held_out for i, field in enumerate(C1_FIELDS)}
+    truth = {(f"c1/{name}", field): labels[name][i] for name in held_out for i, field in enumerate(drawn)}
     read = {(row["source"], row["field"]): row["digits"] for row in rows}
     right = {key for key, digits in read.items() if digits and int(digits) == int(truth[key])}  # numbers, as labelled
     ok = {(row["source"], row["field"]) for row in rows if row["status"] == "ok"}

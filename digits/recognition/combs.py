@@ -108,7 +108,7 @@ def comb_cells(gray: np.ndarray, count: int, region: tuple[int, int, int, int] |
         boxes = find_boxes(gray[top:bottom, left:right], count, coverage)
         if boxes is not None:
             boxes = [(x0 + left, y0 + top, x1 + left, y1 + top) for x0, y0, x1, y1 in boxes]
-        elif (around := find_boxes(gray, count, coverage)) is not None and top <= _middle(around) < bottom:
+        elif region and (around := find_boxes(gray, count, coverage)) is not None and top <= _middle(around) < bottom:
             boxes = around
         if boxes is not None:
             return [Cell(gray[y0:y1, x0:x1], x0, y0) for x0, y0, x1, y1 in boxes]
