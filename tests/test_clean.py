@@ -84,3 +84,16 @@ def test_only_the_main_line_of_ink_stays():
     cv2.putText(page, "note", (60, 30), cv2.FONT_HERSHEY_PLAIN, 1.0, 0, 1)  # small print far above
     kept = ink(main_line(page))
     assert kept[120:].sum() == ink(page)[120:].sum() and not kept[:60].any()
+
+
+def test_a_faint_number_outweighs_a_bold_printed_foot_and_a_rule_joining_them():
+    page = np.full((240, 120), 255, np.uint8)
+    digits = draw_digits("40", height=24, margin=0, thickness=1, ink=175, paper=255)  # faded ink, a fine pen
+    page[90 : 90 + digits.shape[0], 40 : 40 + digits.shape[1]] = digits
+    cv2.putText(page, "Trykt for", (4, 232), cv2.FONT_HERSHEY_DUPLEX, 0.5, 20, 2)  # the form's bold foot
+    cv2.line(page, (110, 0), (112, 239), 150, 1)  # the column's rule, faint and slanted: cleaning left it
+    kept = main_line(page) < 0.8 * 255
+    faint = page < 0.8 * 255
+    number = (slice(90, 90 + digits.shape[0]), slice(0, 100))
+    assert kept[number].sum() == faint[number].sum(), "the number stays"
+    assert not kept[215:, :100].any(), "the print goes"

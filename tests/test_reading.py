@@ -75,6 +75,19 @@ def test_a_register_crop_is_framed_around_its_writing_not_a_rules_remains_its_un
     assert placement.x <= left + 2 and placement.x + placement.w >= left + digits.shape[1] - 2, "the digits are"
 
 
+def test_a_faint_rule_broken_into_dashes_beside_a_number_does_not_frame_it():
+    digits = draw_digits("9", height=18, margin=0, thickness=1, paper=245)  # a fine pen's stroke
+    crop = np.full((200, 135), 245, np.uint8)
+    top, left = 70, 95
+    crop[top : top + digits.shape[0], left : left + digits.shape[1]] = digits
+    # A column's rule a scan has faded into dashes, slanting a pixel: one of them more ink than the 9.
+    for start, end in ((0, 14), (17, 25), (30, 48), (54, 59), (61, 69), (72, 102), (106, 120), (122, 139), (142, 147)):
+        crop[start:end, 64 + start // 70 : 66 + start // 70] = 70
+    _, placement = prepare_line(crop)
+    assert placement.x >= left - 4 and placement.w <= digits.shape[1] + 8, "the rule is left beside the number"
+    assert placement.h <= digits.shape[0] + 8, "and the number fills the line's height"
+
+
 def _reading(digits: str, model: str, confidence: float = 0.99, width: int = 20) -> Reading:
     """A reading whose digits stand side by side, each ``width`` wide and 40 high."""
     boxes = [Box(i * width, 0, width, 40) for i in range(len(digits))]

@@ -58,11 +58,15 @@ EDGE_RULE_SPAN = 0.4
 EDGE_REACH = 0.04
 """How near an edge, as a share of the side, a run must come to reach it."""
 
-LINE_INK = 0.6
-"""Grey level, as a share of the paper's, below which a pixel counts as ink for finding the main line."""
+LINE_INK = 0.8
+"""Grey level, as a share of the paper's, below which a pixel counts as ink for finding the main line: faint
+ink too, since a faint number beside a bold printed foot is what the line is."""
 
 LINE_EDGE_DISCOUNT = 0.6
 """How much less a row at the page's top or bottom edge counts towards the main line than one at its middle."""
+
+LINE_RULE_THICKNESS = 3.0
+"""Pixels of ink per pixel of length, at most, of a line across half the page that is left of a rule."""
 
 LINE_GAP = 0.08
 """Bands of inked rows apart by fewer blank rows than this share of the page's height are one line."""
@@ -209,26 +213,31 @@ def main_line(gray: np.ndarray) -> np.ndarray:
     """A flattened page with only the ink of its main line: of the bands of rows that blank rows keep apart,
     the one holding the most handwriting.
 
-    Each piece of ink counts by its height against the tallest's, so that a
-    line of small print outweighs no digits; and rows count less towards the
-    page's top and bottom edges, where a crop's neighbours and printed feet
-    lie. Pieces whose middle lies outside the main band are painted paper; a
-    digit's own pieces (a 5's bar, a broken stroke) never stand apart from it
-    by blank rows, so they stay.
+    Each piece of ink counts by its height times the cube of its height against
+    the tallest's, not by its ink: a line of small bold print (a register's
+    printed foot) or a long dash outweighs no digits, however faint the digits.
+    Pieces count less towards the page's top and bottom edges, where a crop's
+    neighbours and printed feet lie, and a line left of a rule counts nothing and
+    joins no bands. Pieces whose middle lies outside the main band are painted
+    paper; a digit's own pieces (a 5's bar, a broken stroke) never stand apart
+    from it by blank rows, so they stay.
     """
     ink = (gray < LINE_INK * 255).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
     if count <= 2:
         return gray
-    heights = stats[:, cv2.CC_STAT_HEIGHT].astype(np.float32)
-    heights[0] = 0
-    weight = heights / heights.max()
-    profile = weight[labels].sum(axis=1) * (1 - LINE_EDGE_DISCOUNT * np.abs(np.linspace(-1, 1, ink.shape[0])))
-    bands = _bands(profile > 0, max(2, round(LINE_GAP * ink.shape[0])))
+    _, y, w, h, area = (stats[:, i] for i in range(5))
+    # A rule the cleaning left (faint, broken, or slanted) would join every band it crosses into one.
+    ruled = (area <= LINE_RULE_THICKNESS * np.maximum(w, h)) & ((h >= ink.shape[0] / 2) | (w >= ink.shape[1] / 2))
+    ruled[0] = True
+    bands = _bands((~ruled)[labels].any(axis=1), max(2, round(LINE_GAP * ink.shape[0])))
     if len(bands) <= 1:
         return gray
-    top, bottom = max(bands, key=lambda band: profile[band[0] : band[1]].sum())
-    middles = stats[:, cv2.CC_STAT_TOP] + stats[:, cv2.CC_STAT_HEIGHT] / 2
+    heights = np.where(ruled, 0, h).astype(np.float32)
+    middles = y + h / 2
+    centred = 1 - LINE_EDGE_DISCOUNT * np.abs(2 * middles / ink.shape[0] - 1)
+    weight = heights * (heights / heights.max()) ** 2 * centred
+    top, bottom = max(bands, key=lambda band: weight[(middles >= band[0]) & (middles < band[1])].sum())
     away = (middles < top) | (middles >= bottom)
     away[0] = False
     if not away.any():

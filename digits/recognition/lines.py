@@ -109,12 +109,59 @@ def _strokes(ink: np.ndarray) -> np.ndarray:
     at_border = (x < near) | (y < near) | (x + w > width - near) | (y + h > height - near)
     long = np.maximum(w, h) >= EDGE_LINE_LENGTH * np.where(w > h, width, height)
     thin = areas <= EDGE_LINE_THICKNESS * np.maximum(w, h)  # a line, or two meeting at a corner
-    areas = np.where(at_border & long & thin, 0, areas)
+    areas = np.where((at_border & long & thin) | _broken_rule(stats, height), 0, areas)
     areas[0] = 0
     if not areas.any():
         return ink
     kept = areas >= SPECK_AREA * areas.max()
     return _near_the_writing(stats, kept, height)[labels] & ink
+
+
+RULE_PIECE_SLANT = 3
+"""Pixels sideways, at most, between the middles of two pieces of one upright rule a scan has broken (it may
+lean)."""
+
+RULE_PIECE_HEIGHT = 4
+"""Pixels high, at least, of a piece of such a rule: dust is no part of one."""
+
+RULE_OVER_WRITING = 2
+"""Such a rule reaches at least this many times as high as any other piece: the writing beside it."""
+
+
+def _broken_rule(stats: np.ndarray, height: int) -> np.ndarray:
+    """Which pieces (rows of ``stats``) are the remains of an upright rule broken into short dashes: thin upright
+    pieces that line up, one above the other, from top to bottom over ``EDGE_LINE_LENGTH`` of the crop's height
+    and ``RULE_OVER_WRITING`` times the height of any other piece.
+
+    A faint printed line beside the writing (a register's column rule, a page's
+    border) breaks into dashes each as tall as a digit; taken for writing, one of
+    them seeds the line and the whole rule frames it, the number a speck beside it.
+    A digit's thin strokes stack no higher than the digits beside them.
+    """
+    x, y, w, h, areas = (stats[:, i].astype(np.int64) for i in range(5))
+    upright = (w * 2 <= h) & (h >= RULE_PIECE_HEIGHT) & (areas <= EDGE_LINE_THICKNESS * h)
+    upright[0] = False
+    out = np.zeros(len(stats), bool)
+    pieces = np.flatnonzero(upright)
+    if len(pieces) < 2:
+        return out
+    # A column is the pieces whose middles lie within ``RULE_PIECE_SLANT`` of one piece's middle: a window, not a
+    # chain, so that pieces side by side never link a rule to the writing beside it.
+    pieces = pieces[np.argsort(2 * x[pieces] + w[pieces], kind="stable")]
+    middles = (2 * x[pieces] + w[pieces]) / 2
+    starts = np.searchsorted(middles, middles - RULE_PIECE_SLANT, side="left")
+    ends = np.searchsorted(middles, middles + RULE_PIECE_SLANT, side="right")
+    tallest_first = np.argsort(-h[1:], kind="stable") + 1
+    for start, end in zip(starts, ends, strict=True):
+        if end - start < 2:
+            continue
+        column = pieces[start:end]
+        extent = (y + h)[column].max() - y[column].min()
+        inside = set(column.tolist())
+        tallest_other = next((int(h[i]) for i in tallest_first if i not in inside), 0)
+        if extent >= EDGE_LINE_LENGTH * height and extent >= RULE_OVER_WRITING * tallest_other:
+            out[column] = True
+    return out
 
 
 CLUSTER_GAP_ACROSS = 1.5
