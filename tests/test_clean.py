@@ -97,3 +97,14 @@ def test_a_faint_number_outweighs_a_bold_printed_foot_and_a_rule_joining_them():
     number = (slice(90, 90 + digits.shape[0]), slice(0, 100))
     assert kept[number].sum() == faint[number].sum(), "the number stays"
     assert not kept[215:, :100].any(), "the print goes"
+
+
+def test_a_year_written_above_a_row_number_is_not_its_line():
+    page = np.full((200, 120), 255, np.uint8)
+    year = draw_digits("1934", height=22, margin=0, gap=4, paper=255)
+    page[8 : 8 + year.shape[0], 10 : 10 + year.shape[1]] = year
+    number = draw_digits("1", height=20, margin=0, paper=255)
+    page[90 : 90 + number.shape[0], 50 : 50 + number.shape[1]] = number
+    kept = ink(main_line(page))
+    assert kept[90:].sum() == ink(page)[90:].sum(), "the row's number stays"
+    assert not kept[:60].any(), "the year above it goes"

@@ -213,12 +213,13 @@ def main_line(gray: np.ndarray) -> np.ndarray:
     """A flattened page with only the ink of its main line: of the bands of rows that blank rows keep apart,
     the one holding the most handwriting.
 
-    Each piece of ink counts by its height times the cube of its height against
-    the tallest's, not by its ink: a line of small bold print (a register's
-    printed foot) or a long dash outweighs no digits, however faint the digits.
-    Pieces count less towards the page's top and bottom edges, where a crop's
-    neighbours and printed feet lie, and a line left of a rule counts nothing and
-    joins no bands. Pieces whose middle lies outside the main band are painted
+    A band weighs what its weightiest piece does: the piece's height times the
+    cube of its height against the tallest's, not its ink nor how many pieces
+    stand beside it. A line of small bold print (a register's printed foot), a
+    long dash, or a year written above a row's number outweighs no digit,
+    however faint. Pieces count less towards the page's top and bottom edges,
+    where a crop's neighbours and printed feet lie, and a line left of a rule
+    counts nothing and joins no bands. Pieces whose middle lies outside the main band are painted
     paper; a digit's own pieces (a 5's bar, a broken stroke) never stand apart
     from it by blank rows, so they stay.
     """
@@ -237,7 +238,7 @@ def main_line(gray: np.ndarray) -> np.ndarray:
     middles = y + h / 2
     centred = 1 - LINE_EDGE_DISCOUNT * np.abs(2 * middles / ink.shape[0] - 1)
     weight = heights * (heights / heights.max()) ** 2 * centred
-    top, bottom = max(bands, key=lambda band: weight[(middles >= band[0]) & (middles < band[1])].sum())
+    top, bottom = max(bands, key=lambda band: weight[(middles >= band[0]) & (middles < band[1])].max(initial=0))
     away = (middles < top) | (middles >= bottom)
     away[0] = False
     if not away.any():
