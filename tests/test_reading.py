@@ -18,6 +18,7 @@ from digits.recognition.pipeline import (
     Support,
     _alone,
     _heard_in_a_box,
+    _reads_more,
     choose,
     ok_bar,
     ok_until,
@@ -159,7 +160,11 @@ def test_only_a_single_digit_the_classifier_is_sure_of_stands_without_the_string
 def test_a_sure_single_digit_stands_unless_the_string_models_read_more_digits_in_its_ink():
     six = _reading("6", "cnn", 0.9999)
     assert _alone(six, _reading("5", "crnn", 0.99)) == (six, Support.AGREED)  # another single digit: it stands
-    assert _alone(six, _reading("16", "crnn", SEVERAL_SEEN / 2)) == (six, Support.AGREED)  # several, but unsure
+    # The first string model glancing at it must read more digits surely for the others to be asked...
+    assert not _reads_more(six, _reading("16", "crnn", SEVERAL_SEEN / 2))
+    assert _reads_more(six, _reading("16", "crnn", SEVERAL_SEEN))
+    # ...and then all of them reading more digits, however unsure of which together, is enough for a person.
+    assert _alone(six, _reading("16", "crnn", SEVERAL_SEEN / 2))[1] == Support.NONE
     assert _alone(six, None) == (six, Support.AGREED)  # no string model
     # A "10" whose 1 runs into a small 0 is one piece, which the classifier can be sure is a 6.
     reading, support = _alone(six, _reading("10", "crnn", 0.6))

@@ -174,9 +174,10 @@ keeps wrong digits among ok rows rare on every held-out set; a lower one lets to
 cheque digits through (docs/recognition.md, "Sure single digits")."""
 
 SEVERAL_SEEN = 0.3
-"""String models that read more digits than the classifier's sure one, each at least this surely, send the ink
-to a person (``_alone``): a number written joined, as a "10" whose 1 runs into a small 0, is one piece that
-the classifier, which knows single digits only, can be sure is a 6."""
+"""A first string model that, glancing at the classifier's sure single digit, reads more digits there, each at
+least this surely, has every string model read the ink; where they too read more digits, a person decides
+(``_alone``): a number written joined, as a "10" whose 1 runs into a small 0, is one piece that the classifier,
+which knows single digits only, can be sure is a 6."""
 
 
 def _keeping_doubt(threshold: float, share: float) -> float:
@@ -602,9 +603,14 @@ def read_images(
 
 
 def _alone(whole: Reading, line: Reading | None) -> tuple[Reading, Support]:
-    """A single digit (or only marks) the classifier is sure of alone: it stands, unless the string models
-    read more digits in its ink, each at least ``SEVERAL_SEEN`` surely; then a person decides."""
-    if not _reads_more(whole, line):
+    """A single digit (or only marks) the classifier is sure of alone: it stands, unless the string models,
+    asked because the first of them glanced more digits there (``SEVERAL_SEEN``), read more digits in its ink
+    too; then a person decides.
+
+    However unsure they are together of which digits those are: models that
+    read a joined "10" as "10" and as "16" agree it is no single digit.
+    """
+    if line is None or len(line.digits) <= len(whole.digits):
         return whole, Support.AGREED
     joined = f"{whole.digits or 'no digit'} read whole, but {line.digits} as a line: a number written joined?"
     return replace(whole, doubt=joined), Support.NONE
