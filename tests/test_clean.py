@@ -108,3 +108,13 @@ def test_a_year_written_above_a_row_number_is_not_its_line():
     kept = ink(main_line(page))
     assert kept[90:].sum() == ink(page)[90:].sum(), "the row's number stays"
     assert not kept[:60].any(), "the year above it goes"
+
+
+def test_a_one_filling_a_tight_crop_is_never_taken_for_a_rule_and_painted_away():
+    one = draw_digits("1", height=60, margin=3, thickness=1, paper=255)  # a fine pen
+    page = np.full((one.shape[0], one.shape[1] + 40), 255, np.uint8)
+    page[:, : one.shape[1]] = one
+    page[-8:-3, -12:-7] = 0  # a full stop after it
+    page[2:6, -10:-2] = 0  # and a speck above that, a band of its own
+    kept = ink(main_line(page))
+    assert kept[:, : one.shape[1]].sum() == ink(one).sum(), "the 1 stays whole"

@@ -218,10 +218,12 @@ def main_line(gray: np.ndarray) -> np.ndarray:
     stand beside it. A line of small bold print (a register's printed foot), a
     long dash, or a year written above a row's number outweighs no digit,
     however faint. Pieces count less towards the page's top and bottom edges,
-    where a crop's neighbours and printed feet lie, and a line left of a rule
-    counts nothing and joins no bands. Pieces whose middle lies outside the main band are painted
-    paper; a digit's own pieces (a 5's bar, a broken stroke) never stand apart
-    from it by blank rows, so they stay.
+    where a crop's neighbours and printed feet lie. A thin line across half the
+    page (a rule the cleaning left) counts nothing and joins no bands; an upright
+    one stays, for a "1" filling a tight crop is as long and thin. Other pieces
+    whose middle lies outside the main band are painted paper; a
+    digit's own pieces (a 5's bar, a broken stroke) never stand apart from it by
+    blank rows, so they stay.
     """
     ink = (gray < LINE_INK * 255).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
@@ -239,7 +241,8 @@ def main_line(gray: np.ndarray) -> np.ndarray:
     centred = 1 - LINE_EDGE_DISCOUNT * np.abs(2 * middles / ink.shape[0] - 1)
     weight = heights * (heights / heights.max()) ** 2 * centred
     top, bottom = max(bands, key=lambda band: weight[(middles >= band[0]) & (middles < band[1])].max(initial=0))
-    away = (middles < top) | (middles >= bottom)
+    # An upright line is not painted: a "1" filling a tight crop is as long and thin as what is left of a rule.
+    away = ((middles < top) | (middles >= bottom)) & ~(ruled & (h > w))
     away[0] = False
     if not away.any():
         return gray
