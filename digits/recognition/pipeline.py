@@ -123,7 +123,12 @@ def read_as_lines(
     if models.reader is None or not pages:
         return [None] * len(pages)
     views = [prepare_views(page, LINE_VIEWS, each) for page, each in zip(pages, _framed(pages, framed), strict=True)]
-    lines = models.reader.read(np.stack([[line for line, _ in page_views] for page_views in views]))
+    # A line with no ink holds no digit, whatever a model makes of a blank input.
+    inked = [i for i, page_views in enumerate(views) if page_views[0][0].any()]
+    read = models.reader.read(np.stack([[line for line, _ in views[i]] for i in inked])) if inked else []
+    lines = [LineReading("", [], []) for _ in pages]
+    for i, line in zip(inked, read, strict=True):
+        lines[i] = line
     readings = []
     for line, page_views in zip(lines, views, strict=True):
         placement = page_views[0][1]  # spans are frames of the first view, the line as it is
