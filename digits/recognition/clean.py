@@ -221,9 +221,9 @@ def main_line(gray: np.ndarray) -> np.ndarray:
     where a crop's neighbours and printed feet lie. A thin line across half the
     page (a rule the cleaning left) counts nothing and joins no bands; an upright
     one stays, for a "1" filling a tight crop is as long and thin. Other pieces
-    whose middle lies outside the main band are painted paper; a
-    digit's own pieces (a 5's bar, a broken stroke) never stand apart from it by
-    blank rows, so they stay.
+    whose middle lies outside the main band are painted paper; a digit's own
+    pieces (a 5's bar, a broken stroke) never stand apart from it by blank rows,
+    so they stay.
     """
     ink = (gray < LINE_INK * 255).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
