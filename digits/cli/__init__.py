@@ -396,7 +396,7 @@ def models_rollback() -> None:
     "--from", "start", metavar="MODEL",
     help="Go on training this model (name@version: a digit classifier, or a string model with --arch crnn) with "
     "today's recipe, from its own weights at a lower rate, instead of from fresh weights; the new version is of "
-    "its name.",
+    "its name. A string model learns only the register rows this model reads as labelled.",
 )  # fmt: skip
 def train(
     arch: str,

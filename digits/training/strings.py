@@ -158,11 +158,11 @@ def read_as_labelled(lines: RealLines, model) -> tuple[RealLines, int]:
     """The rows of ``lines`` that ``model`` (a trained string model, alone, one view) reads as labelled, and how
     many it left out.
 
-    A register row read otherwise than labelled was mostly framed on other ink
-    than its number (a date written below it, a tick above it, a cross after
-    its underline), by a model that learnt it for passes already. Learning that
-    label from that picture teaches a model to read digits that are not there,
-    and to read them surely.
+    A register row that a model which has learnt it already reads otherwise
+    than labelled was mostly framed on other ink than its number (a date
+    written below it, a tick above it, a cross after its underline). Learning
+    that label from that picture teaches a model to read digits that are not
+    there, and to read them surely.
     """
     kept = []
     for start in range(0, len(lines.images), READ_AS_LABELLED_BATCH):
