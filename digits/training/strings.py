@@ -102,9 +102,10 @@ def train_strings(
     real, held = orand_split(data_dir)
     real = real if real_lines is None else real_lines
     registers = register_lines(data_dir, "train")
+    begun = keras.models.load_model(start.path, compile=False) if start else None
     left_out = 0
-    if start:
-        registers, left_out = read_as_labelled(registers, keras.models.load_model(start.path, compile=False))
+    if begun is not None:
+        registers, left_out = read_as_labelled(registers, begun)
     pools = (digit_crops(real), digit_pool(list(zip(split.train_x, split.train_y, strict=True))))
     register_count = min(REGISTER_LINES, len(registers.images))
     shared = {"real": real, "pools": pools, "real_repeats": real_repeats, "synthetic": synthetic_per_epoch,
@@ -113,10 +114,7 @@ def train_strings(
     lines_per_pass = len(real.images) * real_repeats + synthetic_per_epoch + register_count
     with Prefetcher(training_lines, shared, LINE_PARTS, seed, epochs) as passes:
         keras.utils.set_random_seed(seed)
-        if start:
-            model = widened(keras.models.load_model(start.path, compile=False), LINE_CLASSES)
-        else:
-            model = build_string_model()
+        model = widened(begun, LINE_CLASSES) if begun is not None else build_string_model()
         schedule = keras.optimizers.schedules.CosineDecay(
             CONTINUE_RATE if start else 1e-3, epochs * (lines_per_pass // 64 + 1)
         )
@@ -150,8 +148,18 @@ def train_strings(
     return save_version(model, start.name if start else name, store, started, facts, accuracies)
 
 
-READ_AS_LABELLED_BATCH = 512
-"""Register rows prepared and read at a time when the starting model judges them (``read_as_labelled``)."""
+READ_ALONE_BATCH = 512
+"""Lines prepared and read at a time when one string model reads them alone (``read_alone``)."""
+
+
+def read_alone(model, images: list[np.ndarray]) -> np.ndarray:
+    """The logits (lines, frames, classes) of ``model`` reading each grey line image alone: cleaned and prepared
+    as in training, one view, no vote."""
+    batches = [
+        np.asarray(model.predict(batch_of_lines(images[start : start + READ_ALONE_BATCH]), verbose=0), np.float64)
+        for start in range(0, len(images), READ_ALONE_BATCH)
+    ]
+    return np.concatenate(batches) if batches else np.zeros((0, 0, 0))
 
 
 def read_as_labelled(lines: RealLines, model) -> tuple[RealLines, int]:
@@ -164,13 +172,8 @@ def read_as_labelled(lines: RealLines, model) -> tuple[RealLines, int]:
     that label from that picture teaches a model to read digits that are not
     there, and to read them surely.
     """
-    kept = []
-    for start in range(0, len(lines.images), READ_AS_LABELLED_BATCH):
-        inputs = batch_of_lines(lines.images[start : start + READ_AS_LABELLED_BATCH])
-        logits = np.asarray(model.predict(inputs, verbose=0), np.float64)
-        for i, line_logits in enumerate(logits, start=start):
-            if greedy(log_softmax(line_logits)) == lines.labels[i]:
-                kept.append(i)
+    logits = read_alone(model, lines.images)
+    kept = [i for i, label in enumerate(lines.labels) if greedy(log_softmax(logits[i])) == label]
     chosen = RealLines(*([part[i] for i in kept] for part in (lines.images, lines.labels, lines.boxes)))
     return chosen, len(lines.images) - len(kept)
 
@@ -190,7 +193,7 @@ def fit_line_passes(model, passes: Prefetcher, epochs: int, say: Callable[[str],
 
 def exact_share(model, lines: RealLines) -> float:
     """Share of ``lines`` the string model reads exactly, alone (no views, no vote), rounded to 5 places."""
-    read = [r.digits for r in decode([np.asarray(model.predict(batch_of_lines(lines.images), verbose=0))])]
+    read = [r.digits for r in decode([read_alone(model, lines.images)])]
     return round(float(np.mean([a == b for a, b in zip(read, lines.labels, strict=True)])), 5)
 
 
