@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from digits.recognition.ctc import align, decode, greedy, log_likelihood, log_softmax
+from digits.recognition.ctc import align, decode, greedy, log_likelihood, log_likelihoods, log_softmax
 
 
 def collapse(path: tuple[int, ...]) -> str:
@@ -37,6 +37,28 @@ def test_likelihood_is_the_sum_over_every_path(digits):
         if collapse(path) == digits
     )
     assert np.isclose(np.exp(log_likelihood(log_probs, digits)), total)
+
+
+def test_likelihoods_of_many_voters_are_each_ones_likelihood():
+    log_probs = log_softmax(np.random.default_rng(3).normal(size=(3, 8, 11)))
+    for digits in ("", "5", "55", "512"):
+        expected = [log_likelihood(voter, digits) for voter in log_probs]
+        assert np.allclose(log_likelihoods(log_probs, digits), expected)
+
+
+def test_a_reading_is_as_likely_as_every_way_it_could_be_wrong_allows_though_each_digit_is_sure():
+    # A "1" held over three frames, the middle one nearly as much a gap as the stroke: "11" or "1".
+    rows = [{0: 0.98}, {2: 0.98}, {0: 0.55, 2: 0.44}, {2: 0.98}, {0: 0.98}]
+    one_voter = np.log(probabilities(rows))
+    [reading] = decode([one_voter[None]])
+    assert reading.digits == "11" and min(reading.confidences) > 0.95, "each digit is sure on its own frames"
+    assert reading.probability == pytest.approx(np.exp(log_likelihood(one_voter, "11")))
+    assert reading.probability < 0.6, "yet it may be one digit"
+    # Several voters: the geometric mean of their probabilities of the reading.
+    other = np.log(probabilities([{0: 0.98}, {2: 0.98}, {0: 0.9, 2: 0.09}, {2: 0.98}, {0: 0.98}]))
+    [together] = decode([one_voter[None], other[None]])
+    expected = np.sqrt(np.exp(log_likelihood(one_voter, "11") + log_likelihood(other, "11")))
+    assert together.digits == "11" and together.probability == pytest.approx(expected)
 
 
 def test_alignment_of_the_greedy_reading_is_the_greedy_path():

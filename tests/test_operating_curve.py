@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from digits.recognition.pipeline import Reading, Support, ok_bar, ok_until
+from digits.recognition.pipeline import Reading, Support, ok_bar, ok_until, sureness
 from digits.training.evaluate import OperatingCurve
 
 
 @pytest.mark.parametrize("support", list(Support))
 def test_ok_until_is_the_highest_threshold_whose_bar_a_reading_clears(support):
     for lowest in np.linspace(0.0, 1.0, 41):
-        reading = Reading("12", [float(lowest), 1.0], [], "m")
+        reading = Reading("12", [float(lowest), 1.0], [], "m", probability=float(1 - lowest) / 2)
         until = ok_until(reading, support)
         for threshold in np.linspace(0.05, 0.9999, 60):
-            ok = lowest >= ok_bar(support, float(threshold))
+            ok = sureness(reading, support) >= ok_bar(support, float(threshold))
             assert ok == (until >= threshold), (support, lowest, threshold)
     assert ok_until(Reading("", [], [], "m"), Support.AGREED) < 0, "nothing read is never ok"
 

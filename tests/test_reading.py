@@ -23,6 +23,7 @@ from digits.recognition.pipeline import (
     ok_bar,
     ok_until,
     sure_alone,
+    sureness,
     why_review,
 )
 from digits.recognition.segment import Box, find_digits
@@ -89,10 +90,12 @@ def test_a_faint_rule_broken_into_dashes_beside_a_number_does_not_frame_it():
     assert placement.h <= digits.shape[0] + 8, "and the number fills the line's height"
 
 
-def _reading(digits: str, model: str, confidence: float = 0.99, width: int = 20) -> Reading:
+def _reading(
+    digits: str, model: str, confidence: float = 0.99, width: int = 20, probability: float | None = None
+) -> Reading:
     """A reading whose digits stand side by side, each ``width`` wide and 40 high."""
     boxes = [Box(i * width, 0, width, 40) for i in range(len(digits))]
-    return Reading(digits, [confidence] * len(digits), boxes, model)
+    return Reading(digits, [confidence] * len(digits), boxes, model, probability=probability)
 
 
 def test_agreeing_readings_are_only_as_sure_as_the_less_sure_model_but_never_less_than_the_string_models_alone():
@@ -120,10 +123,11 @@ def test_where_there_is_room_for_one_digit_the_classifier_reads_it_whole():
     chosen, support = choose(_narrow("7", "7", 0.98), _reading("1", "crnn", 0.7))
     assert (replace(chosen, doubt=""), support) == (_reading("7", "cnn", 0.98), Support.NONE)
     assert chosen.doubt == "the two ways of reading disagree: 7 cut apart, 1 as a line", "the reviewer is told why"
-    # Every string model reading another digit more surely: theirs stands, held to their bar (0.95 at 0.9).
-    chosen, support = choose(_narrow("7", "7", 0.6), _reading("1", "crnn", 0.9))
-    assert (replace(chosen, doubt=""), support) == (_reading("1", "crnn", 0.9), Support.STRING_MODELS)
-    assert min(chosen.confidences) < ok_bar(support, 0.9), "under their bar, a person decides"
+    # Every string model reading another digit more surely: theirs stands, as sure as they find the whole reading.
+    line = _reading("1", "crnn", 0.9, probability=0.85)
+    chosen, support = choose(_narrow("7", "7", 0.6), line)
+    assert (replace(chosen, doubt=""), support) == (line, Support.STRING_MODELS)
+    assert sureness(chosen, support) < ok_bar(support, 0.9), "under the bar, a person decides"
     # Split among themselves, they are only shown to the person who decides.
     split = replace(_reading("1", "crnn", 0.9), unanimous=False)
     assert choose(_narrow("7", "7", 0.6), split) == (replace(split, doubt=chosen.doubt), Support.NONE)
@@ -169,17 +173,17 @@ def test_a_sure_single_digit_stands_unless_the_string_models_read_more_digits_in
     # A "10" whose 1 runs into a small 0 is one piece, which the classifier can be sure is a 6.
     reading, support = _alone(six, _reading("10", "crnn", 0.6))
     assert (reading.digits, support) == ("6", Support.NONE) and "10 as a line" in reading.doubt
-    assert why_review(reading, None, ok_bar(support, 0.9), 0.9) == reading.doubt
+    assert why_review(reading, None, support, 0.9) == reading.doubt
 
 
 def test_a_single_digit_under_the_threshold_goes_to_review_unless_the_string_models_read_it_more_surely():
-    # Under the review threshold, read alike (less surely than their bar) or not read by the string models,
-    # its row goes to review...
+    # Under the review threshold, read alike (less surely than the bar, as a whole) or not read by the string
+    # models, its row goes to review...
     unsure = _narrow("7", "7", 0.8)
     assert not sure_alone(unsure, 0.9)
-    for line in (_reading("7", "crnn", 0.9), _reading("", "crnn")):
+    for line in (_reading("7", "crnn", 0.95, probability=0.85), _reading("", "crnn")):
         reading, support = choose(unsure, line)
-        assert reading.digits == "7" and min(reading.confidences) < ok_bar(support, 0.9)
+        assert reading.digits == "7" and ok_until(reading, support) < 0.9
     # ...but another digit, or a number written close, that every string model reads more surely stands as
     # they read it, held to their bar (a page's rule beside a "3" made the classifier read "1").
     for line in (_reading("3", "crnn", 0.99), _reading("23", "crnn", 0.97)):
@@ -202,25 +206,33 @@ def test_on_a_wide_line_the_string_model_wins():
 
 def test_a_row_sent_to_review_says_why_in_the_words_a_reviewer_reads():
     date = Field("date", (0.1, 0.1, 0.3, 0.1), digits=8)
-    assert why_review(_reading("1234567", "cnn", 0.99), date, 0.9, 0.9) == "the layout wants 8 digits, 7 read"
+    agreed = Support.AGREED
+    assert why_review(_reading("1234567", "cnn", 0.99), date, agreed, 0.9) == "the layout wants 8 digits, 7 read"
     amount = Field("amount", (0.1, 0.1, 0.3, 0.1), max_digits=4)
-    assert why_review(_reading("12345", "cnn", 0.99), amount, 0.9, 0.9) == "the layout allows at most 4 digits, 5 read"
+    too_long = why_review(_reading("12345", "cnn", 0.99), amount, agreed, 0.9)
+    assert too_long == "the layout allows at most 4 digits, 5 read"
     year = Reading("1977", [0.999, 0.62, 0.9995, 0.999], [Box(i * 20, 0, 20, 40) for i in range(4)], "cnn")
-    assert why_review(year, None, 0.9, 0.9) == "digit 2 (9) at 0.62, below 0.9"
-    assert why_review(year, None, float("inf"), 0.9) == "digit 2 (9) at 0.62, below 0.9", "a lone digit under the bar"
+    assert why_review(year, None, agreed, 0.9) == "digit 2 (9) at 0.62, below 0.9"
+    assert why_review(year, None, Support.NONE, 0.9) == "digit 2 (9) at 0.62, below 0.9", "a lone digit under the bar"
     chosen, _ = choose(_narrow("7", "7", 0.98), _reading("1", "crnn", 0.7))
-    assert why_review(chosen, None, float("inf"), 0.9) == chosen.doubt
+    assert why_review(chosen, None, Support.NONE, 0.9) == chosen.doubt
+    # Each digit sure, the whole reading less so (a digit too many, or one left out): the reviewer is told that.
+    unsure_whole = _reading("25", "crnn", 0.99, probability=0.8)
+    said = why_review(unsure_whole, None, Support.STRING_MODELS, 0.9)
+    assert said == "the string models read 25 only 0.8 surely as a whole, below 0.9"
 
 
 def test_without_a_string_model_the_classifier_decides_alone():
     assert choose(_reading("12", "cnn"), None) == (_reading("12", "cnn"), Support.AGREED)
 
 
-def test_a_reading_only_the_string_models_vouch_for_needs_more_confidence_to_be_ok():
-    assert ok_bar(Support.AGREED, 0.9) == 0.9
-    assert ok_bar(Support.STRING_MODELS, 0.9) == pytest.approx(0.95)
-    assert ok_bar(Support.NONE, 0.9) > 1
-    assert ok_bar(Support.STRING_MODELS, 0.9) < ok_bar(Support.STRING_MODELS, 0.98) < 1
+def test_a_reading_only_the_string_models_vouch_for_is_as_sure_as_they_find_the_whole_reading():
+    line = _reading("25", "crnn", 0.99, probability=0.8)
+    assert sureness(line, Support.STRING_MODELS) == 0.8, "each digit sure, the whole reading less so"
+    assert sureness(line, Support.AGREED) == 0.99, "cutting agreeing: as sure as its least sure digit"
+    assert sureness(_reading("", "crnn", probability=0.9), Support.STRING_MODELS) is None, "nothing read"
+    assert ok_bar(Support.AGREED, 0.9) == ok_bar(Support.STRING_MODELS, 0.9) == 0.9
+    assert ok_bar(Support.NONE, 0.9) > 1, "readers that disagree: never ok"
 
 
 def test_blank_and_flat_pages_prepare_to_empty_lines():

@@ -44,6 +44,10 @@ class LineReading:
     """Whether every model (and every view) read the same digits on its own."""
     signs: list[float] = field(default_factory=list)
     """The confidence of each written sign read beside the digits (a letter, a dash): none, for a plain number."""
+    probability: float = 1.0
+    """How likely the models find the whole reading, signs included: the geometric mean of each voter's CTC
+    probability of it (``log_likelihoods``). Unlike a digit's confidence, it counts every way the reading could
+    be wrong at once (a digit read where there is none, one left out, two read as one)."""
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -61,16 +65,22 @@ def greedy(log_probs: np.ndarray) -> str:
 
 def log_likelihood(log_probs: np.ndarray, digits: str) -> float:
     """log P(digits | line) under one model: the CTC forward sum over every alignment."""
+    return float(log_likelihoods(log_probs[np.newaxis], digits)[0])
+
+
+def log_likelihoods(log_probs: np.ndarray, digits: str) -> np.ndarray:
+    """``log_likelihood`` for many voters at once, ``log_probs`` being (voters, frames, classes): one forward
+    pass over all of them, as in ``align_voters``."""
     states = _states(digits)
-    alpha = np.full(len(states), -np.inf)
-    alpha[0] = log_probs[0, BLANK]
+    alpha = np.full((len(log_probs), len(states)), -np.inf)
+    alpha[:, 0] = log_probs[:, 0, BLANK]
     if len(states) > 1:
-        alpha[1] = log_probs[0, states[1]]
+        alpha[:, 1] = log_probs[:, 0, states[1]]
     skip = _skip_allowed(states)
-    for frame in log_probs[1:]:
+    for t in range(1, log_probs.shape[1]):
         stay_or_step = np.logaddexp(alpha, _shift(alpha, 1))
-        alpha = np.where(skip, np.logaddexp(stay_or_step, _shift(alpha, 2)), stay_or_step) + frame[states]
-    return float(np.logaddexp(alpha[-1], alpha[-2]) if len(states) > 1 else alpha[-1])
+        alpha = np.where(skip, np.logaddexp(stay_or_step, _shift(alpha, 2)), stay_or_step) + log_probs[:, t, states]
+    return np.logaddexp(alpha[:, -1], alpha[:, -2]) if len(states) > 1 else alpha[:, -1]
 
 
 def align(log_probs: np.ndarray, digits: str) -> tuple[list[float], list[tuple[int, int]]]:
@@ -128,18 +138,18 @@ def decode(member_logits: list[np.ndarray]) -> list[LineReading]:
     """Read a batch of lines with one model or more: ``member_logits[m]`` is (lines, frames, classes).
 
     A digit is only as sure as the least sure model on it, so that a reading
-    one model doubts goes to review. A model that knows no sign never reads one.
+    one model doubts goes to review; the whole reading is as likely as the
+    voters find it on average (``LineReading.probability``). A model that
+    knows no sign never reads one.
     """
     members = [log_softmax(_with_sign(np.asarray(logits, np.float64))) for logits in member_logits]
     readings = []
     for line in range(len(members[0])):
-        per_model = [m[line] for m in members]
+        per_model = np.stack([m[line] for m in members])
         candidates = sorted({greedy(lp) for lp in per_model})
-        if len(candidates) == 1:
-            digits = candidates[0]
-        else:
-            digits = max(candidates, key=lambda c: sum(log_likelihood(lp, c) for lp in per_model))
-        per_voter, spans = align_voters(np.stack(per_model), digits)
+        likelihoods = {c: log_likelihoods(per_model, c) for c in candidates}
+        digits = max(candidates, key=lambda c: float(likelihoods[c].sum()))
+        per_voter, spans = align_voters(per_model, digits)
         confidences = [min(c) for c in zip(*per_voter, strict=True)] if digits else []
         is_digit = [c != SIGN for c in digits]
         readings.append(
@@ -149,6 +159,7 @@ def decode(member_logits: list[np.ndarray]) -> list[LineReading]:
                 [s for s, keep in zip(spans, is_digit, strict=True) if keep],
                 unanimous=len(candidates) == 1,
                 signs=[c for c, keep in zip(confidences, is_digit, strict=True) if not keep],
+                probability=float(np.exp(likelihoods[digits].mean())),
             )
         )
     return readings

@@ -6,7 +6,7 @@ single digit the classifier is sure enough of alone; see ``sure_alone``). The
 reading that suits the page is kept: the classifier's for a single digit, the
 string model's for a line, where touching digits and separators fool the
 cutting. A row is trusted only when its reading is vouched for (see ``choose``
-and ``Support``) and every digit clears the bar that support sets; otherwise it
+and ``Support``) and its readers are sure enough of it (``sureness``); otherwise it
 goes to review. With a layout, pages are first registered to its reference image
 or aligned (``fitted``), and pre-printed text in the fields is erased.
 
@@ -134,7 +134,15 @@ def read_as_lines(
         placement = page_views[0][1]  # spans are frames of the first view, the line as it is
         boxes = placement.digit_boxes(line.spans)
         readings.append(
-            Reading(line.digits, line.confidences, boxes, models.reader.label, line.unanimous, signs=line.signs)
+            Reading(
+                line.digits,
+                line.confidences,
+                boxes,
+                models.reader.label,
+                line.unanimous,
+                signs=line.signs,
+                probability=line.probability,
+            )
         )
     return readings
 
@@ -153,22 +161,17 @@ def _framed(pages: list[np.ndarray], framed: Sequence[bool] | None) -> Sequence[
 
 
 class Support(IntEnum):
-    """Who vouches for a reading, weakest first; each level has its own bar for ``ok`` (``ok_bar``)."""
+    """Who vouches for a reading, weakest first; each level says how sure of it they are (``sureness``)."""
 
     NONE = 0
     """The readers disagree: the row always goes to review."""
     STRING_MODELS = 1
-    """Only the string models, unanimously (cutting fails on touching digits and separators)."""
+    """Only the string models, unanimously (cutting fails on touching digits and separators): as sure as they
+    find the whole reading likely."""
     AGREED = 2
     """Cutting and the string models read the same digits, or the classifier is the only reader:
-    there is no string model, or a single digit it is sure of alone (``sure_alone``)."""
-
-
-STRING_ONLY_DOUBT = 0.5
-"""A reading only the string models vouch for may keep this share of the doubt the review
-threshold allows (0.95 for a threshold of 0.9). With no second reader to disagree, the string
-models can be unanimous and fairly sure about a misreading (an end mark read as a digit),
-so their bar is stricter than the one for readings that cutting confirms."""
+    there is no string model, or a single digit it is sure of alone (``sure_alone``). As sure as the
+    least sure digit."""
 
 
 CLASSIFIER_ALONE_DOUBT = 0.01
@@ -210,13 +213,27 @@ def sure_alone(cutting: Reading, threshold: float) -> bool:
     return len(cutting.digits) == 1 and min(whole.confidences, default=0.0) >= bar
 
 
+def sureness(reading: Reading, support: Support) -> float | None:
+    """How sure the readers that vouch for ``reading`` are of it, the row's ``confidence``; None where no digit
+    was read.
+
+    Where only the string models vouch for it, their probability of the whole
+    reading: with no second reader to disagree, they can be sure of each digit
+    they read and still read one too many (an end mark) or too few, which only
+    the whole reading's probability counts. Otherwise its least sure digit,
+    each as sure as the less sure of the readers that agree on it.
+    """
+    if not reading.digits:
+        return None
+    if support == Support.STRING_MODELS and reading.probability is not None:
+        return reading.probability
+    return min(reading.confidences)
+
+
 def ok_bar(support: Support, threshold: float) -> float:
-    """The lowest digit confidence a reading with ``support`` needs to be ``ok``."""
-    if support == Support.AGREED:
-        return threshold
-    if support == Support.STRING_MODELS:
-        return _keeping_doubt(threshold, STRING_ONLY_DOUBT)
-    return float("inf")
+    """The lowest ``sureness`` a reading with ``support`` needs to be ``ok``: none is enough where the readers
+    disagree."""
+    return float("inf") if support == Support.NONE else threshold
 
 
 def ok_until(reading: Reading, support: Support) -> float:
@@ -226,13 +243,11 @@ def ok_until(reading: Reading, support: Support) -> float:
     operating curve, without reading the file again. Below 0 for a reading
     that is never ``ok`` (nothing read, or readers that disagree).
     """
-    lowest = min(reading.confidences, default=None)
-    if lowest is None or support == Support.NONE:
+    sure = sureness(reading, support)
+    if sure is None or support == Support.NONE:
         return -1.0
-    if support == Support.STRING_MODELS:
-        lowest = 1 - (1 - lowest) / STRING_ONLY_DOUBT
     # Ink left out as no digit must be as surely none as the digits are digits (``_row``).
-    return min([lowest, *reading.marks])
+    return min([sure, *reading.marks])
 
 
 def choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None = None) -> tuple[Reading, Support]:
@@ -281,7 +296,7 @@ def _choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None
         # classifier agreeing never weakens what the string models vouch for alone.
         sure = [min(a, b) for a, b in zip(cutting.confidences, line.confidences, strict=True)]
         agreed = replace(cutting, confidences=sure, whole=None, unanimous=True)
-        vouched = replace(agreed, confidences=line.confidences)  # as sure as the string models alone
+        vouched = replace(agreed, confidences=line.confidences, probability=line.probability)  # the string models
         if line.unanimous and ok_until(vouched, Support.STRING_MODELS) > ok_until(agreed, Support.AGREED):
             return vouched, Support.STRING_MODELS
         return agreed, Support.AGREED
@@ -666,6 +681,7 @@ def field_readings(
                 doubt="; ".join(d for d in (before.doubt, reading.doubt) if d),
                 marks=before.marks + reading.marks,
                 signs=before.signs + reading.signs,
+                probability=_joint(before.probability, reading.probability),
             )
             support = min(support, before_support)
         readings[key] = (reading, support)
@@ -674,6 +690,11 @@ def field_readings(
         if index in document.unmatched or not _as_expected(reading.digits, fields.get(name)):
             readings[index, name] = (reading, Support.NONE)
     return readings
+
+
+def _joint(first: float | None, second: float | None) -> float | None:
+    """The probability of two readings of one field (comb boxes) both being right, where both have one."""
+    return None if first is None or second is None else first * second
 
 
 def _rows(
@@ -686,12 +707,11 @@ def _rows(
     for (index, name), (reading, support) in field_readings(document, areas, chosen).items():
         field = fields.get(name)
         page = document.pages[index - 1]
-        bar = ok_bar(support, review_threshold)
-        row = _row(document, document.first_page + index - 1, name, reading, bar, review_threshold)
+        row = _row(document, document.first_page + index - 1, name, reading, support, review_threshold)
         if row.status == EMPTY and layout is None:
             row = row.model_copy(update={"error": NOTHING_ON_THE_PAGE})
         if row.status == REVIEW:
-            row = row.model_copy(update={"error": why_review(reading, field, bar, review_threshold)})
+            row = row.model_copy(update={"error": why_review(reading, field, support, review_threshold)})
         if index in document.unmatched:
             row = row.model_copy(update={"status": REVIEW, "error": UNMATCHED})
         region = region_pixels(field.region, page.shape) if field else None
@@ -703,14 +723,14 @@ def _rows(
     return rows
 
 
-def _row(document: Document, page: int, field: str, reading: Reading, bar: float, threshold: float) -> Row:
-    """The row of one reading: ``ok`` if every digit reaches ``bar`` and every piece of ink left out as
-    no digit is at least ``threshold`` sure to be none; ``empty`` with no digit and no such doubt."""
-    lowest = min(reading.confidences, default=None)
+def _row(document: Document, page: int, field: str, reading: Reading, support: Support, threshold: float) -> Row:
+    """The row of one reading: ``ok`` if its ``sureness`` reaches the bar its ``support`` sets and every piece of
+    ink left out as no digit is at least ``threshold`` sure to be none; ``empty`` with no digit and no such doubt."""
+    lowest = sureness(reading, support)
     if min(reading.marks, default=1.0) < threshold:
         status = REVIEW
     else:
-        status = EMPTY if lowest is None else OK if lowest >= bar else REVIEW
+        status = EMPTY if lowest is None else OK if lowest >= ok_bar(support, threshold) else REVIEW
     return Row(
         job_id=document.job_id,
         source=document.source,
@@ -726,7 +746,7 @@ def _row(document: Document, page: int, field: str, reading: Reading, bar: float
     )
 
 
-def why_review(reading: Reading, field: Field | None, bar: float, threshold: float) -> str:
+def why_review(reading: Reading, field: Field | None, support: Support, threshold: float) -> str:
     """Why a reading goes to review, in the words a reviewer reads beside it (the row's ``error``)."""
     read = len(reading.digits)
     if field is not None and field.digits is not None and read != field.digits:
@@ -736,10 +756,13 @@ def why_review(reading: Reading, field: Field | None, bar: float, threshold: flo
         return f"the layout allows at most {limit} digits, {read} read"
     if reading.doubt:
         return reading.doubt
-    bar = threshold if bar == float("inf") else bar
+    sure = sureness(reading, support)
+    if support == Support.STRING_MODELS and sure is not None and sure < threshold:
+        return f"the string models read {reading.digits} only {sure:.4g} surely as a whole, below {threshold:.4g}"
     lowest = min(range(read), key=lambda i: reading.confidences[i], default=None)
-    if lowest is not None and reading.confidences[lowest] < bar:
-        return f"digit {lowest + 1} ({reading.digits[lowest]}) at {reading.confidences[lowest]:.4g}, below {bar:.4g}"
+    if lowest is not None and reading.confidences[lowest] < threshold:
+        digit, confidence = reading.digits[lowest], reading.confidences[lowest]
+        return f"digit {lowest + 1} ({digit}) at {confidence:.4g}, below {threshold:.4g}"
     return f"ink that may be a digit was left out: only {min(reading.marks):.4g} sure it is none, below {threshold:.4g}"
 
 

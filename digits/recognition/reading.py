@@ -26,3 +26,6 @@ class Reading:
     only if it is sure of every one, for a piece it is unsure of may be a digit it dropped."""
     signs: list[float] = field(default_factory=list)
     """The confidence of each written sign read beside the digits (a letter, a dash): see ``LineReading``."""
+    probability: float | None = None
+    """How likely its readers find the whole reading, where they say (the string models; see
+    ``LineReading.probability``); None for the classifier, which judges each digit on its own."""

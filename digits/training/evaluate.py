@@ -24,7 +24,15 @@ from digits.layouts import Layout
 from digits.recognition.clean import clean_page
 from digits.recognition.imaging import UnreadableImage, decode_pages
 from digits.recognition.model import Models
-from digits.recognition.pipeline import areas_of, field_readings, fitted, ok_until, open_document, read_images
+from digits.recognition.pipeline import (
+    areas_of,
+    field_readings,
+    fitted,
+    ok_until,
+    open_document,
+    read_images,
+    sureness,
+)
 from digits.training.augment import coarse_scan, semeion_bitmap
 from digits.training.data import (
     FORMS_DIR,
@@ -408,7 +416,8 @@ def evaluate(
 
 @dataclass(frozen=True)
 class Judged:
-    """How one file was read: its first page's digits, lowest confidence, and up to which threshold it is ``ok``."""
+    """How one file was read: its first page's digits, its confidence (``sureness``), and up to which threshold it
+    is ``ok``."""
 
     digits: str
     confidence: float | None
@@ -438,7 +447,7 @@ def judge(samples: list[Sample], models: Models, review_threshold: float) -> Ite
                 yield Judged("", None, -1.0)
                 continue
             reading, support = next(readings)
-            yield Judged(reading.digits, min(reading.confidences, default=None), ok_until(reading, support))
+            yield Judged(reading.digits, sureness(reading, support), ok_until(reading, support))
 
 
 def judge_fields(samples: list[Sample], models: Models, review_threshold: float) -> Iterator[Judged]:
@@ -456,7 +465,7 @@ def judge_fields(samples: list[Sample], models: Models, review_threshold: float)
         for sample in fields:
             reading, support = readings[1, sample.field]
             number = str(int(reading.digits)) if reading.digits else ""
-            yield Judged(number, min(reading.confidences, default=None), ok_until(reading, support))
+            yield Judged(number, sureness(reading, support), ok_until(reading, support))
 
 
 def judge_set(
