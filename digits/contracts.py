@@ -53,7 +53,9 @@ class Row(BaseModel):
     digits: str = ""
     """The digits read, left to right, 0-9 only."""
     confidence: str = ""
-    """The lowest digit confidence; empty when no digit was read."""
+    """How sure the readers are of the whole reading (``digits.recognition.pipeline.sureness``): where only the
+    string models vouch for it, their probability of it; else the lowest digit confidence. Empty when no digit
+    was read."""
     status: Status
     digit_confidences: str = ""
     """Each digit's confidence, ``;``-separated."""

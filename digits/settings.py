@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     """Draw a review picture for every inbox row, not only for rows sent to ``review``."""
 
     review_threshold: float = Field(0.95, ge=0, le=1)
-    """Rows whose lowest digit confidence is below this get status ``review``. The default keeps the error
+    """Rows whose ``confidence`` is below this get status ``review``. The default keeps the error
     among ``ok`` rows at most 0.5% on the held-out cheque amounts, where 0.9 let one in a hundred through
     (docs/recognition.md, "Accuracy on held-out files")."""
 
