@@ -44,10 +44,11 @@ class LineReading:
     """Whether every model (and every view) read the same digits on its own."""
     signs: list[float] = field(default_factory=list)
     """The confidence of each written sign read beside the digits (a letter, a dash): none, for a plain number."""
-    probability: float = 1.0
+    probability: float = 0.0
     """How likely the models find the whole reading, signs included: the geometric mean of each voter's CTC
-    probability of it (``log_likelihoods``). Unlike a digit's confidence, it counts every way the reading could
-    be wrong at once (a digit read where there is none, one left out, two read as one)."""
+    probability of it (``log_likelihoods``); 0 where no model read the line (no ink). Unlike a digit's
+    confidence, it counts every way the reading could be wrong at once (a digit read where there is none, one
+    left out, two read as one)."""
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

@@ -264,7 +264,7 @@ def choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None 
     it prefers stands, for a person to confirm (no support); else the string
     models' reading stands, as it always does without a ``choice``. Cutting and
     the string models agreeing is the strongest support; otherwise the string
-    models reading unanimously is support too, but held to a higher bar. A
+    models reading unanimously is support too, judged by their probability of the whole reading. A
     classifier that agrees less surely never weakens what they vouch for alone.
     A line where the string models read a written sign beside digits (a
     letter after a number, as in "12a") goes to a person, whatever else.
