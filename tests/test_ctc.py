@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -54,6 +55,8 @@ def test_a_reading_is_as_likely_as_every_way_it_could_be_wrong_allows_though_eac
     assert reading.digits == "11" and min(reading.confidences) > 0.95, "each digit is sure on its own frames"
     assert reading.probability == pytest.approx(np.exp(log_likelihood(one_voter, "11")))
     assert reading.probability < 0.6, "yet it may be one digit"
+    glanced = decode([one_voter[None]], whole=False)[0]
+    assert glanced == replace(reading, probability=0.0), "a first look reads the same, sparing the probability"
     # Several voters: the geometric mean of their probabilities of the reading.
     other = np.log(probabilities([{0: 0.98}, {2: 0.98}, {0: 0.9, 2: 0.09}, {2: 0.98}, {0: 0.98}]))
     [together] = decode([one_voter[None], other[None]])

@@ -46,7 +46,8 @@ class LineReading:
     """The confidence of each written sign read beside the digits (a letter, a dash): none, for a plain number."""
     probability: float = 0.0
     """How likely the models find the whole reading, signs included: the geometric mean of each voter's CTC
-    probability of it (``log_likelihoods``); 0 where no model read the line (no ink). Unlike a digit's
+    probability of it (``log_likelihoods``); 0 where it was not asked for (``decode``) or no model read the
+    line (no ink). Unlike a digit's
     confidence, it counts every way the reading could be wrong at once (a digit read where there is none, one
     left out, two read as one)."""
 
@@ -135,21 +136,24 @@ def align_voters(log_probs: np.ndarray, digits: str) -> tuple[list[list[float]],
     return confidences.tolist(), spans
 
 
-def decode(member_logits: list[np.ndarray]) -> list[LineReading]:
+def decode(member_logits: list[np.ndarray], whole: bool = True) -> list[LineReading]:
     """Read a batch of lines with one model or more: ``member_logits[m]`` is (lines, frames, classes).
 
     A digit is only as sure as the least sure model on it, so that a reading
-    one model doubts goes to review; the whole reading is as likely as the
-    voters find it on average (``LineReading.probability``). A model that
-    knows no sign never reads one.
+    one model doubts goes to review; with ``whole``, the whole reading is as
+    likely as the voters find it on average (``LineReading.probability``), a
+    forward pass a line that a first look, never reported, can spare. A model
+    that knows no sign never reads one.
     """
     members = [log_softmax(_with_sign(np.asarray(logits, np.float64))) for logits in member_logits]
     readings = []
     for line in range(len(members[0])):
         per_model = np.stack([m[line] for m in members])
         candidates = sorted({greedy(lp) for lp in per_model})
-        likelihoods = {c: log_likelihoods(per_model, c) for c in candidates}
-        digits = max(candidates, key=lambda c: float(likelihoods[c].sum()))
+        # One candidate needs no vote; its likelihood only where its probability is asked for.
+        scored = candidates if len(candidates) > 1 or whole else []
+        likelihoods = {c: log_likelihoods(per_model, c) for c in scored}
+        digits = max(candidates, key=lambda c: float(likelihoods[c].sum())) if scored else candidates[0]
         per_voter, spans = align_voters(per_model, digits)
         confidences = [min(c) for c in zip(*per_voter, strict=True)] if digits else []
         is_digit = [c != SIGN for c in digits]
@@ -160,7 +164,7 @@ def decode(member_logits: list[np.ndarray]) -> list[LineReading]:
                 [s for s, keep in zip(spans, is_digit, strict=True) if keep],
                 unanimous=len(candidates) == 1,
                 signs=[c for c, keep in zip(confidences, is_digit, strict=True) if not keep],
-                probability=float(np.exp(likelihoods[digits].mean())),
+                probability=float(np.exp(likelihoods[digits].mean())) if whole else 0.0,
             )
         )
     return readings

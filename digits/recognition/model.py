@@ -202,7 +202,7 @@ class StringReader:
         if len(lines) == 0:
             return []
         batch = np.asarray(lines, np.float32).reshape(-1, LINE_HEIGHT, LINE_WIDTH, 1)
-        return decode([predict(self._members[0], batch).reshape(len(lines), FRAMES, -1)])
+        return decode([predict(self._members[0], batch).reshape(len(lines), FRAMES, -1)], whole=False)
 
     def warm_up(self, sizes: Sequence[int]) -> None:
         """Trace each model for each of the padded batch ``sizes`` (see ``Models.warm_up``)."""

@@ -193,7 +193,7 @@ def fit_line_passes(model, passes: Prefetcher, epochs: int, say: Callable[[str],
 
 def exact_share(model, lines: RealLines) -> float:
     """Share of ``lines`` the string model reads exactly, alone (no views, no vote), rounded to 5 places."""
-    read = [r.digits for r in decode([read_alone(model, lines.images)])]
+    read = [r.digits for r in decode([read_alone(model, lines.images)], whole=False)]
     return round(float(np.mean([a == b for a, b in zip(read, lines.labels, strict=True)])), 5)
 
 
