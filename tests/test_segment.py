@@ -55,6 +55,30 @@ def test_a_detached_bar_stays_with_its_digit():
     assert len(find_digits(page)) == 1
 
 
+def test_an_underline_joins_no_digits_and_a_strike_through_is_kept():
+    page = draw_digits("47", height=45)
+    cut = [d.box for d in find_digits(page)]
+    assert len(cut) == 2
+    left, right = cut[0].x + cut[0].w // 2, cut[1].x + cut[1].w // 2
+    bottom = cut[0].y + cut[0].h
+    underlined = page.copy()
+    # Drawn by hand under both digits, apart from them, and shorter than twice their height (no rule's remains).
+    cv2.line(underlined, (left, bottom + 9), (right, bottom + 5), 30, 3)
+    assert [d.box for d in find_digits(underlined)] == cut, "the underline is no digit, nor part of one"
+    struck = page.copy()
+    cv2.line(struck, (left, bottom - 22), (right, bottom - 24), 30, 3)
+    assert len(find_digits(struck)) == 1, "a number struck through stays one piece, never two clean digits"
+
+
+def test_a_digits_bowl_broken_off_below_it_is_no_underline():
+    page = np.full((120, 110), 240, np.uint8)
+    for start, end in (((35, 20), (75, 20)), ((35, 20), (35, 50)), ((35, 50), (70, 50)), ((70, 50), (76, 62))):
+        cv2.line(page, start, end, 20, 4)  # a 5's bar, stem and the top of its bowl
+    cv2.ellipse(page, (52, 70), (28, 14), 0, 10, 170, 20, 4)  # the rest of the bowl, apart: flat, but curved
+    (five,) = find_digits(page)
+    assert five.box.y + five.box.h > 80, "the bowl is part of the digit"
+
+
 def test_normalised_digit_fits_mnist_box_with_centre_of_mass_in_the_middle():
     crop = np.zeros((300, 90), np.uint8)
     cv2.line(crop, (45, 10), (45, 290), 255, 12)

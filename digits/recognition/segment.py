@@ -138,7 +138,7 @@ def find_pieces(gray: np.ndarray, framed: bool = True) -> Pieces | None:
         ink[box_border_mask(ink > 0)] = 0
     count, labels, stats, _ = cv2.connectedComponentsWithStats((ink > 0).astype(np.uint8), connectivity=8)
     strength = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count) / np.maximum(stats[:, 4], 1)
-    pieces = _without_remnants([_Span.of(stats, i) for i in range(1, count)], strength)
+    pieces = _without_underlines(_without_remnants([_Span.of(stats, i) for i in range(1, count)], strength), labels)
     if not pieces:
         return None
     # Specks go first: stacked over each other they would pass for a stroke.
@@ -311,6 +311,50 @@ def _without_remnants(pieces: list[_Span], strength: np.ndarray) -> list[_Span]:
     longest = max(writing)
     return [p for p, is_odd in zip(pieces, odd, strict=True)
             if not (is_odd and max(p.w, p.h) >= REMNANT_OVER_WRITING * longest)]  # fmt: skip
+
+
+UNDERLINE_FLATNESS = 2.5
+"""A piece at least this many times as wide as it is tall is flat: a rule, a dash, or an underline."""
+
+UNDERLINE_STRAIGHTNESS = 5.0
+"""An underline is at least this many times as long as it is thick along its own slant: a pen's straight
+stroke. A digit's lower part that a coarse scan broke off (a 5's or a 3's bowl) is as flat but curved."""
+
+UNDERLINE_WIDTH = 0.75
+"""An underline is at least this share of the tallest upright piece wide: a digit's own flat stroke is
+narrower than the digit is tall."""
+
+
+def _without_underlines(pieces: list[_Span], labels: np.ndarray) -> list[_Span]:
+    """``pieces`` without the straight strokes drawn under the writing (``labels`` are the page's
+    component labels): an underline is no digit.
+
+    Reaching under two digits, an underline would join them into one group
+    (``_belong_together``), which the classifier takes for no digit; under a
+    single digit, it would be read with it. It lies wholly below the writing
+    above it, and is straight: a 2's base that a coarse scan broke off reaches
+    up into the digit, a 5's or a 3's bowl is curved, and a 5's bar, a 7's
+    crossbar and a strike-through lie higher, so they stay.
+    """
+    flat = [p.w >= UNDERLINE_FLATNESS * p.h for p in pieces]
+    upright = [p for p, is_flat in zip(pieces, flat, strict=True) if not is_flat]
+    if not upright:
+        return pieces
+    tallest = max(p.h for p in upright)
+
+    def underline(piece: _Span) -> bool:
+        above = [q for q in upright if _overlap(piece.x, piece.x + piece.w, q.x, q.x + q.w) > 0]
+        below = piece.y >= max((q.y + q.h for q in above), default=piece.y + 1)
+        return piece.w >= UNDERLINE_WIDTH * tallest and below and _straight(piece, labels)
+
+    return [p for p, is_flat in zip(pieces, flat, strict=True) if not (is_flat and underline(p))]
+
+
+def _straight(piece: _Span, labels: np.ndarray) -> bool:
+    """Whether a piece's pixels lie along a straight stroke (``UNDERLINE_STRAIGHTNESS``), at whatever slant."""
+    own = (labels[piece.y : piece.y + piece.h, piece.x : piece.x + piece.w] == piece.labels[0]).astype(np.uint8)
+    _, sides, _ = cv2.minAreaRect(cv2.findNonZero(own))
+    return max(sides) + 1 >= UNDERLINE_STRAIGHTNESS * (min(sides) + 1)
 
 
 def _is_speck(piece: _Span, tallest: int) -> bool:
