@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from digits.recognition.clean import clean_page, main_line, without_margins, without_rules
+from digits.recognition.lines import stroke_width
 from tests.synth import draw_digits
 
 
@@ -39,6 +40,24 @@ def test_a_register_crop_keeps_its_digits_and_loses_its_margin_rules_and_printed
     assert not kept[~cv2.dilate(digits_ink.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)].any(), (
         "nothing but the digits is left: no margin, no rule, no print"
     )
+
+
+def test_what_is_left_of_a_ragged_page_edge_beside_its_margin_goes():
+    crop, digits_ink = register_crop()
+    h = crop.shape[0] // 3
+    crop[2 * h + 4 : 3 * h - 4, 46:49] = 90  # a sliver of the page's edge, beyond the margin's straight border
+    kept = ink(clean_page(crop))
+    assert kept[digits_ink].mean() > 0.95, "the digits stay"
+    assert not kept[:, 40:50].any(), "the edge's remains go"
+
+
+def test_a_digit_touching_a_stroke_along_a_tight_crops_side_stays():
+    digit = draw_digits("7", height=40, margin=4)
+    digit = digit[: np.flatnonzero(ink(digit).any(axis=1))[-1] + 1]  # cut right under the 7's foot
+    # A neighbour's stroke (or a printed line) along the crop's foot, dark from end to end, touching the 7.
+    crop = np.vstack([digit, np.full((3, digit.shape[1]), 30, np.uint8)])
+    seven = ink(digit)
+    assert ink(clean_page(crop))[:-3][seven].mean() > 0.95, "a margin as thin as a stroke takes no digit with it"
 
 
 def test_a_rule_through_a_digit_goes_and_the_strokes_that_cross_it_stay():
@@ -118,3 +137,12 @@ def test_a_one_filling_a_tight_crop_is_never_taken_for_a_rule_and_painted_away()
     page[2:6, -10:-2] = 0  # and a speck above that, a band of its own
     kept = ink(main_line(page))
     assert kept[:, : one.shape[1]].sum() == ink(one).sum(), "the 1 stays whole"
+
+
+def test_a_hairline_left_of_a_pages_edge_is_no_line_of_writing():
+    page = np.full((200, 120), 255, np.uint8)
+    digits = draw_digits("37", height=20, margin=0, paper=255)
+    page[80 : 80 + digits.shape[0], 40 : 40 + digits.shape[1]] = digits
+    page[0:30, 20] = 60  # a pixel-thin piece of the page's edge, taller than the digits
+    kept = ink(main_line(page, stroke_width(page)))
+    assert kept[80:].sum() == ink(page)[80:].sum(), "the number stays"

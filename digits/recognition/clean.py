@@ -7,7 +7,8 @@ dark margin or a rule as a "1". ``clean_page`` leaves them out, keeping the
 page's size so that digit boxes stay in page pixels:
 
 1. margins: dark bands along an edge of the image, far darker than the paper,
-   and the shaded strip beside them, become paper;
+   and the shaded strip beside them, become paper, and so does the ink that
+   touches them (a ragged edge's remains), once the rules are gone;
 2. light: the page is divided by its paper (the brightest level around each
    pixel), so that ink is as dark under a lamp as in a shadow;
 3. rules: straight lines crossing nearly the whole page are erased, except
@@ -39,6 +40,13 @@ MARGIN_FILL = 0.9
 PROFILE_SIDE = 600
 """Longest side of the reduced copy on which margins are measured."""
 
+EDGE_TOUCH = 5
+"""Pixels within which ink beside a margin touches it (the side of the square the margin is widened by)."""
+
+EDGE_MARGIN_SHARE = 0.12
+"""A margin at least this share of the image across is beyond a page's edge, whose remains beside it go; a
+narrower one may be a stroke along a tight crop's side (a neighbour's digit), which the digit beside it touches."""
+
 MAX_MARGIN_SHARE = 0.7
 """Margins together cover at most this share of a side: more, and the dark is the paper itself
 (light ink on dark paper), which ``dark_on_light`` turns round instead."""
@@ -68,6 +76,10 @@ LINE_EDGE_DISCOUNT = 0.6
 LINE_RULE_THICKNESS = 3.0
 """Pixels of ink per pixel of length, at most, of a line across half the page that is left of a rule."""
 
+LINE_THIN_STROKE = 0.5
+"""A line (``RULE_ASPECT`` times as long as thick) thinner than this share of the page's widest strokes is
+left of a rule or of a page's edge: no pen's stroke."""
+
 LINE_GAP = 0.08
 """Bands of inked rows apart by fewer blank rows than this share of the page's height are one line."""
 
@@ -90,11 +102,18 @@ RULE_INK = 0.8
 
 
 def clean_page(gray: np.ndarray) -> np.ndarray:
-    """The page, dark ink on light paper, without its margins, its uneven light, its printed rules, and ink
-    off its main line."""
-    gray = without_margins(gray)
-    gray = flattened(dark_on_light(gray))
-    return main_line(without_rules(gray))
+    """The page, dark ink on light paper, without its margins and what is left of its edge, its uneven light,
+    its printed rules, and ink off its main line."""
+    margins = _margins(gray)
+    gray = dark_on_light(_painted(gray, margins))
+    stroke = stroke_width(gray)  # measured once: on a full page it costs a third of the cleaning
+    gray = without_rules(flattened(gray, stroke))
+    if margins is not None:
+        edgeless = _off_the_edge(gray, margins[0])
+        if edgeless is not gray:
+            # The edge's remains, as long as a rule beside it, made that rule look like one of two strokes alike.
+            gray = without_rules(edgeless)
+    return main_line(gray, stroke)
 
 
 def clean_box(gray: np.ndarray) -> np.ndarray:
@@ -111,27 +130,78 @@ def clean_box(gray: np.ndarray) -> np.ndarray:
 
 def without_margins(gray: np.ndarray) -> np.ndarray:
     """``gray`` with dark bands along its edges (and their shaded strips) painted the paper's grey."""
+    return _painted(gray, _margins(gray))
+
+
+def _painted(gray: np.ndarray, margins: tuple[np.ndarray, float] | None) -> np.ndarray:
+    """``gray`` with ``margins`` (as ``_margins`` finds them) painted the paper's grey."""
+    if margins is None:
+        return gray
+    margin, paper = margins
+    out = gray.copy()
+    out[margin] = round(paper)
+    return out
+
+
+def _margins(gray: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """Where ``gray``'s margins lie (see ``without_margins``), and the paper's grey; None where it has none."""
     scale = min(1.0, PROFILE_SIDE / max(gray.shape))
     small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
     paper = float(np.percentile(small, 90))
     edges = (small[:, 0], small[:, -1], small[0], small[-1])
     if paper < 1 or all(np.percentile(edge, 100 * MARGIN_FILL) < MARGIN_CONTRAST * paper for edge in edges):
-        return gray  # dark all round: light ink on dark paper (or a dark page), no margin
-    out = gray
+        return None  # dark all round: light ink on dark paper (or a dark page), no margin
+    margin = np.zeros(gray.shape, bool)
     for axis in (0, 1):
         # A margin is dark along nearly all of its column (axis 0) or row (axis 1); ink never is.
         profile = np.percentile(small, 100 * MARGIN_FILL, axis=axis)
         first, last = _dark_run(profile, paper), _dark_run(profile[::-1], paper)
         if first + last == 0 or first + last > MAX_MARGIN_SHARE * len(profile):
             continue
-        if out is gray:
-            out = gray.copy()
         length = gray.shape[1 - axis]
         for start, stop in ((0, round(first / scale)), (length - round(last / scale), length)):
             index = [slice(None), slice(None)]
             index[1 - axis] = slice(start, stop)
-            out[tuple(index)] = round(paper)
+            margin[tuple(index)] = True
+    return (margin, paper) if margin.any() else None
+
+
+def _off_the_edge(gray: np.ndarray, margin: np.ndarray) -> np.ndarray:
+    """A flattened page without the ink that touches its ``margin`` (a mask) where the margin is wide
+    (``EDGE_MARGIN_SHARE``): what is left of the page's edge.
+
+    A bound or torn page's edge is ragged and its shade uneven, so pieces of it
+    stay beyond the margin's straight border, often taller than the digits; the
+    row's rules are gone by now, so no stroke of writing is joined to the edge by one.
+    """
+    wide = _wide_bands(margin, EDGE_MARGIN_SHARE)
+    if not wide.any():
+        return gray
+    ink = (gray < LINE_INK * 255).astype(np.uint8)
+    _, labels = cv2.connectedComponents(ink, connectivity=8)
+    near = cv2.dilate(wide.astype(np.uint8), np.ones((EDGE_TOUCH, EDGE_TOUCH), np.uint8)) > 0
+    touching = np.unique(labels[near & (ink > 0)])
+    if not len(touching):
+        return gray
+    out = gray.copy()
+    out[np.isin(labels, touching)] = 255
     return out
+
+
+def _wide_bands(margin: np.ndarray, share: float) -> np.ndarray:
+    """The bands of ``margin`` (along the image's sides, as ``_margins`` finds them) at least ``share`` of the
+    image across."""
+    wide = np.zeros_like(margin)
+    for axis in (0, 1):
+        through = margin.all(axis=axis)  # columns (axis 0) or rows (axis 1) that are margin end to end
+        first = len(through) if through.all() else int(np.argmin(through))
+        last = len(through) if through.all() else int(np.argmin(through[::-1]))
+        for start, stop in ((0, first), (len(through) - last, len(through))):
+            if stop - start >= max(1, share * len(through)):
+                index = [slice(None), slice(None)]
+                index[1 - axis] = slice(start, stop)
+                wide[tuple(index)] = True
+    return wide
 
 
 def _dark_run(profile: np.ndarray, paper: float) -> int:
@@ -145,9 +215,13 @@ def _dark_run(profile: np.ndarray, paper: float) -> int:
     return run
 
 
-def flattened(gray: np.ndarray) -> np.ndarray:
-    """Dark ink on light paper divided by the paper around each pixel: paper 255 everywhere, ink by its contrast."""
-    side = max(MIN_PAPER_KERNEL, PAPER_KERNEL_STROKES * stroke_width(gray)) | 1
+def flattened(gray: np.ndarray, stroke: int | None = None) -> np.ndarray:
+    """Dark ink on light paper divided by the paper around each pixel: paper 255 everywhere, ink by its contrast.
+
+    ``stroke`` is the page's ``stroke_width``, measured here if not given.
+    """
+    stroke = stroke_width(gray) if stroke is None else stroke
+    side = max(MIN_PAPER_KERNEL, PAPER_KERNEL_STROKES * stroke) | 1
     # The paper is the brightest thing around each pixel: a grey-level closing wider than any stroke keeps it.
     paper = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (side, side)))
     return cv2.divide(gray, np.maximum(paper, 1), scale=255)
@@ -209,7 +283,7 @@ def _straight_runs(thick: np.ndarray, candidates: np.ndarray, run: int, across: 
     return found if found.any() else None
 
 
-def main_line(gray: np.ndarray) -> np.ndarray:
+def main_line(gray: np.ndarray, stroke: int = 0) -> np.ndarray:
     """A flattened page with only the ink of its main line: of the bands of rows that blank rows keep apart,
     the one holding the most handwriting.
 
@@ -220,7 +294,10 @@ def main_line(gray: np.ndarray) -> np.ndarray:
     however faint. Pieces count less towards the page's top and bottom edges,
     where a crop's neighbours and printed feet lie. A thin line across half the
     page (a rule the cleaning left) counts nothing and joins no bands; an upright
-    one stays, for a "1" filling a tight crop is as long and thin. Other pieces
+    one stays, for a "1" filling a tight crop is as long and thin. Nor does a
+    line, however short, thinner than half the page's widest strokes (``stroke``,
+    its ``stroke_width``; 0 leaves this out): a hairline of a page's edge or of a
+    rule, taller than the digits, would be the main line and paint them. Other pieces
     whose middle lies outside the main band are painted paper; a digit's own
     pieces (a 5's bar, a broken stroke) never stand apart from it by blank rows,
     so they stay.
@@ -231,7 +308,10 @@ def main_line(gray: np.ndarray) -> np.ndarray:
         return gray
     _, y, w, h, area = (stats[:, i] for i in range(5))
     # A rule the cleaning left (faint, broken, or slanted) would join every band it crosses into one.
-    ruled = (area <= LINE_RULE_THICKNESS * np.maximum(w, h)) & ((h >= ink.shape[0] / 2) | (w >= ink.shape[1] / 2))
+    length = np.maximum(w, h)
+    ruled = (area <= LINE_RULE_THICKNESS * length) & ((h >= ink.shape[0] / 2) | (w >= ink.shape[1] / 2))
+    thickness = area / length
+    ruled |= (length >= RULE_ASPECT * thickness) & (thickness < LINE_THIN_STROKE * stroke)
     ruled[0] = True
     bands = _bands((~ruled)[labels].any(axis=1), max(2, round(LINE_GAP * ink.shape[0])))
     if len(bands) <= 1:
