@@ -8,7 +8,7 @@ page's size so that digit boxes stay in page pixels:
 
 1. margins: dark bands along an edge of the image, far darker than the paper,
    and the shaded strip beside them, become paper, and so does the ink that
-   touches them (a ragged edge's remains), once the rules are gone;
+   touches a wide one (a ragged edge's remains), once the rules are gone;
 2. light: the page is divided by its paper (the brightest level around each
    pixel), so that ink is as dark under a lamp as in a shadow;
 3. rules: straight lines crossing nearly the whole page are erased, except
