@@ -133,25 +133,40 @@ def without_margins(gray: np.ndarray) -> np.ndarray:
     return _painted(gray, _margins(gray))
 
 
-def _painted(gray: np.ndarray, margins: tuple[np.ndarray, float] | None) -> np.ndarray:
+Band = tuple[int, int, int]
+"""A margin along one side of an image: the array axis it runs across (1 for a band of columns, 0 for one of
+rows), and its first and end index along that axis."""
+
+
+def _painted(gray: np.ndarray, margins: tuple[list[Band], float] | None) -> np.ndarray:
     """``gray`` with ``margins`` (as ``_margins`` finds them) painted the paper's grey."""
     if margins is None:
         return gray
-    margin, paper = margins
+    bands, paper = margins
     out = gray.copy()
-    out[margin] = round(paper)
+    out[_mask(gray.shape, bands)] = round(paper)
     return out
 
 
-def _margins(gray: np.ndarray) -> tuple[np.ndarray, float] | None:
-    """Where ``gray``'s margins lie (see ``without_margins``), and the paper's grey; None where it has none."""
+def _mask(shape: tuple[int, ...], bands: list[Band]) -> np.ndarray:
+    """Where ``bands`` lie on an image of ``shape``."""
+    mask = np.zeros(shape[:2], bool)
+    for axis, start, stop in bands:
+        index = [slice(None), slice(None)]
+        index[axis] = slice(start, stop)
+        mask[tuple(index)] = True
+    return mask
+
+
+def _margins(gray: np.ndarray) -> tuple[list[Band], float] | None:
+    """The margins along ``gray``'s sides (see ``without_margins``), and the paper's grey; None where it has none."""
     scale = min(1.0, PROFILE_SIDE / max(gray.shape))
     small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
     paper = float(np.percentile(small, 90))
     edges = (small[:, 0], small[:, -1], small[0], small[-1])
     if paper < 1 or all(np.percentile(edge, 100 * MARGIN_FILL) < MARGIN_CONTRAST * paper for edge in edges):
         return None  # dark all round: light ink on dark paper (or a dark page), no margin
-    margin = np.zeros(gray.shape, bool)
+    bands = []
     for axis in (0, 1):
         # A margin is dark along nearly all of its column (axis 0) or row (axis 1); ink never is.
         profile = np.percentile(small, 100 * MARGIN_FILL, axis=axis)
@@ -160,48 +175,31 @@ def _margins(gray: np.ndarray) -> tuple[np.ndarray, float] | None:
             continue
         length = gray.shape[1 - axis]
         for start, stop in ((0, round(first / scale)), (length - round(last / scale), length)):
-            index = [slice(None), slice(None)]
-            index[1 - axis] = slice(start, stop)
-            margin[tuple(index)] = True
-    return (margin, paper) if margin.any() else None
+            if stop > start:
+                bands.append((1 - axis, start, stop))
+    return (bands, paper) if bands else None
 
 
-def _off_the_edge(gray: np.ndarray, margin: np.ndarray) -> np.ndarray:
-    """A flattened page without the ink that touches its ``margin`` (a mask) where the margin is wide
+def _off_the_edge(gray: np.ndarray, bands: list[Band]) -> np.ndarray:
+    """A flattened page without the ink that touches those of its margins (``bands``) that are wide
     (``EDGE_MARGIN_SHARE``): what is left of the page's edge.
 
     A bound or torn page's edge is ragged and its shade uneven, so pieces of it
     stay beyond the margin's straight border, often taller than the digits; the
     row's rules are gone by now, so no stroke of writing is joined to the edge by one.
     """
-    wide = _wide_bands(margin, EDGE_MARGIN_SHARE)
-    if not wide.any():
+    wide = [(axis, start, stop) for axis, start, stop in bands if stop - start >= EDGE_MARGIN_SHARE * gray.shape[axis]]
+    if not wide:
         return gray
     ink = (gray < LINE_INK * 255).astype(np.uint8)
     _, labels = cv2.connectedComponents(ink, connectivity=8)
-    near = cv2.dilate(wide.astype(np.uint8), np.ones((EDGE_TOUCH, EDGE_TOUCH), np.uint8)) > 0
+    near = cv2.dilate(_mask(gray.shape, wide).astype(np.uint8), np.ones((EDGE_TOUCH, EDGE_TOUCH), np.uint8)) > 0
     touching = np.unique(labels[near & (ink > 0)])
     if not len(touching):
         return gray
     out = gray.copy()
     out[np.isin(labels, touching)] = 255
     return out
-
-
-def _wide_bands(margin: np.ndarray, share: float) -> np.ndarray:
-    """The bands of ``margin`` (along the image's sides, as ``_margins`` finds them) at least ``share`` of the
-    image across."""
-    wide = np.zeros_like(margin)
-    for axis in (0, 1):
-        through = margin.all(axis=axis)  # columns (axis 0) or rows (axis 1) that are margin end to end
-        first = len(through) if through.all() else int(np.argmin(through))
-        last = len(through) if through.all() else int(np.argmin(through[::-1]))
-        for start, stop in ((0, first), (len(through) - last, len(through))):
-            if stop - start >= max(1, share * len(through)):
-                index = [slice(None), slice(None)]
-                index[1 - axis] = slice(start, stop)
-                wide[tuple(index)] = True
-    return wide
 
 
 def _dark_run(profile: np.ndarray, paper: float) -> int:
