@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     """Digit model used by workers: ``name`` (newest version), ``name@version`` or a ``.keras``
     path; several, comma-separated, are an ensemble whose probabilities are averaged."""
 
-    string_model: str = "digits-crnn@13,digits-crnn@14"
+    string_model: str = "digits-crnn@13,digits-crnn@15"
     """Model that reads whole lines (touching digits, separators); several, comma-separated,
     vote on each other's readings; empty for none."""
 
