@@ -28,6 +28,9 @@ C1_EXAMPLE = REPO / "docs" / "examples" / "c1"
 MISLABELLED = "died_K2742_0160a-"
 """The MGR validation page whose crops' labels are shuffled among themselves (each checked by eye)."""
 
+SHIPPED_THRESHOLD = Settings.model_fields["review_threshold"].default
+"""The review threshold the service ships with, where ``ok`` makes its promise."""
+
 
 JOINED_TENS = (
     "died_K2845_0167a-DM_row_id_1.jpg",
@@ -91,7 +94,9 @@ def test_real_register_rows_and_c1_photos_never_read_a_mark_as_an_ok_digit(share
     labels = json.loads((folder / "validation-labels.json").read_text())
     # One page's crops carry each other's labels (docs/recognition.md, "Register row numbers").
     names = [name for name in sorted(labels)[::30] if not name.startswith(MISLABELLED)]
-    rows = recognize_files([((folder / "validation" / n).read_bytes(), n) for n in names], "t", models, 0.9)
+    rows = recognize_files(
+        [((folder / "validation" / n).read_bytes(), n) for n in names], "t", models, SHIPPED_THRESHOLD
+    )
     ok = [(r.digits, labels[r.source]) for [r] in rows if r.status == OK]
     # A few dozen rows can show one error among the ok by chance; a margin or a rule read as a "1" shows many.
     assert len(ok) >= len(names) // 10 and sum(digits != label for digits, label in ok) <= 1, ok
@@ -102,7 +107,7 @@ def test_real_register_rows_and_c1_photos_never_read_a_mark_as_an_ok_digit(share
     counts = json.loads((photos.parent / "labels.json").read_text())
     # Upside down, dark, tiny, and two plain ones.
     names = ["TPS_108.jpg", "TPS_442.jpg", "TPS_157.jpg", "TPS_100.jpg", "TPS_316.jpg"]
-    read = recognize_files([((photos / n).read_bytes(), n) for n in names], "t", models, 0.9,
+    read = recognize_files([((photos / n).read_bytes(), n) for n in names], "t", models, SHIPPED_THRESHOLD,
                            load_layout("c1", tmp_path))  # fmt: skip
     wrong_ok = [(name, row.digits, count) for name, form in zip(names, read, strict=True)
                 for row, count in zip(form, counts[name], strict=True)
