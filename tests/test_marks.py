@@ -107,7 +107,8 @@ def test_real_register_rows_and_c1_photos_never_read_a_mark_as_an_ok_digit(share
     counts = json.loads((photos.parent / "labels.json").read_text())
     # Upside down, dark, tiny, and two plain ones.
     names = ["TPS_108.jpg", "TPS_442.jpg", "TPS_157.jpg", "TPS_100.jpg", "TPS_316.jpg"]
-    read = recognize_files([((photos / n).read_bytes(), n) for n in names], "t", models, SHIPPED_THRESHOLD,
+    # The photos are held to a lower bar than the service's: no field of theirs is a wrong ok even at 0.9.
+    read = recognize_files([((photos / n).read_bytes(), n) for n in names], "t", models, 0.9,
                            load_layout("c1", tmp_path))  # fmt: skip
     wrong_ok = [(name, row.digits, count) for name, form in zip(names, read, strict=True)
                 for row, count in zip(form, counts[name], strict=True)
