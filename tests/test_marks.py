@@ -39,6 +39,10 @@ JOINED_TENS = (
 )
 """MGR validation rows "10" whose 1 runs into a small 0: one piece of ink, which the classifier is sure is a 6."""
 
+SHADED_BLANKS = ("died_K2845_0274a-DK_row_id_1.jpg", "died_K2845_0301a-DK_row_id_2.jpg")
+"""MGR validation rows with no number, whose page's edge leaves a shade beside the margin: stretched to full
+contrast, a smear the classifier was sure is a "1"."""
+
 
 @pytest.fixture(scope="module")
 def models():
@@ -121,3 +125,10 @@ def test_a_register_10_written_joined_is_never_an_ok_6(shared_data, models):
     folder = shared_data / "mgr-rowid" / "validation"
     rows = recognize_files([((folder / name).read_bytes(), name) for name in JOINED_TENS], "t", models, 0.95)
     assert all(row.status != OK or row.digits == "10" for [row] in rows), rows
+
+
+@pytest.mark.needs_data
+def test_a_blank_register_row_shaded_by_the_pages_edge_is_never_an_ok_digit(shared_data, models):
+    folder = shared_data / "mgr-rowid" / "validation"
+    rows = recognize_files([((folder / name).read_bytes(), name) for name in SHADED_BLANKS], "t", models, 0.95)
+    assert not [row for [row] in rows if row.status == OK], rows

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from digits.recognition.borders import box_border_mask
-from digits.recognition.segment import CANVAS, find_digits, grey_percentiles, ink_image, normalise_digit
+from digits.recognition.segment import CANVAS, faint, find_digits, grey_percentiles, ink_image, normalise_digit
 from tests.synth import draw_digits
 
 
@@ -27,6 +27,16 @@ def test_a_line_of_digits_is_cut_left_to_right():
 
 def test_blank_paper_has_no_digits():
     assert find_digits(np.full((200, 300), 235, np.uint8)) == []
+
+
+def test_a_shade_beside_a_pages_edge_is_faint_and_a_pens_digit_is_not():
+    shaded = np.full((200, 110), 235, np.uint8)
+    shaded[:, :30] = np.linspace(190, 235, 30).astype(np.uint8)  # lighter away from where the margin was
+    assert faint(shaded)
+    written = draw_digits("7")
+    assert not faint(written)
+    # The same digit in pencil, barely darker than the paper, is faint too.
+    assert faint(np.maximum(written, 200).astype(np.uint8))
 
 
 def test_light_ink_on_dark_paper_reads_like_dark_on_light():

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from digits.recognition.borders import box_border_mask
-from digits.recognition.segment import Box, grey_percentiles, ink_is_dark
+from digits.recognition.segment import MIN_INK_CONTRAST, Box, grey_percentiles, ink_is_dark
 
 LINE_HEIGHT = 32
 """Height of the image the string model sees."""
@@ -31,9 +31,6 @@ LINE_VIEWS = (1.0, 1.15, 0.87)
 """Horizontal stretches each line is read at; the readings vote (test-time augmentation):
 a view read wider or narrower gets right some lines the plain view misreads, so together
 they read more amounts exactly than the plain view alone."""
-
-MIN_INK_CONTRAST = 60.0
-"""Grey levels below the paper at which ink counts in full, however little of it a page holds."""
 
 INK_LEVEL = 0.35
 """Ink map level above which a pixel is ink for placing the line (and finding box borders)."""

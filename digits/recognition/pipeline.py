@@ -36,7 +36,7 @@ from digits.recognition.lines import LINE_VIEWS, dark_on_light, prepare_views
 from digits.recognition.model import CLASSES, NOT_A_DIGIT, Classifier, Models
 from digits.recognition.reading import Reading
 from digits.recognition.register import register_page
-from digits.recognition.segment import Box, find_pieces
+from digits.recognition.segment import Box, faint, find_pieces
 
 NOTHING_ON_THE_PAGE = (
     "no handwritten digits found on the whole page; if it is a form or a cheque, read it with its layout: "
@@ -600,7 +600,13 @@ def read_images(
     """
     framed = _framed(images, framed)
     cuttings = read_by_cutting(images, models, framed)
-    sure = [sure_alone(cutting, review_threshold) for cutting in cuttings]
+    # A sure single digit on a page with faint ink only may be the shade beside a page's edge, a smear the
+    # classifier takes for a "1": the string models read it too. Not in a comb box, which has no page edge and
+    # where a ballpoint digit in a photo is often as faint.
+    sure = [
+        sure_alone(cutting, review_threshold) and not (each and faint(image))
+        for cutting, each, image in zip(cuttings, framed, images, strict=True)
+    ]
     # A sure single digit is read by every string model only where the first, glancing at it, reads more digits
     # in its ink (``_alone``); a comb box never, for it holds one digit at most.
     glanced = [i for i, (one, each) in enumerate(zip(sure, framed, strict=True)) if one and each]

@@ -29,6 +29,10 @@ DIGIT_BOX = 20
 MIN_CONTRAST = 40
 """Grey-level spread below which a page counts as blank (paper only)."""
 
+MIN_INK_CONTRAST = 60.0
+"""Grey levels below the paper at which ink counts in full, however little of it a page holds: ink that
+never gets that dark is faint (``faint``)."""
+
 SPECK_FRACTION = 0.25
 """A piece shorter and narrower than this fraction of the tallest digit is a speck."""
 
@@ -99,6 +103,17 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     q = (1, 50, 99)
     low, paper, high = grey_percentiles(gray, q) if gray.dtype == np.uint8 else np.percentile(gray, q)
     return paper - low >= high - paper
+
+
+def faint(gray: np.ndarray) -> bool:
+    """Whether no pixel of ``gray`` (dark ink on light paper, uint8) is ``MIN_INK_CONTRAST`` levels darker than
+    its paper (the median: paper covers most of a page).
+
+    A page cleaned of its margin can keep the shade beside the page's edge,
+    darker than the paper but never as dark as a pen's stroke; stretched to
+    full contrast, it is a tall smear a classifier can take for a sure "1".
+    """
+    return float(grey_percentiles(gray, (50,))[0]) - float(gray.min()) < MIN_INK_CONTRAST
 
 
 def ink_image(gray: np.ndarray) -> np.ndarray | None:
