@@ -591,7 +591,8 @@ def read_images(
 
     Every digit of all the images goes through one classifier call, and every
     image but the single digits the classifier is sure enough of alone
-    (``sure_alone``) through one string model call; the first string model
+    (``sure_alone``; outside comb boxes, only where the ink is not ``faint``)
+    through one string model call; the first string model
     glances at those outside comb boxes first (``glance_at_lines``). A digit
     under the review threshold is asked about too: its row goes to review
     whatever they read, but what a person is shown, and the row's digits, may

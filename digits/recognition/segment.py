@@ -106,14 +106,15 @@ def ink_is_dark(gray: np.ndarray) -> bool:
 
 
 def faint(gray: np.ndarray) -> bool:
-    """Whether no pixel of ``gray`` (dark ink on light paper, uint8) is ``MIN_INK_CONTRAST`` levels darker than
-    its paper (the median: paper covers most of a page).
+    """Whether no pixel of ``gray`` (dark ink on light paper) is ``MIN_INK_CONTRAST`` levels darker than its
+    paper (the median: paper covers most of a page).
 
     A page cleaned of its margin can keep the shade beside the page's edge,
     darker than the paper but never as dark as a pen's stroke; stretched to
     full contrast, it is a tall smear a classifier can take for a sure "1".
     """
-    return float(grey_percentiles(gray, (50,))[0]) - float(gray.min()) < MIN_INK_CONTRAST
+    paper = grey_percentiles(gray, (50,))[0] if gray.dtype == np.uint8 else np.median(gray)
+    return float(paper) - float(gray.min()) < MIN_INK_CONTRAST
 
 
 def ink_image(gray: np.ndarray) -> np.ndarray | None:
