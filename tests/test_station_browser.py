@@ -17,6 +17,12 @@ pytestmark = pytest.mark.processes
 HOSTILE_NAME = "<script>window.pwned=1</script>-4.png"
 """A source name full of HTML: it is shown as text, and nothing in it runs."""
 
+PICTURE_SHOWN = """
+const crop = document.getElementById("crop");
+return crop.complete && crop.naturalWidth > 0 && crop.currentSrc === crop.src;
+"""
+"""True once the item's own picture has loaded: the source's text is shown before its picture arrives."""
+
 
 def test_a_reviewer_keys_a_queue_by_keyboard_alone_and_the_export_has_every_decision(fresh, browser):
     from selenium.common.exceptions import NoSuchElementException
@@ -54,7 +60,7 @@ def test_a_reviewer_keys_a_queue_by_keyboard_alone_and_the_export_has_every_deci
         if source == "nothing":
             break
         shown_before = source
-        assert browser.find_element(By.ID, "crop").get_attribute("naturalWidth") != "0", "its picture is shown"
+        wait_until(lambda: browser.execute_script(PICTURE_SHOWN), 30, "its picture, shown")
         if unreadable is None and len(keyed) == 3:
             unreadable = source
             typed("u")
