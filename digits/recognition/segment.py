@@ -93,6 +93,11 @@ def grey_percentiles(levels: np.ndarray, q: tuple[float, ...]) -> np.ndarray:
     return low + (high - low) * (position - below)
 
 
+def _greys(gray: np.ndarray, q: tuple[float, ...]) -> np.ndarray:
+    """Percentiles ``q`` of a grey image's levels: counted for whole grey levels (``grey_percentiles``)."""
+    return grey_percentiles(gray, q) if gray.dtype == np.uint8 else np.percentile(gray, q)
+
+
 def ink_is_dark(gray: np.ndarray) -> bool:
     """Whether the ink on a page is darker than its paper.
 
@@ -100,8 +105,7 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     lies at whichever end of the greys is farther from it. A dim photo of white
     paper is still dark ink on lighter paper, however grey the paper came out.
     """
-    q = (1, 50, 99)
-    low, paper, high = grey_percentiles(gray, q) if gray.dtype == np.uint8 else np.percentile(gray, q)
+    low, paper, high = _greys(gray, (1, 50, 99))
     return paper - low >= high - paper
 
 
@@ -113,7 +117,7 @@ def faint(gray: np.ndarray) -> bool:
     darker than the paper but never as dark as a pen's stroke; stretched to
     full contrast, it is a tall smear a classifier can take for a sure "1".
     """
-    paper = grey_percentiles(gray, (50,))[0] if gray.dtype == np.uint8 else np.median(gray)
+    (paper,) = _greys(gray, (50,))
     return float(paper) - float(gray.min()) < MIN_INK_CONTRAST
 
 
