@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from digits.contracts import REVIEW
+from digits.contracts import OK, REVIEW
 from digits.layouts import load_layout
 from digits.recognition.combs import find_boxes
 from digits.recognition.imaging import decode_pages
 from digits.recognition.model import get_models
-from digits.recognition.pipeline import UNMATCHED, recognize_bytes, region_pixels
+from digits.recognition.pipeline import OFF_PHOTO, UNMATCHED, recognize_bytes, region_pixels
 from digits.recognition.register import plausible, reference, register_page
 from digits.samples import SAMPLE_VALUES, draw_page
 from digits.settings import Settings
@@ -66,6 +66,7 @@ def test_a_photographed_form_lands_its_fields_on_the_boxes(form_folder, photo):
     page = photographed(draw_page(layout, FILLED, seed=1), **photo)
     registered = register_page(page, layout.reference)
     assert registered is not None
+    registered = registered.page
     assert registered.shape[0] / registered.shape[1] == pytest.approx(sample.shape[0] / sample.shape[1], abs=0.002)
     for field in (f for f in layout.fields if f.comb):
         found, drawn = box_places(registered, field.region, field.comb), box_places(sample, field.region, field.comb)
@@ -134,8 +135,22 @@ def test_real_photos_of_the_c1_form_land_each_field_on_its_boxes(c1_folder, phot
     sample = decode_pages(layout.reference.read_bytes())[0]
     registered = register_page(decode_pages((C1 / photo).read_bytes())[0], layout.reference)
     assert registered is not None
+    registered = registered.page
     for field in layout.fields:
         found, drawn = box_places(registered, field.region, 3), box_places(sample, field.region, 3)
         box_height = drawn[0, 3] - drawn[0, 1]
         assert np.abs(found - drawn)[:, [1, 3]].max() < 0.2 * box_height, field.name
         assert np.abs(found - drawn)[:, [0, 2]].max() < 0.2 * box_height * sample.shape[0] / sample.shape[1], field.name
+
+
+def test_a_field_the_photo_ends_in_goes_to_review_saying_why(form_folder, models):
+    layout = load_layout("form", form_folder)
+    page = draw_page(layout, FILLED, seed=1)
+    # The photo ends at 87% of the form's width: past the customer number's last box, through the last box of
+    # the account number and of the date, and across the amount's region right of the written amount.
+    photo = page[:, : round(0.87 * page.shape[1])]
+    rows = {row.field: row for row in recognize_bytes(encode(photo), "photo.png", "t", models, 0.9, layout)}
+    for name in ("customer", "amount"):
+        assert (rows[name].digits, rows[name].status) == (FILLED[name], OK), name
+    for name in ("account", "date"):
+        assert (rows[name].status, rows[name].error) == (REVIEW, OFF_PHOTO), name

@@ -15,6 +15,7 @@ Used by the Celery task, ``digits recognize`` and ``digits evaluate``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -35,7 +36,7 @@ from digits.recognition.imaging import UnreadableImage, check_page_count, count_
 from digits.recognition.lines import LINE_VIEWS, dark_on_light, prepare_views
 from digits.recognition.model import CLASSES, NOT_A_DIGIT, Classifier, Models
 from digits.recognition.reading import Reading
-from digits.recognition.register import register_page
+from digits.recognition.register import register_page, share_on_photo
 from digits.recognition.segment import Box, faint, find_pieces
 
 NOTHING_ON_THE_PAGE = (
@@ -438,6 +439,9 @@ class Document:
     """Number of the first of ``pages`` in its file (a page of a split document is read alone)."""
     unmatched: frozenset[int] = frozenset()
     """Pages (1 for the first of ``pages``) that could not be registered to the layout's reference image."""
+    outlines: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
+    """Where the photo ends on each page registered to the layout's reference image (``Registered.outline``),
+    by page number as in ``unmatched``."""
 
 
 def open_document(
@@ -564,14 +568,18 @@ def _recognize_together(documents: list[Document], models: Models, review_thresh
 UNMATCHED = "the page could not be matched to the layout's reference image"
 """The ``error`` of each row of a page that registration failed on: its fields were cut from the page as it is."""
 
+OFF_PHOTO = "part of the field lies off the photo: photograph the whole form and submit it again"
+"""The ``error`` of the row of a field the photo ends in (``off_photo``)."""
+
 
 def fitted(document: Document) -> Document:
     """The document with its pages in its layout's frame, so that the layout's regions fall on its fields.
 
     A layout with a reference image has each page registered to it
-    (``register_page``); a page that cannot be, and the pages of a layout
-    without one, are aligned (``align_page``), and the former marked
-    ``unmatched``: their rows go to review. Without a layout, pages stay as they are.
+    (``register_page``), where the photo ends kept in ``outlines``; a page that
+    cannot be, and the pages of a layout without one, are aligned
+    (``align_page``), and the former marked ``unmatched``: their rows go to
+    review. Without a layout, pages stay as they are.
     """
     layout = document.layout
     if layout is None:
@@ -580,8 +588,11 @@ def fitted(document: Document) -> Document:
         return replace(document, pages=[align_page(page) for page in document.pages])
     registered = [register_page(page, layout.reference) for page in document.pages]
     unmatched = frozenset(number for number, page in enumerate(registered, start=1) if page is None)
-    pages = [align_page(page) if done is None else done for page, done in zip(document.pages, registered, strict=True)]
-    return replace(document, pages=pages, unmatched=unmatched)
+    outlines = {number: done.outline for number, done in enumerate(registered, start=1) if done is not None}
+    pages = [
+        align_page(page) if done is None else done.page for page, done in zip(document.pages, registered, strict=True)
+    ]
+    return replace(document, pages=pages, unmatched=unmatched, outlines=outlines)
 
 
 def read_images(
@@ -669,9 +680,9 @@ def field_readings(
 
     ``chosen`` is the reading of each of its ``areas``. The boxes of a comb
     field come one after the other: their readings join into one. A reading
-    whose count of digits the layout does not expect, and every reading of a
-    page that could not be matched to the layout's reference, is vouched for
-    by none.
+    whose count of digits the layout does not expect, every reading of a page
+    that could not be matched to the layout's reference, and that of a field
+    partly off the photo (``off_photo``) is vouched for by none.
     """
     readings: dict[tuple[int, str], tuple[Reading, Support]] = {}
     for area, (reading, support) in zip(areas, chosen, strict=True):
@@ -693,10 +704,32 @@ def field_readings(
             support = min(support, before_support)
         readings[key] = (reading, support)
     fields = {field.name: field for field in document.layout.fields} if document.layout else {}
+    cut_off = off_photo(document, areas)
     for (index, name), (reading, _) in readings.items():
-        if index in document.unmatched or not _as_expected(reading.digits, fields.get(name)):
+        untrusted = index in document.unmatched or (index, name) in cut_off
+        if untrusted or not _as_expected(reading.digits, fields.get(name)):
             readings[index, name] = (reading, Support.NONE)
     return readings
+
+
+MIN_ON_PHOTO = 0.9
+"""Least share of a field's region (or of each of its comb boxes) that must lie on the photo for its reading to
+be trusted. A photo cropped close to the form leaves a sliver of a region drawn roughly around a field
+off it, and nothing of the digits; more, and a digit may be off the photo, the rest read as if it were all."""
+
+
+def off_photo(document: Document, areas: list[Area]) -> frozenset[tuple[int, str]]:
+    """The (page index, field name) of each field of a registered page with an area less than ``MIN_ON_PHOTO``
+    on the photo: the photo ends inside the field (its rows go to review, ``OFF_PHOTO``)."""
+    cut_off = set()
+    for area in areas:
+        outline = document.outlines.get(area.page)
+        if outline is None or area.field is None:
+            continue
+        height, width = area.image.shape[:2]
+        if share_on_photo(outline, area.left, area.top, area.left + width, area.top + height) < MIN_ON_PHOTO:
+            cut_off.add((area.page, area.field.name))
+    return frozenset(cut_off)
 
 
 def _joint(first: float | None, second: float | None) -> float | None:
@@ -710,17 +743,19 @@ def _rows(
     """A document's rows from the chosen reading of each of its areas (with a layout, its pages are fitted already)."""
     layout, pictures = document.layout, document.pictures
     fields = {field.name: field for field in layout.fields} if layout else {}
-    rows = []
+    rows, cut_off = [], off_photo(document, areas)
     for (index, name), (reading, support) in field_readings(document, areas, chosen).items():
         field = fields.get(name)
         page = document.pages[index - 1]
         row = _row(document, document.first_page + index - 1, name, reading, support, review_threshold)
         if row.status == EMPTY and layout is None:
             row = row.model_copy(update={"error": NOTHING_ON_THE_PAGE})
-        if row.status == REVIEW:
-            row = row.model_copy(update={"error": why_review(reading, field, support, review_threshold)})
         if index in document.unmatched:
             row = row.model_copy(update={"status": REVIEW, "error": UNMATCHED})
+        elif (index, name) in cut_off:
+            row = row.model_copy(update={"status": REVIEW, "error": OFF_PHOTO})
+        elif row.status == REVIEW:
+            row = row.model_copy(update={"error": why_review(reading, field, support, review_threshold)})
         region = region_pixels(field.region, page.shape) if field else None
         if pictures and pictures.wanted(row.status):
             row = row.model_copy(update={"annotation": pictures.write(row, *field_frame(page, region))})

@@ -147,7 +147,17 @@ class Match:
         return self.plausible and self.inliers >= MIN_INLIERS and self.agreement >= MIN_AGREEMENT
 
 
-def register_page(gray: np.ndarray, reference_path: Path) -> np.ndarray | None:
+@dataclass(frozen=True)
+class Registered:
+    """A page warped into the reference's frame, and where the photo ends in it."""
+
+    page: np.ndarray
+    outline: np.ndarray
+    """The photo's corners in ``page``'s pixels, (4, 2) float32: beyond them the page is paper-grey filling,
+    for the photo held none of the form there."""
+
+
+def register_page(gray: np.ndarray, reference_path: Path) -> Registered | None:
     """The page warped into the frame of the layout's reference image; None where it cannot be matched to it.
 
     The result has the reference's shape, enlarged by how much finer the page
@@ -167,7 +177,19 @@ def register_page(gray: np.ndarray, reference_path: Path) -> np.ndarray | None:
     to_output = resized(finer) @ match.homography
     size = (round(width * finer), round(height * finer))
     paper = int(np.median(gray))
-    return cv2.warpPerspective(gray, to_output, size, flags=cv2.INTER_LINEAR, borderValue=paper)
+    page = cv2.warpPerspective(gray, to_output, size, flags=cv2.INTER_LINEAR, borderValue=paper)
+    photo = np.float32([[0, 0], [gray.shape[1], 0], [gray.shape[1], gray.shape[0]], [0, gray.shape[0]]])
+    return Registered(page, cv2.perspectiveTransform(photo[None], to_output)[0])
+
+
+def share_on_photo(outline: np.ndarray, left: int, top: int, right: int, bottom: int) -> float:
+    """How much of the rectangle (page pixels, right and bottom exclusive) lies inside the photo's ``outline``."""
+    area = float(max(0, right - left) * max(0, bottom - top))
+    if area == 0:
+        return 1.0
+    rectangle = np.float32([[left, top], [right, top], [right, bottom], [left, bottom]])
+    inside, _ = cv2.intersectConvexConvex(np.asarray(outline, np.float32), rectangle)
+    return float(inside) / area
 
 
 def match_page(gray: np.ndarray, ref: Reference) -> Match | None:
