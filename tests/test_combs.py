@@ -29,7 +29,8 @@ def comb_field(
 ) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
     """A field holding a row of printed boxes, one mark in each (a digit, "X" for a cross, "|" for a
     stroke from the box's top to its bottom, "O" for a square 0 nearly as tall as the box, " " for
-    nothing, "S" and "F" for a block 7 and 4 written as forms ask, with the pen lifted between strokes),
+    nothing, "S" and "F" for a block 7 and 4 written as forms ask, with the pen lifted between strokes,
+    "i" for a 1 blurred too faint to count as ink),
     with ``margin`` (across, down) of paper around the row; and each box's printed frame as
     (left, top, right, bottom)."""
     count = len(marks)
@@ -51,6 +52,12 @@ def comb_field(
         elif mark == "|":
             x = left + box // 3 + 5 * i  # not at the same place in every box, as no hand would
             cv2.line(field, (x, top + inset), (x, bottom - inset), INK, 3, cv2.LINE_AA)
+        elif mark == "i":
+            # A "1" a blurred photo left so faint that its box seems blank: less than MIN_CONTRAST darker.
+            x = left + box // 2
+            cv2.line(field, (x, top + inset + 4), (x, bottom - inset - 4), PAPER - 38, 4)
+            inside = field[top + inset : bottom - inset + 1, left + inset : right - inset + 1]
+            inside[:] = cv2.GaussianBlur(inside, (0, 0), 1.5)
         elif mark in BLOCK_DIGITS:
             for start, end in BLOCK_DIGITS[mark]:
                 ends = [(left + x * box // 16, top + y * box // 16) for x, y in (start, end)]
@@ -161,3 +168,11 @@ def test_block_digits_written_with_the_pen_lifted_keep_every_stroke(tmp_path, mo
 def test_digits_in_boxes_standing_apart_are_read_without_their_frames(tmp_path, models):
     rows = read_comb_field(tmp_path, models, "472", left=300, ext=".png")
     assert [row.digits for row in rows] == ["472"]
+
+
+def test_a_box_that_seems_blank_but_holds_a_blurred_stroke_sends_its_field_to_review(tmp_path, models):
+    # A blurred photo's faint "1" is no reason to read "471" as an ok "47"; a box left blank is.
+    assert [(row.digits, row.status) for row in read_comb_field(tmp_path, models, "47 ")] == [("47", "ok")]
+    (row,) = read_comb_field(tmp_path, models, "47i")
+    assert row.status == "review"
+    assert row.error.startswith("ink that may be a digit was left out")

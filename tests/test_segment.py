@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from digits.recognition.borders import box_border_mask
-from digits.recognition.segment import CANVAS, faint, find_digits, grey_percentiles, ink_image, normalise_digit
+from digits.recognition.segment import (
+    CANVAS,
+    faint,
+    find_digits,
+    grey_percentiles,
+    ink_image,
+    normalise_digit,
+    shaded,
+)
 from tests.synth import draw_digits
 
 
@@ -37,6 +45,16 @@ def test_a_shade_beside_a_pages_edge_is_faint_and_a_pens_digit_is_not():
     assert not faint(written)
     # The same digit in pencil, barely darker than the paper, is faint too.
     assert faint(np.maximum(written, 200).astype(np.uint8))
+
+
+def test_a_blurred_stroke_too_faint_to_be_ink_is_a_shade_and_a_blank_photos_noise_is_not():
+    noise = np.random.default_rng(0).normal(0, 4, (40, 36))
+    blank = np.clip(235 + noise, 0, 255).astype(np.uint8)
+    assert ink_image(blank) is None and not shaded(blank)
+    stroke = blank.copy()
+    cv2.line(stroke, (18, 6), (18, 34), 197, 4)
+    stroke = cv2.GaussianBlur(stroke, (0, 0), 1.5)
+    assert ink_image(stroke) is None and shaded(stroke)
 
 
 def test_light_ink_on_dark_paper_reads_like_dark_on_light():

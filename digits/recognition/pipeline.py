@@ -37,7 +37,7 @@ from digits.recognition.lines import LINE_VIEWS, dark_on_light, prepare_views
 from digits.recognition.model import CLASSES, NOT_A_DIGIT, Classifier, Models
 from digits.recognition.reading import Reading
 from digits.recognition.register import register_page, share_on_photo
-from digits.recognition.segment import Box, faint, find_pieces
+from digits.recognition.segment import Box, faint, find_pieces, shaded
 
 NOTHING_ON_THE_PAGE = (
     "no handwritten digits found on the whole page; if it is a form or a cheque, read it with its layout: "
@@ -64,9 +64,13 @@ def read_by_cutting(pages: list[np.ndarray], models: Models, framed: Sequence[bo
 
     Where the ink has room for one digit only, the page is also read as one
     digit made of all its ink (``Reading.whole``). ``framed`` says which pages
-    may hold a printed box's frame (all, if None; see ``find_pieces``).
+    may hold a printed box's frame (all, if None; see ``find_pieces``). A comb
+    box found without its frame that seems blank but holds a shade (``shaded``)
+    reads no digit and a mark it is not at all sure is none: a blurred photo's
+    faint "1" is no reason to read the field without it.
     """
-    found = [find_pieces(page, each) for page, each in zip(pages, _framed(pages, framed), strict=True)]
+    framed = _framed(pages, framed)
+    found = [find_pieces(page, each) for page, each in zip(pages, framed, strict=True)]
     cut = [pieces.digits() if pieces else [] for pieces in found]
     narrow = [bool(digits) and _aspect([d.box for d in digits]) < SINGLE_DIGIT_ASPECT for digits in cut]
     whole = [
@@ -90,6 +94,9 @@ def read_by_cutting(pages: list[np.ndarray], models: Models, framed: Sequence[bo
                 marks=[float(page[i, NOT_A_DIGIT]) for i in range(len(digits)) if labels[i] == NOT_A_DIGIT],
             )
         )
+    for i, (page, pieces, each) in enumerate(zip(pages, found, framed, strict=True)):
+        if pieces is None and not each and shaded(page):
+            readings[i] = replace(readings[i], marks=[0.0])
     return [
         replace(reading, whole=readings[len(pages) + i] if room_for_one else None)
         for i, (reading, room_for_one) in enumerate(zip(readings[: len(pages)], narrow, strict=True))

@@ -29,6 +29,10 @@ DIGIT_BOX = 20
 MIN_CONTRAST = 40
 """Grey-level spread below which a page counts as blank (paper only)."""
 
+BLANK_BOX_SHADE = 15.0
+"""Grey levels below its paper that a comb box's inside, taken for blank (``MIN_CONTRAST``), may still reach once
+smoothed (``shaded``): blank paper in photos stays within a few levels, a stroke blurred under the bar does not."""
+
 MIN_INK_CONTRAST = 60.0
 """Grey levels below the paper at which ink counts in full, however little of it a page holds: ink that
 never gets that dark is faint (``faint``)."""
@@ -119,6 +123,18 @@ def faint(gray: np.ndarray) -> bool:
     """
     (paper,) = _greys(gray, (50,))
     return float(paper) - float(gray.min()) < MIN_INK_CONTRAST
+
+
+def shaded(gray: np.ndarray) -> bool:
+    """Whether ``gray`` (dark ink on light paper), too flat to hold ink (``ink_image``), still holds a shade a
+    blurred or faint stroke would leave: a smoothed pixel ``BLANK_BOX_SHADE`` levels darker than its paper.
+
+    Smoothing first, so that the specks of a photo's noise and of JPEG, which
+    reach as far on blank paper, do not count.
+    """
+    (paper,) = _greys(gray, (50,))
+    smooth = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), 1.0)
+    return float(paper) - float(smooth.min()) >= BLANK_BOX_SHADE
 
 
 def ink_image(gray: np.ndarray) -> np.ndarray | None:
