@@ -100,6 +100,15 @@ MIN_COVERAGE = 0.7
 """Least share of the reference's frame the page must cover: a field off the page cannot be read, and a
 smaller piece of print (another form's header) can agree with part of a form by itself."""
 
+MIN_LEAD = 0.05
+"""Least margin of agreement by which the winning homography must beat the best one that places the page
+elsewhere (``RIVAL_DISTANCE`` away): on a small or slanted photo, the form shifted by one of its repeated
+sections can agree nearly as well, and a field would be read from its neighbour's boxes."""
+
+RIVAL_DISTANCE = 0.1
+"""How far (a share of the reference's long side) another homography must put the page's centre to place the
+page elsewhere: two fits of one placement land within a few pixels of each other."""
+
 MAX_PAGE_AREA = 16.0
 """Most area of the page's outline in the reference's frame, as a multiple of the reference's: the form
 in a quarter of the photo's width and height."""
@@ -141,10 +150,14 @@ class Match:
     """Correlation of the registered page's ink with the reference's (``agreement``)."""
     plausible: bool
     """Whether the homography could be a photo of the form at all (``plausible``)."""
+    lead: float
+    """How much better the page agrees under it than under the best homography that places it elsewhere
+    (``MIN_LEAD``); its whole agreement where there is none."""
 
     @property
     def trusted(self) -> bool:
-        return self.plausible and self.inliers >= MIN_INLIERS and self.agreement >= MIN_AGREEMENT
+        sure = self.inliers >= MIN_INLIERS and self.agreement >= MIN_AGREEMENT and self.lead >= MIN_LEAD
+        return self.plausible and sure
 
 
 @dataclass(frozen=True)
@@ -205,12 +218,31 @@ def match_page(gray: np.ndarray, ref: Reference) -> Match | None:
     ]
     if not scored:
         return None
-    _, homography, inliers = max(scored, key=lambda entry: entry[0])
+    scored.sort(key=lambda entry: entry[0], reverse=True)
+    _, homography, inliers = scored[0]
+    homography = _refined(homography, page_ink, ref)
+    agreed = agreement(homography, page_ink[AGREEMENT_SIDE], ref.ink[AGREEMENT_SIDE])
+    # Only the best rival is refined too: refining costs more than the rest of the matching.
+    rival = next((h for _, h, _ in scored[1:] if _elsewhere(h, homography, work.shape, ref)), None)
+    if rival is not None:
+        rival = _refined(rival, page_ink, ref)
+    lead = agreed - (agreement(rival, page_ink[AGREEMENT_SIDE], ref.ink[AGREEMENT_SIDE]) if rival is not None else 0.0)
+    full = resized(1 / ref.scale) @ homography @ resized(scale)
+    return Match(full, inliers, agreed, plausible(full, gray.shape, ref.shape), lead)
+
+
+def _refined(homography: np.ndarray, page_ink: dict[int, np.ndarray], ref: Reference) -> np.ndarray:
+    """``homography`` refined by ECC on the ink maps, coarse then fine (``ecc_refined``)."""
     for side in (AGREEMENT_SIDE, ECC_SIDE):
         homography = ecc_refined(homography, page_ink[side], ref.ink[side])
-    full = resized(1 / ref.scale) @ homography @ resized(scale)
-    agreed = agreement(homography, page_ink[AGREEMENT_SIDE], ref.ink[AGREEMENT_SIDE])
-    return Match(full, inliers, agreed, plausible(full, gray.shape, ref.shape))
+    return homography
+
+
+def _elsewhere(homography: np.ndarray, other: np.ndarray, work_shape: tuple[int, ...], ref: Reference) -> bool:
+    """Whether two homographies (work copy to work copy) put the page's centre ``RIVAL_DISTANCE`` apart or more."""
+    centre = np.float32([[[work_shape[1] / 2, work_shape[0] / 2]]])
+    a, b = (cv2.perspectiveTransform(centre, h.astype(np.float64))[0, 0] for h in (homography, other))
+    return float(np.linalg.norm(a - b)) >= RIVAL_DISTANCE * max(ref.work.shape)
 
 
 def reference(path: Path) -> Reference:
