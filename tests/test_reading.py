@@ -204,6 +204,21 @@ def test_on_a_wide_line_the_string_model_wins():
     assert chosen.doubt.startswith("the line readers disagree among themselves")
 
 
+def test_a_digit_cut_apart_beside_the_string_models_frame_sends_their_reading_to_review():
+    # A small crop's leading "5", against its side, was left out of the line's frame: they read "0000".
+    cut = _reading("50000", "cnn")
+    line = replace(_reading("0000", "crnn"), boxes=cut.boxes[1:], frame=Box(18, 0, 85, 40))
+    chosen, support = choose(cut, line)
+    assert (chosen.digits, support) == ("0000", Support.NONE)
+    assert chosen.doubt.startswith("5 cut apart beside the line")
+    # The remains of a rule beside the number, cut as a "1" five times its height, are no digit of it.
+    ruled = replace(cut, digits="10000", boxes=[Box(0, -80, 20, 200), *cut.boxes[1:]])
+    assert choose(ruled, line) == (line, Support.STRING_MODELS)
+    # Nor is a "1" as far from the number as a neighbouring column.
+    apart = replace(cut, digits="10000", boxes=[Box(-40, 0, 20, 40), *cut.boxes[1:]])
+    assert choose(apart, line) == (line, Support.STRING_MODELS)
+
+
 def test_a_row_sent_to_review_says_why_in_the_words_a_reviewer_reads():
     date = Field("date", (0.1, 0.1, 0.3, 0.1), digits=8)
     agreed = Support.AGREED

@@ -235,6 +235,11 @@ class Placement:
     ink: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
     """Which pixels of the ``w`` x ``h`` crop are ink, to fit each digit's box to its strokes."""
 
+    @property
+    def frame(self) -> Box:
+        """The page rectangle the line was read in."""
+        return self._page_box(0, 0, self.w, self.h)
+
     def box(self, first_frame: int, end_frame: int) -> Box:
         """The page rectangle under frames ``[first_frame, end_frame)``."""
         scale = self.w / self.width * FRAME_PIXELS

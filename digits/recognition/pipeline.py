@@ -150,6 +150,7 @@ def read_as_lines(
                 line.unanimous,
                 signs=line.signs,
                 probability=line.probability,
+                frame=placement.frame,
             )
         )
     return readings
@@ -272,7 +273,8 @@ def choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None 
     it prefers stands, for a person to confirm (no support); else the string
     models' reading stands, as it always does without a ``choice``. Cutting and
     the string models agreeing is the strongest support; otherwise the string
-    models reading unanimously is support too, judged by their probability of the whole reading. A
+    models reading unanimously is support too, judged by their probability of the whole reading,
+    unless cutting reads a digit beside their frame, which they never saw (``_left_out``). A
     classifier that agrees less surely never weakens what they vouch for alone.
     A line where the string models read a written sign beside digits (a
     letter after a number, as in "12a") goes to a person, whatever else.
@@ -322,10 +324,58 @@ def _choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None
         # Separate, clear digits that the string models misread (another writer's
         # hand than the cheques they learnt): a person confirms the cut reading.
         return replace(cutting, doubt=disagree), Support.NONE
-    # Touching digits, separators, patterned paper: the string models read them better.
+    # Touching digits, separators, patterned paper: the string models read them better, but not ink they never saw.
+    left_out = _left_out(cutting, line)
+    if left_out:
+        beside = f"{left_out} cut apart beside the line, which the string models did not read; {disagree}"
+        return replace(line, doubt=beside), Support.NONE
     if line.unanimous:
         return line, Support.STRING_MODELS
     return replace(line, doubt=f"the line readers disagree among themselves; {disagree}"), Support.NONE
+
+
+BESIDE_GAP = 0.6
+"""A digit cut apart at most this many digit heights beside the digits the string models read around is one
+more digit of the number, not a neighbour's stroke at the crop's side (``_left_out``)."""
+
+BESIDE_HEIGHT = (0.7, 2.0)
+"""Such a digit is between these shares of those digits' height: a dash or a speck is shorter, and the remains
+of a rule or a page's edge, cut as a "1", reach far higher."""
+
+
+def _left_out(cutting: Reading, line: Reading) -> str:
+    """The digits cut apart wholly or mostly beyond the string models' frame, close beside and as tall as those
+    within it ("" where there are none).
+
+    The line's frame leaves out the remains of a rule or a page's edge along a
+    crop's side; a "1" or a thin "5" written against the side of a small crop
+    looks like one, and the string models, never shown it, read the number
+    without it as surely as with it.
+    """
+    frame = line.frame
+    if frame is None:
+        return ""
+    within = [_within_frame(box, frame) for box in cutting.boxes]
+    inside = [box for box, held in zip(cutting.boxes, within, strict=True) if held]
+    if not inside:
+        return ""
+    height = float(np.median([box.h for box in inside]))
+    left, right = min(box.x for box in inside), max(box.x + box.w for box in inside)
+    top, bottom = min(box.y for box in inside), max(box.y + box.h for box in inside)
+    shortest, tallest = (share * height for share in BESIDE_HEIGHT)
+    beside = ""
+    for digit, box, held in zip(cutting.digits, cutting.boxes, within, strict=True):
+        gap = left - (box.x + box.w) if box.x < left else box.x - right
+        level = top <= box.y + box.h / 2 <= bottom  # on the line, not above or below it
+        if not held and gap <= BESIDE_GAP * height and shortest <= box.h <= tallest and level:
+            beside += digit
+    return beside
+
+
+def _within_frame(box: Box, frame: Box) -> bool:
+    """Whether most of ``box``'s width lies within ``frame``'s."""
+    overlap = min(box.x + box.w, frame.x + frame.w) - max(box.x, frame.x)
+    return overlap > box.w / 2
 
 
 def _surer(cutting: Reading, line: Reading, cut_confidence: float, disagree: str) -> tuple[Reading, Support]:
