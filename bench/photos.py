@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from bench import changes
 from digits.recognition.model import get_models
 from digits.settings import get_settings
 from digits.training.evaluate import form_samples, judge_fields
@@ -77,9 +77,7 @@ def _shrunk(image: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
 
 
-Change = Callable[[np.ndarray, np.random.Generator], np.ndarray]
-
-KINDS: dict[str, Change] = {
+KINDS: dict[str, changes.Change] = {
     "as-is": lambda image, rng: image,
     "angle": lambda image, rng: _angle(image, rng, 0.06),
     "angle-10": lambda image, rng: _angle(image, rng, 0.10),
@@ -99,22 +97,17 @@ QUALITY = {"jpeg": 25}
 
 
 def changed(data: bytes, kind: str, rng: np.random.Generator) -> bytes:
-    """A photo's file changed as ``kind`` says, saved as JPEG again (``as-is``: the file itself)."""
-    if kind == "as-is":
-        return data
-    image = KINDS[kind](cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), rng)
-    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, QUALITY.get(kind, 85)])[1].tobytes()
+    """A photo's file changed as ``kind`` says, saved as JPEG (``as-is``: the file itself)."""
+    return changes.changed(data, None if kind == "as-is" else KINDS[kind], rng, QUALITY.get(kind, 85))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="the shared data folder")
     parser.add_argument("--wrong", action="store_true", help="also list each field read wrong, after the table")
-    parser.add_argument("kinds", nargs="*", metavar="KIND", help=f"kinds of change, all if none: {', '.join(KINDS)}")
+    changes.add_kinds_argument(parser, KINDS)
     arguments = parser.parse_args()
-    unknown = sorted(set(arguments.kinds) - set(KINDS))
-    if unknown:
-        parser.error(f"no such kind of change: {', '.join(unknown)}; choose among {', '.join(KINDS)}")
+    kinds = changes.chosen_kinds(parser, arguments.kinds, KINDS)
     samples = form_samples(arguments.data)
     if not samples:
         raise SystemExit(f"no C1 photos in {arguments.data}: pass --data with the shared data folder")
@@ -122,7 +115,7 @@ def main() -> None:
     models, threshold = get_models(settings), settings.review_threshold
     print("| change | fields | right | ok | wrong among ok |\n| --- | ---: | ---: | ---: | ---: |")
     misread = []
-    for kind in arguments.kinds or KINDS:
+    for kind in kinds:
         rng, photos = np.random.default_rng(7), {}
         for sample in samples:
             photo = sample.name.split("#")[0]

@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bench import changes
 from digits.recognition.model import get_models
 from digits.settings import get_settings
 from digits.training.evaluate import judge_set, load_samples, register_samples
@@ -38,7 +39,7 @@ def _turned(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE)
 
 
-KINDS = {
+KINDS: dict[str, changes.Change] = {
     "as-is": lambda image, rng: image,
     "half": lambda image, rng: cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA),
     "double": lambda image, rng: cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC),
@@ -56,10 +57,7 @@ QUALITY = {"jpeg": 30}
 
 def changed(data: bytes, kind: str, rng: np.random.Generator) -> bytes:
     """A scan's file changed as ``kind`` says, saved as JPEG (``as-is``: the file itself)."""
-    if kind == "as-is":
-        return data
-    image = KINDS[kind](cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), rng)
-    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, QUALITY.get(kind, 90)])[1].tobytes()
+    return changes.changed(data, None if kind == "as-is" else KINDS[kind], rng, QUALITY.get(kind, 90))
 
 
 def main() -> None:
@@ -68,11 +66,9 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=1, help="read every Nth file of the set only")
     parser.add_argument("--wrong", action="store_true", help="also list each file read wrong but ok")
     parser.add_argument("set", help="a held-out set of digits evaluate: orand-held-out, mgr-rowid-numbers...")
-    parser.add_argument("kinds", nargs="*", metavar="KIND", help=f"kinds of change, all if none: {', '.join(KINDS)}")
+    changes.add_kinds_argument(parser, KINDS)
     arguments = parser.parse_args()
-    unknown = sorted(set(arguments.kinds) - set(KINDS))
-    if unknown:
-        parser.error(f"no such kind of change: {', '.join(unknown)}; choose among {', '.join(KINDS)}")
+    kinds = changes.chosen_kinds(parser, arguments.kinds, KINDS)
     wanted = arguments.set
     sets = register_samples(arguments.data) if wanted.startswith("mgr") else load_samples(arguments.data)
     if wanted not in sets:
@@ -82,7 +78,7 @@ def main() -> None:
     models, threshold = get_models(settings), settings.review_threshold
     print("| change | files | right | ok | wrong among ok |\n| --- | ---: | ---: | ---: | ---: |")
     misread = []
-    for kind in arguments.kinds or KINDS:
+    for kind in kinds:
         rng = np.random.default_rng(3)
         read = [dataclasses.replace(sample, data=changed(sample.data, kind, rng)) for sample in samples]
         report, judged = judge_set(wanted, read, models, threshold)
