@@ -30,5 +30,5 @@ class Reading:
     """How likely its readers find the whole reading, where they say (the string models; see
     ``LineReading.probability``); None for the classifier, which judges each digit on its own."""
     frame: Box | None = None
-    """Where on the page the string models read the line: ink beyond it they never saw. None for the
-    classifier, which reads every piece of ink cut apart."""
+    """Where on the image they were given (a page, a field or a comb box) the string models read the line:
+    ink beyond it they never saw. None for the classifier, which reads every piece of ink cut apart."""
