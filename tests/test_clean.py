@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from digits.recognition.clean import clean_page, main_line, without_margins, without_rules
+from digits.recognition.clean import clean_page, flattened, main_line, without_margins, without_rules
 from digits.recognition.lines import stroke_width
 from tests.synth import draw_digits
 
@@ -146,3 +146,28 @@ def test_a_hairline_left_of_a_pages_edge_is_no_line_of_writing():
     page[0:30, 20] = 60  # a pixel-thin piece of the page's edge, taller than the digits
     kept = ink(main_line(page, stroke_width(page)))
     assert kept[80:].sum() == ink(page)[80:].sum(), "the number stays"
+
+
+def small_zero(height: int, width: int, paper: int) -> np.ndarray:
+    """A page with a small "0" in its middle drawn a pixel wide, as a register row scanned at 150 dpi."""
+    page = np.full((height, width), paper, np.uint8)
+    cv2.ellipse(page, (width // 2, height // 2), (3, 4), 0, 0, 360, paper - 150, 1)
+    return page
+
+
+def test_the_stroke_width_is_the_pens_not_that_of_a_shade_beside_the_page_edge():
+    page = small_zero(104, 56, 210).astype(np.float32)
+    page[:, :22] *= np.linspace(0.87, 1.0, 22)[None, :]  # a shade 22 px wide, never 30 levels darker
+    assert stroke_width(page.astype(np.uint8)) <= 3
+
+
+def test_a_rule_along_a_crops_side_goes_though_it_reaches_neither_end_or_breaks_up():
+    broken = small_zero(104, 56, 235)
+    broken[:70, 52] = 90  # a page's edge line, broken up by a coarse scan
+    broken[78:82, 52:54] = broken[85:, 52:54] = 100
+    beside = small_zero(121, 57, 235)
+    beside[12:107, 55:] = 90  # a rule the crop was cut beside, reaching neither its top nor its foot
+    for page in (broken, beside):
+        cleaned = without_rules(flattened(page))
+        assert not ink(cleaned)[:, 50:].any(), "no piece of the line stays"
+        assert ink(cleaned).sum() == ink(page)[:, :50].sum(), "the 0 stays whole"

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.scans import changed
 from digits.contracts import EMPTY, OK
 from digits.layouts import load_layout
 from digits.recognition.model import get_models
@@ -49,6 +50,22 @@ SMALL_AMOUNTS = {
 SHADED_BLANKS = ("died_K2845_0274a-DK_row_id_1.jpg", "died_K2845_0301a-DK_row_id_2.jpg")
 """MGR validation rows with no number, whose page's edge leaves a shade beside the margin: stretched to full
 contrast, a smear the classifier was sure is a "1"."""
+
+
+COARSE_ROWS = {
+    "half": (
+        "died_K2845_0191a-DM_row_id_2.jpg",
+        "died_K2845_0248a-DK_row_id_2.jpg",
+        "died_K2845_0287a-DK_row_id_2.jpg",
+    ),
+    "blur": (
+        "died_K2845_0265a-DK_row_id_1.jpg",
+        "died_K2845_0271a-DK_row_id_1.jpg",
+        "died_K2845_0299a-DK_row_id_1.jpg",
+    ),
+}
+"""MGR validation rows whose small number, once scanned at half the resolution or out of focus, lay beside the
+page's edge line broken up and its shade: read as a sure "1"."""
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +172,16 @@ def test_a_cheque_amount_scanned_at_half_the_resolution_is_never_ok_without_its_
         files.append((encode(cv2.resize(photo, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA), ".jpg"), name))
     rows = recognize_files(files, "t", models, SHIPPED_THRESHOLD)
     assert not [row for [row] in rows if row.status == OK and row.digits != SMALL_AMOUNTS[row.source]], rows
+
+
+@pytest.mark.needs_data
+def test_register_rows_scanned_coarse_or_out_of_focus_never_read_the_pages_edge_as_an_ok_digit(shared_data, models):
+    # The same changes as ``python -m bench.scans``: the edge line breaks up into pieces, and its shade is
+    # as dark as Otsu's split finds the small number's ink.
+    folder = shared_data / "mgr-rowid" / "validation"
+    labels = json.loads((folder.parent / "validation-labels.json").read_text())
+    rng = np.random.default_rng(3)
+    files = [(changed((folder / name).read_bytes(), kind, rng), name) for kind, names in COARSE_ROWS.items()
+             for name in names]  # fmt: skip
+    rows = recognize_files(files, "t", models, SHIPPED_THRESHOLD)
+    assert not [row for [row] in rows if row.status == OK and row.digits != labels[row.source]], rows

@@ -249,6 +249,7 @@ def without_rules(gray: np.ndarray) -> np.ndarray:
                 found = _touching_edge(found, across)
             found = _longer_than_the_writing(found, ink, across)
             if found.any():
+                found = _with_its_pieces(found, ink, across)
                 line = (cv2.dilate(found, np.ones((3, 1) if across else (1, 3), np.uint8)) > 0) & (gray < 255 * 0.9)
                 rules |= line & ~_crossing(ink > 0, line, across)
     if not rules.any():
@@ -374,17 +375,44 @@ def _longer_than_the_writing(found: np.ndarray, ink: np.ndarray, across: bool) -
     return keep[labels].astype(np.uint8)
 
 
+def _with_its_pieces(found: np.ndarray, ink: np.ndarray, across: bool) -> np.ndarray:
+    """The rules ``found`` (runs along rows if ``across``, else columns) with the pieces of ``ink`` that lie
+    wholly in line with one of them.
+
+    A rule faded in places, or a page's edge line in a coarse scan, breaks into
+    pieces too short to be runs themselves. Left, they are straight strokes as
+    tall as a digit, and the line they lie on outweighs a small number. A
+    stroke that crosses the rule reaches beyond its line, so it stays.
+    """
+    if across:
+        return _with_its_pieces(found.T, ink.T, False).T
+    count, _, stats, _ = cv2.connectedComponentsWithStats(found, connectivity=8)
+    pieces, labels, boxes, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    left, right = boxes[:, cv2.CC_STAT_LEFT], boxes[:, cv2.CC_STAT_LEFT] + boxes[:, cv2.CC_STAT_WIDTH]
+    inline = np.zeros(pieces, bool)
+    for x, w in stats[1:count, [cv2.CC_STAT_LEFT, cv2.CC_STAT_WIDTH]]:
+        inline |= (left >= x - 1) & (right <= x + w + 1)
+    inline[0] = False
+    return (found.astype(bool) | inline[labels]).astype(np.uint8)
+
+
 def _touching_edge(found: np.ndarray, across: bool) -> np.ndarray:
-    """The runs of ``found`` that reach the image's left or right edge (``across``), or its top or bottom."""
+    """The runs of ``found`` (along rows if ``across``, else columns) that reach an end of the image, or lie
+    along its side: a rule cut off by the crop, or the page's edge or a rule the crop was cut beside."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(found, connectivity=8)
     keep = np.zeros(count, bool)
     h, w = found.shape
-    reach = max(2, round(EDGE_REACH * (w if across else h)))
     for label in range(1, count):
-        x, y, bw, bh = stats[label, :4]
-        start, end, side = (x, x + bw, w) if across else (y, y + bh, h)
-        keep[label] = start < reach or end > side - reach
+        x, y, bw, bh = (int(v) for v in stats[label, :4])
+        along, beside = ((x, bw, w), (y, bh, h)) if across else ((y, bh, h), (x, bw, w))
+        keep[label] = _at_an_end(*along) or _at_an_end(*beside)
     return keep[labels].astype(np.uint8)
+
+
+def _at_an_end(start: int, length: int, side: int) -> bool:
+    """Whether a span from ``start``, ``length`` long, comes within ``EDGE_REACH`` of either end of ``side``."""
+    reach = max(2, round(EDGE_REACH * side))
+    return start < reach or start + length > side - reach
 
 
 def _crossing(ink: np.ndarray, line: np.ndarray, across: bool) -> np.ndarray:

@@ -68,11 +68,26 @@ def dark_on_light(gray: np.ndarray) -> np.ndarray:
     return gray if ink_is_dark(gray) else 255 - gray
 
 
+STROKE_CONTRAST = 30.0
+"""Grey levels below the paper's (the median) at which a pixel counts towards a stroke's width: a shade on
+the paper never gets that dark, a pen's stroke does."""
+
+
 def stroke_width(gray: np.ndarray) -> int:
-    """Roughly how wide (pixels) the widest strokes of dark ink on light paper are."""
+    """Roughly how wide (pixels) the widest strokes of dark ink on light paper are.
+
+    Only ink at least ``STROKE_CONTRAST`` levels darker than the paper counts:
+    where ink is sparse, as a small number on a tall crop, Otsu's split falls
+    between the paper and any shade on it (the strip beside a page's edge, a
+    fold), which is far wider than a stroke.
+    """
     _, ink = cv2.threshold(255 - gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     if not ink.any() or np.mean(ink > 0) > 0.5:
         return 0  # blank paper, where Otsu splits the paper's own noise
+    (paper,) = grey_percentiles(gray, (50,)) if gray.dtype == np.uint8 else np.percentile(gray, (50,))
+    ink[gray > float(paper) - STROKE_CONTRAST] = 0
+    if not ink.any():
+        return 0
     # Twice the distance from a stroke's middle to its edge, at the thick end of the strokes.
     inside = cv2.distanceTransform(ink, cv2.DIST_L2, 3)
     return round(2 * float(np.percentile(inside[ink > 0], 95)))
