@@ -171,3 +171,12 @@ def test_a_rule_along_a_crops_side_goes_though_it_reaches_neither_end_or_breaks_
         cleaned = without_rules(flattened(page))
         assert not ink(cleaned)[:, 50:].any(), "no piece of the line stays"
         assert ink(cleaned).sum() == ink(page)[:, :50].sum(), "the 0 stays whole"
+
+
+def test_the_faint_shade_beside_a_margin_goes_with_it():
+    crop = small_zero(208, 110, 210).astype(np.float32)
+    crop[:, :30] = 20  # the dark beyond the page's edge
+    crop[:, 30:50] *= np.linspace(0.86, 0.91, 20)[None, :]  # the page's shade beside it, wider than a stroke
+    cleaned = clean_page(crop.astype(np.uint8))
+    assert cleaned[:, :50].min() == 255, "no grey is left where a small number's ink would join it"
+    assert ink(cleaned).sum() == ink(crop)[:, 50:].sum(), "the 0 stays whole"

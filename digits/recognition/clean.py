@@ -31,7 +31,7 @@ from digits.recognition.lines import dark_on_light, stroke_width
 MARGIN_CONTRAST = 0.45
 """An edge column or row whose median is darker than this share of the paper's is margin, not paper."""
 
-SHADE_CONTRAST = 0.85
+SHADE_CONTRAST = 0.92
 """Beyond the margin, columns still darker than this share of the paper are its shaded edge."""
 
 MARGIN_FILL = 0.9
