@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from digits.recognition.borders import box_border_mask
-from digits.recognition.segment import MIN_INK_CONTRAST, Box, grey_percentiles, ink_is_dark
+from digits.recognition.segment import MIN_INK_CONTRAST, Box, grey_percentiles, greys, ink_is_dark
 
 LINE_HEIGHT = 32
 """Height of the image the string model sees."""
@@ -84,7 +84,7 @@ def stroke_width(gray: np.ndarray) -> int:
     _, ink = cv2.threshold(255 - gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     if not ink.any() or np.mean(ink > 0) > 0.5:
         return 0  # blank paper, where Otsu splits the paper's own noise
-    (paper,) = grey_percentiles(gray, (50,)) if gray.dtype == np.uint8 else np.percentile(gray, (50,))
+    (paper,) = greys(gray, (50,))
     ink[gray > float(paper) - STROKE_CONTRAST] = 0
     if not ink.any():
         return 0

@@ -97,7 +97,7 @@ def grey_percentiles(levels: np.ndarray, q: tuple[float, ...]) -> np.ndarray:
     return low + (high - low) * (position - below)
 
 
-def _greys(gray: np.ndarray, q: tuple[float, ...]) -> np.ndarray:
+def greys(gray: np.ndarray, q: tuple[float, ...]) -> np.ndarray:
     """Percentiles ``q`` of a grey image's levels: counted for whole grey levels (``grey_percentiles``)."""
     return grey_percentiles(gray, q) if gray.dtype == np.uint8 else np.percentile(gray, q)
 
@@ -109,7 +109,7 @@ def ink_is_dark(gray: np.ndarray) -> bool:
     lies at whichever end of the greys is farther from it. A dim photo of white
     paper is still dark ink on lighter paper, however grey the paper came out.
     """
-    low, paper, high = _greys(gray, (1, 50, 99))
+    low, paper, high = greys(gray, (1, 50, 99))
     return paper - low >= high - paper
 
 
@@ -121,7 +121,7 @@ def faint(gray: np.ndarray) -> bool:
     darker than the paper but never as dark as a pen's stroke; stretched to
     full contrast, it is a tall smear a classifier can take for a sure "1".
     """
-    (paper,) = _greys(gray, (50,))
+    (paper,) = greys(gray, (50,))
     return float(paper) - float(gray.min()) < MIN_INK_CONTRAST
 
 
@@ -132,7 +132,7 @@ def shaded(gray: np.ndarray) -> bool:
     Smoothing first, so that the specks of a photo's noise and of JPEG, which
     reach as far on blank paper, do not count.
     """
-    (paper,) = _greys(gray, (50,))
+    (paper,) = greys(gray, (50,))
     smooth = cv2.GaussianBlur(gray.astype(np.float32), (0, 0), 1.0)
     return float(paper) - float(smooth.min()) >= BLANK_BOX_SHADE
 
