@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from digits.recognition.clean import clean_page, flattened, main_line, without_margins, without_rules
+from digits.recognition.clean import clean_page, flattened, main_line, skew, without_margins, without_rules
 from digits.recognition.lines import stroke_width
 from tests.synth import draw_digits
 
@@ -180,3 +180,30 @@ def test_the_faint_shade_beside_a_margin_goes_with_it():
     cleaned = clean_page(crop.astype(np.uint8))
     assert cleaned[:, :50].min() == 255, "no grey is left where a small number's ink would join it"
     assert ink(cleaned).sum() == ink(crop)[:, 50:].sum(), "the 0 stays whole"
+
+
+def test_a_register_crop_turned_a_few_degrees_loses_its_margin_and_rules_as_a_straight_one_does():
+    crop, digits_ink = register_crop()
+    h, w = crop.shape
+    for angle in (-3.5, 2.5):
+        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        turned = cv2.warpAffine(crop, matrix, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        turned_digits = cv2.warpAffine(digits_ink.astype(np.uint8), matrix, (w, h), flags=cv2.INTER_NEAREST) > 0
+        assert abs(skew(turned) - angle) < 0.3, "the slant is measured"
+        cleaned = clean_page(turned)
+        assert cleaned.shape == crop.shape, "boxes stay in page pixels"
+        kept = ink(cleaned)
+        assert kept[turned_digits].mean() > 0.9, "the digits' strokes stay"
+        near = cv2.dilate(turned_digits.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+        assert not kept[~near].any(), "nothing but the digits is left: no margin, no rule, no print"
+    assert skew(crop) == 0, "a straight crop is cleaned as it is"
+
+
+def test_a_slanted_one_filling_a_tight_crop_keeps_its_ink_whether_or_not_it_is_straightened():
+    for thickness in (1, 4):
+        one = draw_digits("1", height=60, margin=3, thickness=thickness)
+        h, w = one.shape
+        for angle in (-4.0, -2.0, 3.0):
+            matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+            slanted = cv2.warpAffine(one, matrix, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+            assert ink(clean_page(slanted)).sum() >= 0.97 * ink(slanted).sum(), (thickness, angle)

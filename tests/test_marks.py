@@ -67,6 +67,14 @@ COARSE_ROWS = {
 """MGR validation rows whose small number, once scanned at half the resolution or out of focus, lay beside the
 page's edge line broken up and its shade: read as a sure "1"."""
 
+TURNED_ROWS = {
+    "died_K2742_0227a-DM_row_id_0.jpg": -2.981,
+    "died_K2845_0242a-DK_row_id_2.jpg": 3.314,
+    "died_K2845_0293a-DK_row_id_2.jpg": 2.767,
+}
+"""MGR validation rows, and the degrees each was turned by ``bench.scans`` (a page laid askew on the scanner):
+the slanted rule beside the number was read as a sure "1"."""
+
 
 @pytest.fixture(scope="module")
 def models():
@@ -183,5 +191,20 @@ def test_register_rows_scanned_coarse_or_out_of_focus_never_read_the_pages_edge_
     rng = np.random.default_rng(3)
     files = [(changed((folder / name).read_bytes(), kind, rng), name) for kind, names in COARSE_ROWS.items()
              for name in names]  # fmt: skip
+    rows = recognize_files(files, "t", models, SHIPPED_THRESHOLD)
+    assert not [row for [row] in rows if row.status == OK and row.digits != labels[row.source]], rows
+
+
+@pytest.mark.needs_data
+def test_register_rows_turned_a_few_degrees_never_read_a_slanted_rule_as_an_ok_digit(shared_data, models):
+    folder = shared_data / "mgr-rowid" / "validation"
+    labels = json.loads((folder.parent / "validation-labels.json").read_text())
+    files = []
+    for name, angle in TURNED_ROWS.items():
+        scan = cv2.imread(str(folder / name), cv2.IMREAD_COLOR)
+        h, w = scan.shape[:2]
+        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        turned = cv2.warpAffine(scan, matrix, (w, h), borderMode=cv2.BORDER_REPLICATE)
+        files.append((cv2.imencode(".jpg", turned, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes(), name))
     rows = recognize_files(files, "t", models, SHIPPED_THRESHOLD)
     assert not [row for [row] in rows if row.status == OK and row.digits != labels[row.source]], rows

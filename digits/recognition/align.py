@@ -72,8 +72,7 @@ def skew_degrees(gray: np.ndarray) -> float:
     """The page's rotation in degrees (counter-clockwise positive), from its dark marks.
 
     Rows of print and boxes are sharpest in a projection onto the vertical axis
-    when the page is straight: the angle that maximises the projection's energy
-    is the skew (coarse search in quarter degrees, then twentieths).
+    when the page is straight (``sharpest_rows``).
     """
     scale = min(1.0, WORK_SIDE / max(gray.shape))
     small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -81,17 +80,29 @@ def skew_degrees(gray: np.ndarray) -> float:
     ys, xs = np.nonzero(ink)
     if len(xs) < 50:
         return 0.0
-    xs = xs - small.shape[1] / 2
-    ys = ys - small.shape[0] / 2
+    return sharpest_rows(ys - small.shape[0] / 2, xs - small.shape[1] / 2)[0]
+
+
+def sharpest_rows(ys: np.ndarray, xs: np.ndarray) -> tuple[float, np.ndarray]:
+    """The rotation (degrees, counter-clockwise positive, within ``MAX_SKEW_DEGREES``) that gathers the points
+    (``ys``, ``xs``) into the fewest, fullest rows, and how many points each row then holds.
+
+    The angle maximises the projection's energy: a coarse search in quarter
+    degrees, then twentieths.
+    """
+
+    def rows(degrees: float) -> np.ndarray:
+        radians = np.deg2rad(degrees)
+        places = np.round(ys * np.cos(radians) + xs * np.sin(radians)).astype(np.int64)
+        return np.bincount(places - places.min())
 
     def energy(degrees: float) -> float:
-        radians = np.deg2rad(degrees)
-        rows = np.round(ys * np.cos(radians) + xs * np.sin(radians)).astype(np.int64)
-        counts = np.bincount(rows - rows.min())
+        counts = rows(degrees)
         return float(np.dot(counts, counts))
 
     coarse = max(np.arange(-MAX_SKEW_DEGREES, MAX_SKEW_DEGREES + 0.01, 0.25), key=energy)
-    return float(max(np.arange(coarse - 0.25, coarse + 0.26, 0.05), key=energy))
+    best = float(max(np.arange(coarse - 0.25, coarse + 0.26, 0.05), key=energy))
+    return best, rows(best)
 
 
 def deskew(gray: np.ndarray) -> np.ndarray:

@@ -4,7 +4,8 @@ Real scans and photos hold more than paper and digits: the dark margin beyond
 the page's edge or a binding's shadow, light that falls off across a photo,
 and printed rules that run from edge to edge. Each would be read as ink, and a
 dark margin or a rule as a "1". ``clean_page`` leaves them out, keeping the
-page's size so that digit boxes stay in page pixels:
+page's size so that digit boxes stay in page pixels (a page turned a few
+degrees is cleaned straightened, then turned back):
 
 1. margins: dark bands along an edge of the image, far darker than the paper,
    and the shaded strip beside them, become paper, and so does the ink that
@@ -26,7 +27,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from digits.recognition.align import MIN_SKEW_DEGREES, sharpest_rows
 from digits.recognition.lines import dark_on_light, stroke_width
+from digits.recognition.segment import greys
 
 MARGIN_CONTRAST = 0.45
 """An edge column or row whose median is darker than this share of the paper's is margin, not paper."""
@@ -101,10 +104,75 @@ RULE_INK = 0.8
 (rules are often printed faint, and fade along their length on an old page)."""
 
 
+SKEW_DRIFT = 3.0
+"""Pixels a line along the page's longer side drifts sideways at least for the page to be straightened: less,
+and the rules are found as they are (each straightening resamples the page twice, blurring thin strokes)."""
+
+SKEW_LINE = 0.5
+"""A straight line at least this share of the image's longer side long (and ``MIN_RULE_LENGTH``) is a rule or
+an edge, whose slant is the page's: a digit's stroke, even in a tight crop of a number, is shorter."""
+
+
 def clean_page(gray: np.ndarray) -> np.ndarray:
     """The page, dark ink on light paper, without its margins and what is left of its edge, its uneven light,
-    its printed rules, and ink off its main line."""
-    margins = _margins(gray)
+    its printed rules, and ink off its main line.
+
+    A page turned a little (its edge or rules drifting ``SKEW_DRIFT`` pixels
+    or more, up to ``align.MAX_SKEW_DEGREES``) is cleaned straightened, then turned back: margins
+    and rules are found only where they run along the rows and columns. Its size
+    is kept, so that a rule along its side stays along the side; the corners
+    turned out of it come back as paper.
+    """
+    angle = skew(gray)
+    if not angle:
+        return _clean_straight(gray, _margins(gray))
+    height, width = gray.shape
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), -angle, 1.0)
+    # The corners turned in: a margin's dark goes on into them, so that its columns are still dark end to
+    # end; for the rest of the cleaning they are paper, where a rule along a side would make a thick block.
+    margins = _margins(
+        cv2.warpAffine(gray, matrix, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    )
+    (paper,) = greys(gray, (50,))
+    straight = cv2.warpAffine(gray, matrix, (width, height), flags=cv2.INTER_CUBIC, borderValue=float(paper))
+    cleaned = _clean_straight(straight, margins)
+    # Cubic, not linear: a stroke a pixel or two wide, resampled twice, keeps its darkness.
+    return cv2.warpAffine(
+        cleaned, matrix, (width, height), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderValue=255
+    )
+
+
+def skew(gray: np.ndarray) -> float:
+    """How many degrees ``gray``'s longest straight lines (its edge, its rules) are turned anticlockwise from
+    upright or level; 0 where it has none, or they are straight enough already.
+
+    The lines are the borders of what is darker than the paper (a rule's two
+    sides, a margin's inner side) on a copy at most ``PROFILE_SIDE`` across.
+    Their slant is the angle that gathers those borders into the fewest, fullest
+    columns, or rows (``align.sharpest_rows``), whichever then holds the longer
+    line; it counts if that line is ``SKEW_LINE`` of the longer side long.
+    Handwriting's strokes are rarely as long and straight.
+    """
+    scale = min(1.0, PROFILE_SIDE / max(gray.shape))
+    small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+    small = dark_on_light(small)
+    dark = (small < RULE_INK * np.percentile(small, 90)).astype(np.uint8)
+    ys, xs = np.nonzero(dark - cv2.erode(dark, np.ones((3, 3), np.uint8)))
+    if not len(xs):
+        return 0.0
+    # Columns are the rows of the page turned a quarter, which keeps the angle's sign.
+    (angle, rows), (upright, columns) = sharpest_rows(ys, xs), sharpest_rows(xs, -ys)
+    longest = rows.max()
+    if columns.max() > longest:
+        angle, longest = upright, columns.max()
+    shortest = max(MIN_RULE_LENGTH * scale, SKEW_LINE * max(small.shape))
+    drift = abs(np.tan(np.radians(angle))) * max(gray.shape)
+    return angle if longest >= shortest and abs(angle) >= MIN_SKEW_DEGREES and drift >= SKEW_DRIFT else 0.0
+
+
+def _clean_straight(gray: np.ndarray, margins: tuple[list[Band], float] | None) -> np.ndarray:
+    """``clean_page`` of a page whose rules and edges run along its rows and columns, and whose margins
+    (as ``_margins`` finds them) are known."""
     gray = dark_on_light(_painted(gray, margins))
     stroke = stroke_width(gray)  # measured once: on a full page it costs a third of the cleaning
     gray = without_rules(flattened(gray, stroke))
