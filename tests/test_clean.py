@@ -182,15 +182,20 @@ def test_the_faint_shade_beside_a_margin_goes_with_it():
     assert ink(cleaned).sum() == ink(crop)[:, 50:].sum(), "the 0 stays whole"
 
 
+def turned(image: np.ndarray, angle: float, interpolation: int = cv2.INTER_CUBIC) -> np.ndarray:
+    """``image`` turned ``angle`` degrees anticlockwise about its middle, as a page laid askew on a scanner."""
+    h, w = image.shape
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    return cv2.warpAffine(image, matrix, (w, h), flags=interpolation, borderMode=cv2.BORDER_REPLICATE)
+
+
 def test_a_register_crop_turned_a_few_degrees_loses_its_margin_and_rules_as_a_straight_one_does():
     crop, digits_ink = register_crop()
-    h, w = crop.shape
     for angle in (-3.5, 2.5):
-        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
-        turned = cv2.warpAffine(crop, matrix, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-        turned_digits = cv2.warpAffine(digits_ink.astype(np.uint8), matrix, (w, h), flags=cv2.INTER_NEAREST) > 0
-        assert abs(skew(turned) - angle) < 0.3, "the slant is measured"
-        cleaned = clean_page(turned)
+        turned_crop = turned(crop, angle)
+        turned_digits = turned(digits_ink.astype(np.uint8), angle, cv2.INTER_NEAREST) > 0
+        assert abs(skew(turned_crop) - angle) < 0.3, "the slant is measured"
+        cleaned = clean_page(turned_crop)
         assert cleaned.shape == crop.shape, "boxes stay in page pixels"
         kept = ink(cleaned)
         assert kept[turned_digits].mean() > 0.9, "the digits' strokes stay"
@@ -202,8 +207,6 @@ def test_a_register_crop_turned_a_few_degrees_loses_its_margin_and_rules_as_a_st
 def test_a_slanted_one_filling_a_tight_crop_keeps_its_ink_whether_or_not_it_is_straightened():
     for thickness in (1, 4):
         one = draw_digits("1", height=60, margin=3, thickness=thickness)
-        h, w = one.shape
         for angle in (-4.0, -2.0, 3.0):
-            matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
-            slanted = cv2.warpAffine(one, matrix, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+            slanted = turned(one, angle)
             assert ink(clean_page(slanted)).sum() >= 0.97 * ink(slanted).sum(), (thickness, angle)

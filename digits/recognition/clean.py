@@ -153,8 +153,7 @@ def skew(gray: np.ndarray) -> float:
     line; it counts if that line is ``SKEW_LINE`` of the longer side long.
     Handwriting's strokes are rarely as long and straight.
     """
-    scale = min(1.0, PROFILE_SIDE / max(gray.shape))
-    small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+    small, scale = _reduced(gray)
     small = dark_on_light(small)
     dark = (small < RULE_INK * np.percentile(small, 90)).astype(np.uint8)
     ys, xs = np.nonzero(dark - cv2.erode(dark, np.ones((3, 3), np.uint8)))
@@ -226,10 +225,16 @@ def _mask(shape: tuple[int, ...], bands: list[Band]) -> np.ndarray:
     return mask
 
 
-def _margins(gray: np.ndarray) -> tuple[list[Band], float] | None:
-    """The margins along ``gray``'s sides (see ``without_margins``), and the paper's grey; None where it has none."""
+def _reduced(gray: np.ndarray) -> tuple[np.ndarray, float]:
+    """A copy of ``gray`` at most ``PROFILE_SIDE`` across (itself if smaller), and the scale it was taken at."""
     scale = min(1.0, PROFILE_SIDE / max(gray.shape))
     small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+    return small, scale
+
+
+def _margins(gray: np.ndarray) -> tuple[list[Band], float] | None:
+    """The margins along ``gray``'s sides (see ``without_margins``), and the paper's grey; None where it has none."""
+    small, scale = _reduced(gray)
     paper = float(np.percentile(small, 90))
     edges = (small[:, 0], small[:, -1], small[0], small[-1])
     if paper < 1 or all(np.percentile(edge, 100 * MARGIN_FILL) < MARGIN_CONTRAST * paper for edge in edges):
