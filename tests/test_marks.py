@@ -67,6 +67,17 @@ COARSE_ROWS = {
 """MGR validation rows whose small number, once scanned at half the resolution or out of focus, lay beside the
 page's edge line broken up and its shade: read as a sure "1"."""
 
+FINE_ROWS = (
+    "died_K2709_0192a-DK_row_id_1.jpg",
+    "died_K2709_0230a-DK_row_id_0.jpg",
+    "died_K2710_0015a-DM_row_id_0.jpg",
+    "died_K2710_0018a-DM_row_id_0.jpg",
+    "died_K2710_0027a-DM_row_id_2.jpg",
+    "died_K2845_0183a-DM_row_id_0.jpg",
+)
+"""MGR validation rows whose strokes are 2 pixels wide once scanned at half the resolution: read at that size,
+the string models doubted them (0.36 to 0.89) or cutting misread them."""
+
 TURNED_ROWS = {
     "died_K2742_0227a-DM_row_id_0.jpg": -2.981,
     "died_K2845_0242a-DK_row_id_2.jpg": 3.314,
@@ -208,3 +219,14 @@ def test_register_rows_turned_a_few_degrees_never_read_a_slanted_rule_as_an_ok_d
         files.append((cv2.imencode(".jpg", turned, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes(), name))
     rows = recognize_files(files, "t", models, SHIPPED_THRESHOLD)
     assert not [row for [row] in rows if row.status == OK and row.digits != labels[row.source]], rows
+
+
+@pytest.mark.needs_data
+def test_register_rows_scanned_at_half_the_resolution_are_read_right_and_ok(shared_data, models):
+    # Their strokes are narrower than lines.MIN_STROKE, so they are read enlarged.
+    folder = shared_data / "mgr-rowid" / "validation"
+    labels = json.loads((folder.parent / "validation-labels.json").read_text())
+    rng = np.random.default_rng(3)
+    files = [(changed((folder / name).read_bytes(), "half", rng), name) for name in FINE_ROWS]
+    rows = recognize_files(files, "t", models, SHIPPED_THRESHOLD)
+    assert [(row.digits, row.status) for [row] in rows] == [(labels[name], OK) for name in FINE_ROWS], rows

@@ -11,7 +11,16 @@ import pytest
 from digits.layouts import Field
 from digits.recognition.choice import ReadingChoice
 from digits.recognition.ctc import decode
-from digits.recognition.lines import FRAME_PIXELS, FRAMES, LINE_HEIGHT, LINE_WIDTH, prepare_line
+from digits.recognition.lines import (
+    FRAME_PIXELS,
+    FRAMES,
+    LINE_HEIGHT,
+    LINE_WIDTH,
+    MIN_STROKE,
+    enlargement,
+    prepare_line,
+    stroke_width,
+)
 from digits.recognition.pipeline import (
     SEVERAL_SEEN,
     Reading,
@@ -254,6 +263,23 @@ def test_blank_and_flat_pages_prepare_to_empty_lines():
     for page in (np.full((60, 200), 240, np.uint8), np.random.default_rng(0).integers(200, 256, (60, 200), np.uint8)):
         line, _ = prepare_line(page)
         assert line.shape == (LINE_HEIGHT, LINE_WIDTH)
+
+
+def rings(pen: int, shape: tuple[int, int] = (120, 200)) -> np.ndarray:
+    """Three 0s drawn with a pen ``pen`` pixels wide (anti-aliased), dark on light paper."""
+    page = np.full(shape, 240, np.uint8)
+    for x in (40, 90, 140):
+        cv2.ellipse(page, (x, 60), (15, 25), 0, 0, 360, 25, pen, cv2.LINE_AA)
+    return page
+
+
+def test_thin_strokes_are_read_enlarged_to_about_the_least_stroke_width_and_others_as_they_are():
+    thin = rings(1)
+    assert stroke_width(thin) < MIN_STROKE
+    assert enlargement(thin) == pytest.approx(MIN_STROKE / stroke_width(thin))
+    assert enlargement(rings(3)) == 1.0
+    assert enlargement(np.full((120, 200), 240, np.uint8)) == 1.0, "blank paper has no strokes to measure"
+    assert enlargement(rings(1, (3000, 2000))) == 1.0, "a whole page of fine writing is not made larger still"
 
 
 def test_a_huge_scan_is_read_at_normal_stroke_width_and_boxed_on_the_page():

@@ -14,8 +14,10 @@ import cv2
 import numpy as np
 import pytest
 
+from digits.recognition.lines import enlargement
 from digits.recognition.model import Models, get_models
 from digits.recognition.pipeline import recognize_bytes
+from digits.recognition.segment import find_digits
 from digits.settings import Settings
 from tests.synth import draw_digits, encode
 
@@ -127,6 +129,20 @@ def test_thick_marker(models: Models, text: str) -> None:
     """A felt marker or ink that bled: every stroke grown by a 5x5 window."""
     page = cv2.erode(draw_digits(text), np.ones((5, 5), np.uint8))  # the darker minimum spreads the ink
     assert read_page(models, page) == text
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_fine_pen_scanned_coarse(models: Models, text: str) -> None:
+    """A fine pen at a low resolution, strokes narrower than ``MIN_STROKE``: read enlarged, each digit boxed
+    on the page where its ink is."""
+    page = draw_digits(text, height=20, thickness=1)
+    assert enlargement(page) > 1
+    [row] = recognize_bytes(encode(page), "t.png", "t", models, 0.9)
+    assert row.digits == text
+    for box, piece in zip(row.boxes.split(";"), find_digits(page), strict=True):
+        x, y, w, h = map(int, box.split(","))
+        assert abs(x - piece.box.x) <= 2 and abs(x + w - piece.box.x - piece.box.w) <= 2, (box, piece.box)
+        assert abs(y - piece.box.y) <= 2 and abs(y + h - piece.box.y - piece.box.h) <= 2, (box, piece.box)
 
 
 def scaled_to_ink_height(page: np.ndarray, height: int) -> np.ndarray:

@@ -43,6 +43,18 @@ MAX_STROKE = 12
 that the paper window stays wider than a stroke and the lines look like those the string
 model learnt from (cheque amounts have strokes of 4 to 7 pixels)."""
 
+MIN_STROKE = 4
+"""Pages whose strokes are narrower than this (pixels: a fine pen, or a scan at 150 dpi) are read
+enlarged until they are about this wide (``enlargement``): cutting's and the line's thresholds
+were set on strokes of 3 to 7 pixels, and at 1 or 2 a stroke's thin parts break off as dust."""
+
+MOST_ENLARGEMENT = 3.0
+"""Pages are enlarged at most this many times over (a stroke of 1 pixel is as often noise as a pen)."""
+
+MOST_ENLARGED_PIXELS = 4_000_000
+"""A page is never enlarged beyond this many pixels (a Letter page at about 230 dpi): a whole page
+of fine writing read as one line gains little and would cost several times the memory."""
+
 
 def ink_map(gray: np.ndarray) -> np.ndarray:
     """Ink high (float32 in [0, 1]) with paper, its shading and faint patterns near 0."""
@@ -91,6 +103,16 @@ def stroke_width(gray: np.ndarray) -> int:
     # Twice the distance from a stroke's middle to its edge, at the thick end of the strokes.
     inside = cv2.distanceTransform(ink, cv2.DIST_L2, 3)
     return round(2 * float(np.percentile(inside[ink > 0], 95)))
+
+
+def enlargement(gray: np.ndarray) -> float:
+    """How many times over to enlarge ``gray`` (a cleaned page, dark on light) before it is read: 1 unless its
+    strokes are thinner than ``MIN_STROKE``, within ``MOST_ENLARGEMENT`` and ``MOST_ENLARGED_PIXELS``."""
+    stroke = stroke_width(gray)
+    if not 0 < stroke < MIN_STROKE:
+        return 1.0
+    room = (MOST_ENLARGED_PIXELS / max(1, gray.shape[0] * gray.shape[1])) ** 0.5
+    return max(1.0, min(MIN_STROKE / stroke, MOST_ENLARGEMENT, room))
 
 
 FRAME_LEVEL = 0.5
