@@ -223,10 +223,22 @@ def test_register_rows_turned_a_few_degrees_never_read_a_slanted_rule_as_an_ok_d
 
 @pytest.mark.needs_data
 def test_register_rows_scanned_at_half_the_resolution_are_read_right_and_ok(shared_data, models):
-    # Their strokes are narrower than lines.MIN_STROKE, so they are read enlarged.
+    # Their strokes are narrower than lines.THINNEST_STROKE, so they are read enlarged.
     folder = shared_data / "mgr-rowid" / "validation"
     labels = json.loads((folder.parent / "validation-labels.json").read_text())
     rng = np.random.default_rng(3)
     files = [(changed((folder / name).read_bytes(), "half", rng), name) for name in FINE_ROWS]
     rows = recognize_files(files, "t", models, SHIPPED_THRESHOLD)
     assert [(row.digits, row.status) for [row] in rows] == [(labels[name], OK) for name in FINE_ROWS], rows
+
+
+@pytest.mark.needs_data
+def test_a_c1_photo_whose_boxes_hold_broad_strokes_reads_each_box_at_its_own_size(shared_data, models, tmp_path):
+    # Shrunk to the width pages are read at, the last box of its "68" read nothing.
+    shutil.copy(C1_EXAMPLE / "c1.toml", tmp_path)
+    photos = shared_data / "c1-forms-sample" / "images"
+    shutil.copy(photos / "TPS_041.jpg", tmp_path / "c1-sample.jpg")
+    counts = json.loads((photos.parent / "labels.json").read_text())["TPS_454.jpg"]
+    [rows] = recognize_files([((photos / "TPS_454.jpg").read_bytes(), "TPS_454.jpg")], "t", models,
+                             SHIPPED_THRESHOLD, load_layout("c1", tmp_path))  # fmt: skip
+    assert [int(row.digits) for row in rows] == [int(count) for count in counts], rows

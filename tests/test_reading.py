@@ -16,9 +16,11 @@ from digits.recognition.lines import (
     FRAMES,
     LINE_HEIGHT,
     LINE_WIDTH,
-    MIN_STROKE,
-    enlargement,
+    SHRUNK_STROKE,
+    THINNEST_STROKE,
+    WIDEST_STROKE,
     prepare_line,
+    reading_scale,
     stroke_width,
 )
 from digits.recognition.pipeline import (
@@ -273,13 +275,14 @@ def rings(pen: int, shape: tuple[int, int] = (120, 200)) -> np.ndarray:
     return page
 
 
-def test_thin_strokes_are_read_enlarged_to_about_the_least_stroke_width_and_others_as_they_are():
-    thin = rings(1)
-    assert stroke_width(thin) < MIN_STROKE
-    assert enlargement(thin) == pytest.approx(MIN_STROKE / stroke_width(thin))
-    assert enlargement(rings(3)) == 1.0
-    assert enlargement(np.full((120, 200), 240, np.uint8)) == 1.0, "blank paper has no strokes to measure"
-    assert enlargement(rings(1, (3000, 2000))) == 1.0, "a whole page of fine writing is not made larger still"
+def test_strokes_are_read_resized_to_between_the_thinnest_and_widest_and_others_as_they_are():
+    thin, wide = rings(1), rings(10)
+    assert stroke_width(thin) < THINNEST_STROKE and stroke_width(wide) > WIDEST_STROKE
+    assert reading_scale(thin) == pytest.approx(THINNEST_STROKE / stroke_width(thin))
+    assert reading_scale(wide) == pytest.approx(SHRUNK_STROKE / stroke_width(wide))
+    assert reading_scale(rings(3)) == 1.0
+    assert reading_scale(np.full((120, 200), 240, np.uint8)) == 1.0, "blank paper has no strokes to measure"
+    assert reading_scale(rings(1, (3000, 2000))) == 1.0, "a whole page of fine writing is not made larger still"
 
 
 def test_a_huge_scan_is_read_at_normal_stroke_width_and_boxed_on_the_page():

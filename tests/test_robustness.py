@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from digits.recognition.lines import enlargement
+from digits.recognition.lines import reading_scale
 from digits.recognition.model import Models, get_models
 from digits.recognition.pipeline import recognize_bytes
 from digits.recognition.segment import find_digits
@@ -131,18 +131,34 @@ def test_thick_marker(models: Models, text: str) -> None:
     assert read_page(models, page) == text
 
 
-@pytest.mark.parametrize("text", TEXTS)
-def test_fine_pen_scanned_coarse(models: Models, text: str) -> None:
-    """A fine pen at a low resolution, strokes narrower than ``MIN_STROKE``: read enlarged, each digit boxed
-    on the page where its ink is."""
-    page = draw_digits(text, height=20, thickness=1)
-    assert enlargement(page) > 1
-    [row] = recognize_bytes(encode(page), "t.png", "t", models, 0.9)
-    assert row.digits == text
-    for box, piece in zip(row.boxes.split(";"), find_digits(page), strict=True):
+def assert_boxed_where_the_ink_is(page: np.ndarray, boxes: str) -> None:
+    """Each digit's box (a row's ``x,y,w,h;…``) lies within 2 pixels of its ink on ``page``."""
+    for box, piece in zip(boxes.split(";"), find_digits(page), strict=True):
         x, y, w, h = map(int, box.split(","))
         assert abs(x - piece.box.x) <= 2 and abs(x + w - piece.box.x - piece.box.w) <= 2, (box, piece.box)
         assert abs(y - piece.box.y) <= 2 and abs(y + h - piece.box.y - piece.box.h) <= 2, (box, piece.box)
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_fine_pen_scanned_coarse(models: Models, text: str) -> None:
+    """A fine pen at a low resolution, strokes narrower than ``THINNEST_STROKE``: read enlarged, each digit
+    boxed on the page where its ink is."""
+    page = draw_digits(text, height=20, thickness=1)
+    assert reading_scale(page) > 1
+    [row] = recognize_bytes(encode(page), "t.png", "t", models, 0.9)
+    assert row.digits == text
+    assert_boxed_where_the_ink_is(page, row.boxes)
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_broad_pen(models: Models, text: str) -> None:
+    """A broad felt pen, strokes wider than ``WIDEST_STROKE``: read shrunk, each digit boxed on the page where
+    its ink is."""
+    page = draw_digits(text, height=100, thickness=12)
+    assert reading_scale(page) < 1
+    [row] = recognize_bytes(encode(page), "t.png", "t", models, 0.9)
+    assert row.digits == text
+    assert_boxed_where_the_ink_is(page, row.boxes)
 
 
 def scaled_to_ink_height(page: np.ndarray, height: int) -> np.ndarray:

@@ -43,10 +43,19 @@ MAX_STROKE = 12
 that the paper window stays wider than a stroke and the lines look like those the string
 model learnt from (cheque amounts have strokes of 4 to 7 pixels)."""
 
-MIN_STROKE = 4
+THINNEST_STROKE = 4
 """Pages whose strokes are narrower than this (pixels: a fine pen, or a scan at 150 dpi) are read
-enlarged until they are about this wide (``enlargement``): cutting's and the line's thresholds
-were set on strokes of 3 to 7 pixels, and at 1 or 2 a stroke's thin parts break off as dust."""
+enlarged until they are about this wide (``reading_scale``): at 1 or 2 pixels a stroke's thin parts
+break off, and the line reader drops them as dust."""
+
+WIDEST_STROKE = 7
+"""Pages whose strokes are wider than this (a felt pen, or a scan at 600 dpi) are read shrunk until they
+are ``SHRUNK_STROKE`` wide (``reading_scale``): the window that finds the paper under the ink
+(``BACKGROUND_KERNEL``) and cutting's gaps and specks were set on strokes of 3 to 6 pixels. A scan
+slightly out of focus measures 7, and reads better as it is."""
+
+SHRUNK_STROKE = 6
+"""The width strokes wider than ``WIDEST_STROKE`` are read at."""
 
 MOST_ENLARGEMENT = 3.0
 """Pages are enlarged at most this many times over (a stroke of 1 pixel is as often noise as a pen)."""
@@ -105,14 +114,17 @@ def stroke_width(gray: np.ndarray) -> int:
     return round(2 * float(np.percentile(inside[ink > 0], 95)))
 
 
-def enlargement(gray: np.ndarray) -> float:
-    """How many times over to enlarge ``gray`` (a cleaned page, dark on light) before it is read: 1 unless its
-    strokes are thinner than ``MIN_STROKE``, within ``MOST_ENLARGEMENT`` and ``MOST_ENLARGED_PIXELS``."""
+def reading_scale(gray: np.ndarray) -> float:
+    """How many times over to resize ``gray`` (a cleaned page, dark on light) before it is read, so that its
+    strokes are from ``THINNEST_STROKE`` to ``WIDEST_STROKE`` wide: 1 where they are already, or where there
+    are none; an enlargement stays within ``MOST_ENLARGEMENT`` and ``MOST_ENLARGED_PIXELS``."""
     stroke = stroke_width(gray)
-    if not 0 < stroke < MIN_STROKE:
+    if stroke > WIDEST_STROKE:
+        return SHRUNK_STROKE / stroke
+    if not 0 < stroke < THINNEST_STROKE:
         return 1.0
     room = (MOST_ENLARGED_PIXELS / max(1, gray.shape[0] * gray.shape[1])) ** 0.5
-    return max(1.0, min(MIN_STROKE / stroke, MOST_ENLARGEMENT, room))
+    return max(1.0, min(THINNEST_STROKE / stroke, MOST_ENLARGEMENT, room))
 
 
 FRAME_LEVEL = 0.5

@@ -34,7 +34,7 @@ from digits.recognition.clean import clean_box, clean_page
 from digits.recognition.combs import Cell, comb_cells, search_area
 from digits.recognition.ctc import LineReading
 from digits.recognition.imaging import UnreadableImage, check_page_count, count_pages, decode_pages
-from digits.recognition.lines import LINE_VIEWS, dark_on_light, enlargement, prepare_views
+from digits.recognition.lines import LINE_VIEWS, dark_on_light, prepare_views, reading_scale
 from digits.recognition.model import CLASSES, NOT_A_DIGIT, Classifier, Models
 from digits.recognition.reading import Reading
 from digits.recognition.register import register_page, share_on_photo
@@ -667,12 +667,13 @@ def read_images(
     whatever they read, but what a person is shown, and the row's digits, may
     be theirs (a number written close, ink the classifier takes whole for no
     digit). ``framed`` says which images may hold a printed box's frame (all, if None).
-    Images of thin strokes are read enlarged (``enlargement``); the boxes are
-    given in the images' own pixels.
+    Images of thin or wide strokes are read resized (``reading_scale``), but
+    not comb boxes: the classifier reads a box's one digit at its own size, and a
+    box shrunk lost its digit. The boxes are given in the images' own pixels.
     """
     framed = _framed(images, framed)
-    factors = [enlargement(image) for image in images]
-    images = [_enlarged(image, factor) for image, factor in zip(images, factors, strict=True)]
+    factors = [reading_scale(image) if each else 1.0 for image, each in zip(images, framed, strict=True)]
+    images = [_resized(image, factor) for image, factor in zip(images, factors, strict=True)]
     cuttings = read_by_cutting(images, models, framed)
     # A sure single digit on a page with faint ink only may be the shade beside a page's edge, a smear the
     # classifier takes for a "1": the string models read it too. Not in a comb box, which has no page edge and
@@ -699,17 +700,18 @@ def read_images(
             if line is None and cutting.whole is not None:
                 cutting = replace(cutting.whole, whole=cutting.whole)  # a box's one digit, read whole
         chosen.append(choose(cutting, line, models.choice))
-    return [(_shrunk(reading, factor), support) for (reading, support), factor in zip(chosen, factors, strict=True)]
+    return [(_unscaled(reading, factor), support) for (reading, support), factor in zip(chosen, factors, strict=True)]
 
 
-def _enlarged(image: np.ndarray, factor: float) -> np.ndarray:
+def _resized(image: np.ndarray, factor: float) -> np.ndarray:
     if factor == 1:
         return image
-    return cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+    interpolation = cv2.INTER_CUBIC if factor > 1 else cv2.INTER_AREA
+    return cv2.resize(image, None, fx=factor, fy=factor, interpolation=interpolation)
 
 
-def _shrunk(reading: Reading, factor: float) -> Reading:
-    """``reading`` of an image enlarged ``factor`` times, its boxes in the image's own pixels."""
+def _unscaled(reading: Reading, factor: float) -> Reading:
+    """``reading`` of an image resized ``factor`` times, its boxes in the image's own pixels."""
     if factor == 1:
         return reading
 
@@ -721,7 +723,7 @@ def _shrunk(reading: Reading, factor: float) -> Reading:
         reading,
         boxes=[back(box) for box in reading.boxes],
         frame=reading.frame and back(reading.frame),
-        whole=reading.whole and _shrunk(reading.whole, factor),
+        whole=reading.whole and _unscaled(reading.whole, factor),
     )
 
 
