@@ -668,8 +668,9 @@ def read_images(
     be theirs (a number written close, ink the classifier takes whole for no
     digit). ``framed`` says which images may hold a printed box's frame (all, if None).
     Images of thin or wide strokes are read resized (``reading_scale``), but
-    not comb boxes: the classifier reads a box's one digit at its own size, and a
-    box shrunk lost its digit. The boxes are given in the images' own pixels.
+    not comb boxes, whose one digit the classifier reads best at the box's own
+    size (a box is a digit's frame already). The boxes are given in the images'
+    own pixels.
     """
     framed = _framed(images, framed)
     factors = [reading_scale(image) if each else 1.0 for image, each in zip(images, framed, strict=True)]
