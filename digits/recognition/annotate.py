@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from digits.contracts import OK, REVIEW, Row
+from digits.recognition.imaging import rescaled
 from digits.reviews import image_names, kind_of, picture_stem
 
 FOLDER_NAME = "annotations"
@@ -84,9 +85,7 @@ def draw(row: Row, image: np.ndarray, left: int = 0, top: int = 0) -> np.ndarray
     """A colour picture of ``image`` with the row's digit boxes, digits and confidences, and a title band."""
     height, width = image.shape
     scale = min(MIN_HEIGHT / height if height < MIN_HEIGHT else 1.0, MAX_WIDTH / width)
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    resized = cv2.resize(image, None, fx=scale, fy=scale, interpolation=interpolation)
-    picture = cv2.cvtColor(resized, cv2.COLOR_GRAY2BGR)
+    picture = cv2.cvtColor(rescaled(image, scale), cv2.COLOR_GRAY2BGR)
     colour = COLOURS.get(row.status, (0, 0, 220))
     confidences = [c for c in row.digit_confidences.split(";") if c]
     for digit, box, confidence in zip(row.digits, row.box_list(), confidences, strict=False):

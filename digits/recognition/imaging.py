@@ -211,3 +211,12 @@ def ink_gray(bgr: np.ndarray) -> np.ndarray:
     paper = np.maximum(np.percentile(bgr.reshape(-1, 3), 90, axis=0), 1)
     balanced = np.clip(bgr.astype(np.float32) * (255 / paper), 0, 255)
     return balanced.min(axis=2).astype(np.uint8)
+
+
+def rescaled(image: np.ndarray, factor: float) -> np.ndarray:
+    """``image`` resized ``factor`` times: averaged over each new pixel's area when shrinking (no aliasing of
+    fine strokes), cubic when enlarging (strokes keep their contrast); ``image`` itself at 1."""
+    if factor == 1:
+        return image
+    interpolation = cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC
+    return cv2.resize(image, None, fx=factor, fy=factor, interpolation=interpolation)

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
-import cv2
 import numpy as np
 
 from digits.contracts import EMPTY, OK, REVIEW, WHOLE_PAGE, Row
@@ -33,7 +32,7 @@ from digits.recognition.choice import ReadingChoice
 from digits.recognition.clean import clean_box, clean_page
 from digits.recognition.combs import Cell, comb_cells, search_area
 from digits.recognition.ctc import LineReading
-from digits.recognition.imaging import UnreadableImage, check_page_count, count_pages, decode_pages
+from digits.recognition.imaging import UnreadableImage, check_page_count, count_pages, decode_pages, rescaled
 from digits.recognition.lines import LINE_VIEWS, dark_on_light, prepare_views, reading_scale
 from digits.recognition.model import CLASSES, NOT_A_DIGIT, Classifier, Models
 from digits.recognition.reading import Reading
@@ -674,7 +673,7 @@ def read_images(
     """
     framed = _framed(images, framed)
     factors = [reading_scale(image) if each else 1.0 for image, each in zip(images, framed, strict=True)]
-    images = [_resized(image, factor) for image, factor in zip(images, factors, strict=True)]
+    images = [rescaled(image, factor) for image, factor in zip(images, factors, strict=True)]
     cuttings = read_by_cutting(images, models, framed)
     # A sure single digit on a page with faint ink only may be the shade beside a page's edge, a smear the
     # classifier takes for a "1": the string models read it too. Not in a comb box, which has no page edge and
@@ -702,13 +701,6 @@ def read_images(
                 cutting = replace(cutting.whole, whole=cutting.whole)  # a box's one digit, read whole
         chosen.append(choose(cutting, line, models.choice))
     return [(_unscaled(reading, factor), support) for (reading, support), factor in zip(chosen, factors, strict=True)]
-
-
-def _resized(image: np.ndarray, factor: float) -> np.ndarray:
-    if factor == 1:
-        return image
-    interpolation = cv2.INTER_CUBIC if factor > 1 else cv2.INTER_AREA
-    return cv2.resize(image, None, fx=factor, fy=factor, interpolation=interpolation)
 
 
 def _unscaled(reading: Reading, factor: float) -> Reading:

@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 from digits.layouts import LayoutError
-from digits.recognition.imaging import UnreadableImage, decode_pages
+from digits.recognition.imaging import UnreadableImage, decode_pages, rescaled
 
 WORK_SIDE = 1000
 """Long side, in pixels, of the copies keypoints are found on: the print of a form is distinct at this size,
@@ -278,9 +278,7 @@ def _reference(path: str, _mtime_ns: int, _size: int) -> Reference:
 def work_copy(gray: np.ndarray) -> tuple[np.ndarray, float]:
     """The page at ``WORK_SIDE`` on its long side with its contrast evened out, and the scale it was brought to."""
     scale = WORK_SIDE / max(gray.shape)
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    resized = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=interpolation)
-    return cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(resized), scale
+    return cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(rescaled(gray, scale)), scale
 
 
 def keypoints(work: np.ndarray) -> Keypoints | None:
