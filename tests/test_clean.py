@@ -148,6 +148,16 @@ def test_a_hairline_left_of_a_pages_edge_is_no_line_of_writing():
     assert kept[80:].sum() == ink(page)[80:].sum(), "the number stays"
 
 
+def test_a_hairline_half_as_thick_as_a_fine_pens_strokes_is_no_line_of_writing():
+    # A register row scanned at 150 dpi: its small "0" 2 pixels wide, a piece of the column's rule 1 pixel wide.
+    page = np.full((67, 68), 255, np.uint8)
+    cv2.ellipse(page, (50, 30), (3, 4), 0, 0, 360, 60, 1, cv2.LINE_AA)
+    page[0:16, 66] = 120
+    assert stroke_width(page) == 2
+    kept = main_line(page, 2) < 0.8 * 255
+    assert kept[20:40].sum() == (page < 0.8 * 255)[20:40].sum(), "the 0 stays"
+
+
 def small_zero(height: int, width: int, paper: int) -> np.ndarray:
     """A page with a small "0" in its middle drawn a pixel wide, as a register row scanned at 150 dpi."""
     page = np.full((height, width), paper, np.uint8)

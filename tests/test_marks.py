@@ -57,6 +57,8 @@ COARSE_ROWS = {
         "died_K2845_0191a-DM_row_id_2.jpg",
         "died_K2845_0248a-DK_row_id_2.jpg",
         "died_K2845_0287a-DK_row_id_2.jpg",
+        # A column's rule a pixel wide beside a "0" two wide: the rule's top was taken for the main line.
+        "died_K2742_0299a-DK_row_id_1.jpg",
     ),
     "blur": (
         "died_K2845_0265a-DK_row_id_1.jpg",
@@ -65,7 +67,7 @@ COARSE_ROWS = {
     ),
 }
 """MGR validation rows whose small number, once scanned at half the resolution or out of focus, lay beside the
-page's edge line broken up and its shade: read as a sure "1"."""
+page's edge line broken up and its shade, or a column's rule: read as a sure "1"."""
 
 FINE_ROWS = (
     "died_K2709_0192a-DK_row_id_1.jpg",

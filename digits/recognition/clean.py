@@ -80,8 +80,9 @@ LINE_RULE_THICKNESS = 3.0
 """Pixels of ink per pixel of length, at most, of a line across half the page that is left of a rule."""
 
 LINE_THIN_STROKE = 0.5
-"""A line (``RULE_ASPECT`` times as long as thick) thinner than this share of the page's widest strokes is
-left of a rule or of a page's edge: no pen's stroke."""
+"""A line (``RULE_ASPECT`` times as long as thick) at most this share of the page's widest strokes thick is
+left of a rule or of a page's edge: no pen's stroke. At most, not under: on a page written 2 pixels wide (a
+register row scanned at 150 dpi) a rule's hairline is 1 pixel, exactly half."""
 
 LINE_GAP = 0.08
 """Bands of inked rows apart by fewer blank rows than this share of the page's height are one line."""
@@ -367,7 +368,7 @@ def main_line(gray: np.ndarray, stroke: int = 0) -> np.ndarray:
     where a crop's neighbours and printed feet lie. A thin line across half the
     page (a rule the cleaning left) counts nothing and joins no bands; an upright
     one stays, for a "1" filling a tight crop is as long and thin. Nor does a
-    line, however short, thinner than half the page's widest strokes (``stroke``,
+    line, however short, at most half as thick as the page's widest strokes (``stroke``,
     its ``stroke_width``; 0 leaves this out): a hairline of a page's edge or of a
     rule, taller than the digits, would be the main line and paint them. Other pieces
     whose middle lies outside the main band are painted paper; a digit's own
@@ -383,7 +384,7 @@ def main_line(gray: np.ndarray, stroke: int = 0) -> np.ndarray:
     length = np.maximum(w, h)
     ruled = (area <= LINE_RULE_THICKNESS * length) & ((h >= ink.shape[0] / 2) | (w >= ink.shape[1] / 2))
     thickness = area / length
-    ruled |= (length >= RULE_ASPECT * thickness) & (thickness < LINE_THIN_STROKE * stroke)
+    ruled |= (length >= RULE_ASPECT * thickness) & (thickness <= LINE_THIN_STROKE * stroke)
     ruled[0] = True
     bands = _bands((~ruled)[labels].any(axis=1), max(2, round(LINE_GAP * ink.shape[0])))
     if len(bands) <= 1:
