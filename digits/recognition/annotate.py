@@ -106,8 +106,7 @@ def draw(row: Row, image: np.ndarray, left: int = 0, top: int = 0) -> np.ndarray
 def page_outline(page: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
     """The page, at most ``PAGE_WIDTH`` wide, in colour, with ``region`` (left, top, right, bottom) outlined."""
     scale = min(1.0, PAGE_WIDTH / page.shape[1])
-    small = cv2.resize(page, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else page
-    picture = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
+    picture = cv2.cvtColor(rescaled(page, scale), cv2.COLOR_GRAY2BGR)
     x0, y0, x1, y1 = (round(v * scale) for v in region)
     cv2.rectangle(picture, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), OUTLINE, max(2, round(3 * scale)))
     return picture

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from digits.recognition.align import MIN_SKEW_DEGREES, sharpest_rows
+from digits.recognition.imaging import rescaled
 from digits.recognition.lines import dark_on_light, stroke_width
 from digits.recognition.segment import greys
 
@@ -229,8 +230,7 @@ def _mask(shape: tuple[int, ...], bands: list[Band]) -> np.ndarray:
 def _reduced(gray: np.ndarray) -> tuple[np.ndarray, float]:
     """A copy of ``gray`` at most ``PROFILE_SIDE`` across (itself if smaller), and the scale it was taken at."""
     scale = min(1.0, PROFILE_SIDE / max(gray.shape))
-    small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
-    return small, scale
+    return rescaled(gray, scale), scale
 
 
 def _margins(gray: np.ndarray) -> tuple[list[Band], float] | None:
