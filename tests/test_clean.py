@@ -158,6 +158,17 @@ def test_a_hairline_half_as_thick_as_a_fine_pens_strokes_is_no_line_of_writing()
     assert kept[20:40].sum() == (page < 0.8 * 255)[20:40].sum(), "the 0 stays"
 
 
+def test_a_rules_hairline_above_the_only_line_of_writing_is_painted():
+    page = np.full((90, 120), 255, np.uint8)
+    cv2.putText(page, "81", (40, 60), cv2.FONT_HERSHEY_SIMPLEX, 1.0, 40, 3)
+    page[8, 30:75] = 140  # a piece of a rule's hairline along the crop's top
+    stroke = stroke_width(page)
+    assert stroke >= 3
+    kept = main_line(page, stroke) < 0.8 * 255
+    assert not kept[:15].any(), "the hairline goes"
+    assert kept[20:70].sum() == (page < 0.8 * 255)[20:70].sum(), "the number stays whole"
+
+
 def small_zero(height: int, width: int, paper: int) -> np.ndarray:
     """A page with a small "0" in its middle drawn a pixel wide, as a register row scanned at 150 dpi."""
     page = np.full((height, width), paper, np.uint8)

@@ -373,7 +373,7 @@ def main_line(gray: np.ndarray, stroke: int = 0) -> np.ndarray:
     rule, taller than the digits, would be the main line and paint them. Other pieces
     whose middle lies outside the main band are painted paper; a digit's own
     pieces (a 5's bar, a broken stroke) never stand apart from it by blank rows,
-    so they stay.
+    so they stay. Where the page holds one band, only hairlines off it are painted.
     """
     ink = (gray < LINE_INK * 255).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
@@ -387,7 +387,7 @@ def main_line(gray: np.ndarray, stroke: int = 0) -> np.ndarray:
     ruled |= (length >= RULE_ASPECT * thickness) & (thickness <= LINE_THIN_STROKE * stroke)
     ruled[0] = True
     bands = _bands((~ruled)[labels].any(axis=1), max(2, round(LINE_GAP * ink.shape[0])))
-    if len(bands) <= 1:
+    if not bands:
         return gray
     heights = np.where(ruled, 0, h).astype(np.float32)
     middles = y + h / 2
@@ -396,6 +396,10 @@ def main_line(gray: np.ndarray, stroke: int = 0) -> np.ndarray:
     top, bottom = max(bands, key=lambda band: weight[(middles >= band[0]) & (middles < band[1])].max(initial=0))
     # An upright line is not painted: a "1" filling a tight crop is as long and thin as what is left of a rule.
     away = ((middles < top) | (middles >= bottom)) & ~(ruled & (h > w))
+    if len(bands) == 1:
+        # No other line of writing to leave out, but a rule's hairline beside the number is no writing
+        # either. A thicker line across the page (a pen's underline) is left to cutting, which knows underlines.
+        away &= ruled & (thickness <= LINE_THIN_STROKE * stroke)
     away[0] = False
     if not away.any():
         return gray
