@@ -384,7 +384,8 @@ def main_line(gray: np.ndarray, stroke: int = 0) -> np.ndarray:
     length = np.maximum(w, h)
     ruled = (area <= LINE_RULE_THICKNESS * length) & ((h >= ink.shape[0] / 2) | (w >= ink.shape[1] / 2))
     thickness = area / length
-    ruled |= (length >= RULE_ASPECT * thickness) & (thickness <= LINE_THIN_STROKE * stroke)
+    hairline = thickness <= LINE_THIN_STROKE * stroke
+    ruled |= (length >= RULE_ASPECT * thickness) & hairline
     ruled[0] = True
     bands = _bands((~ruled)[labels].any(axis=1), max(2, round(LINE_GAP * ink.shape[0])))
     if not bands:
@@ -399,7 +400,7 @@ def main_line(gray: np.ndarray, stroke: int = 0) -> np.ndarray:
     if len(bands) == 1:
         # No other line of writing to leave out, but a rule's hairline beside the number is no writing
         # either. A thicker line across the page (a pen's underline) is left to cutting, which knows underlines.
-        away &= ruled & (thickness <= LINE_THIN_STROKE * stroke)
+        away &= ruled & hairline
     away[0] = False
     if not away.any():
         return gray
