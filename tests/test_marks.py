@@ -47,6 +47,14 @@ SMALL_AMOUNTS = {
 }
 """ORAND cheque amounts whose first digit stands against the crop's side once scanned at half the resolution."""
 
+CLOSED_AMOUNTS = {
+    "a_car_000166_png.rf.36b70a14806cfda4f8f9c5d4fb24da19.jpg": "7795",
+    "a_car_000552_png.rf.11e4d782d2584421316d5fc9eb139244.jpg": "28052",
+    "a_car_000968_png.rf.dad2add1ff5ec30399c1d5e877da8452.jpg": "17288",
+}
+"""ORAND cheque amounts closed by a thick dash ("7.795.-"), read right by both readers, that the classifier doubted
+was no digit (0.49 to 0.88 sure): they went to review for it."""
+
 SHADED_BLANKS = ("died_K2845_0274a-DK_row_id_1.jpg", "died_K2845_0301a-DK_row_id_2.jpg")
 """MGR validation rows with no number, whose page's edge leaves a shade beside the margin: stretched to full
 contrast, a smear the classifier was sure is a "1"."""
@@ -193,6 +201,16 @@ def test_a_cheque_amount_scanned_at_half_the_resolution_is_never_ok_without_its_
         files.append((encode(cv2.resize(photo, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA), ".jpg"), name))
     rows = recognize_files(files, "t", models, SHIPPED_THRESHOLD)
     assert not [row for [row] in rows if row.status == OK and row.digits != SMALL_AMOUNTS[row.source]], rows
+
+
+@pytest.mark.needs_data
+def test_a_cheque_amount_closed_by_a_dash_is_ok_and_the_dash_no_doubt(shared_data, models):
+    folder = shared_data / "orand-car-a-train" / "images"
+    if not folder.is_dir():
+        pytest.skip(f"the ORAND cheque amounts are not at {folder}")
+    rows = recognize_files([((folder / name).read_bytes(), name) for name in CLOSED_AMOUNTS], "t", models,
+                           SHIPPED_THRESHOLD)  # fmt: skip
+    assert [(row.digits, row.status) for [row] in rows] == [(digits, OK) for digits in CLOSED_AMOUNTS.values()], rows
 
 
 @pytest.mark.needs_data

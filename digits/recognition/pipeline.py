@@ -91,7 +91,11 @@ def read_by_cutting(pages: list[np.ndarray], models: Models, framed: Sequence[bo
                 [float(page[i, labels[i]]) for i in kept],
                 [digits[i].box for i in kept],
                 models.classifier.label,
-                marks=[float(page[i, NOT_A_DIGIT]) for i in range(len(digits)) if labels[i] == NOT_A_DIGIT],
+                marks=[
+                    float(page[i, NOT_A_DIGIT])
+                    for i in range(len(digits))
+                    if labels[i] == NOT_A_DIGIT and not _closes_the_number(digits[i].box, [digits[k].box for k in kept])
+                ],
             )
         )
     for i, (page, pieces, each) in enumerate(zip(pages, found, framed, strict=True)):
@@ -101,6 +105,31 @@ def read_by_cutting(pages: list[np.ndarray], models: Models, framed: Sequence[bo
         replace(reading, whole=readings[len(pages) + i] if room_for_one else None)
         for i, (reading, room_for_one) in enumerate(zip(readings[: len(pages)], narrow, strict=True))
     ]
+
+
+STOP_HEIGHT = 1 / 3
+"""A dash or a stop closing a number ("7.795.-", "12.") is at most this share of its line's height, from its
+digits' highest top to their lowest foot."""
+
+
+def _closes_the_number(piece: Box, digits: list[Box]) -> bool:
+    """Whether ``piece``, ink the classifier takes for no digit, is a dash or a stop closing the number whose
+    digits lie in ``digits``: wholly after them, at most ``STOP_HEIGHT`` of their line's height, no taller
+    than wide, and on that line below its top third.
+
+    Cheque amounts and register numbers are often closed so, and the classifier,
+    which sees each piece enlarged, can doubt that a thick dash is no digit: that
+    doubt would send a number read right to review. No digit is that small and
+    flat; a figure written small and raised (cents, a 5's flag cut off) sits
+    higher, and stays a mark that may be a digit.
+    """
+    if not digits:
+        return False
+    top, bottom = min(box.y for box in digits), max(box.y + box.h for box in digits)
+    middle = piece.y + piece.h / 2
+    after = piece.x >= max(box.x + box.w for box in digits)
+    small = piece.h <= STOP_HEIGHT * (bottom - top) and piece.w >= piece.h
+    return after and small and top + (bottom - top) / 3 <= middle <= bottom
 
 
 def _classify_distinct(images: list[np.ndarray], classifier: Classifier) -> np.ndarray:
