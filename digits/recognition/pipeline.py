@@ -85,17 +85,15 @@ def read_by_cutting(pages: list[np.ndarray], models: Models, framed: Sequence[bo
         start += len(digits)
         labels = page.argmax(axis=1)
         kept = [i for i, label in enumerate(labels) if label != NOT_A_DIGIT]
+        boxes = [digits[i].box for i in kept]
+        doubted = [i for i in range(len(digits)) if i not in kept and not _closes_the_number(digits[i].box, boxes)]
         readings.append(
             Reading(
                 "".join(str(int(labels[i])) for i in kept),
                 [float(page[i, labels[i]]) for i in kept],
-                [digits[i].box for i in kept],
+                boxes,
                 models.classifier.label,
-                marks=[
-                    float(page[i, NOT_A_DIGIT])
-                    for i in range(len(digits))
-                    if labels[i] == NOT_A_DIGIT and not _closes_the_number(digits[i].box, [digits[k].box for k in kept])
-                ],
+                marks=[float(page[i, NOT_A_DIGIT]) for i in doubted],
             )
         )
     for i, (page, pieces, each) in enumerate(zip(pages, found, framed, strict=True)):
