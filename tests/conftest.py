@@ -21,7 +21,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from kombu.exceptions import OperationalError
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from digits import reviewers
 from digits.celery_app import make_app
@@ -203,10 +205,19 @@ class Stack:
         args = ("worker", "--concurrency", str(concurrency), "--hostname", f"{name}@%h", *(["--pages"] * pages))
         process = self.digits(*args, env=self.env(**env))
         app = make_app(self.redis_url)
+
+        def answers() -> bool:
+            nonlocal app
+            try:
+                return any(name in n for r in app.control.ping(timeout=0.5) for n in r)
+            except (RedisConnectionError, OperationalError):
+                # This process's broker connection dropped while the worker started: a test of the worker should
+                # not fail for it. Ask again with a new app and its own connections.
+                app = make_app(self.redis_url)
+                return False
+
         wait_until(
-            lambda: process.poll() is not None or any(name in n for r in app.control.ping(timeout=0.5) for n in r),
-            WORKER_READY_SECONDS,
-            f"worker {name} to answer a ping",
+            lambda: process.poll() is not None or answers(), WORKER_READY_SECONDS, f"worker {name} to answer a ping"
         )
         assert process.poll() is None, f"worker exited with {process.returncode}; see {self.root}"
         return process
@@ -390,11 +401,13 @@ def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StationStack]:
         "DIGITS_REVIEW_LEASE_SECONDS": str(LEASE_SECONDS),
         "DIGITS_RESULTS": str(stack.results),
     }
-    stack.start_worker(**settings)
-    url = start_station(stack, **settings)
-    yield StationStack(stack, url, Redis.from_url(server.url))
-    stack.stop()
-    server.stop()
+    try:
+        stack.start_worker(**settings)
+        url = start_station(stack, **settings)
+        yield StationStack(stack, url, Redis.from_url(server.url))
+    finally:  # a stack that failed to start is stopped too: nothing outlives the tests
+        stack.stop()
+        server.stop()
 
 
 @pytest.fixture
