@@ -86,7 +86,8 @@ def read_by_cutting(pages: list[np.ndarray], models: Models, framed: Sequence[bo
         labels = page.argmax(axis=1)
         kept = [i for i, label in enumerate(labels) if label != NOT_A_DIGIT]
         boxes = [digits[i].box for i in kept]
-        doubted = [i for i in range(len(digits)) if i not in kept and not _closes_the_number(digits[i].box, boxes)]
+        left_out = [i for i, label in enumerate(labels) if label == NOT_A_DIGIT]
+        doubted = [i for i in left_out if not _closes_the_number(digits[i].box, boxes)]
         readings.append(
             Reading(
                 "".join(str(int(labels[i])) for i in kept),
