@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from digits.contracts import REVIEW
 from digits.recognition.model import (
     CLASSES,
     LARGEST_BATCH,
@@ -183,6 +184,24 @@ def test_held_out_cheque_amounts_are_read_whole(models, shared_data):
     exact = np.mean([row.digits == s.truth for row, s in zip(read, samples, strict=True)])
     assert exact >= ORAND_FLOOR
     assert all(row.digits.isdigit() or row.digits == "" for row in read)  # separators never leak
+
+
+WRITTEN_CLOSE = {
+    "died_K2709_0193a-DK_row_id_3.jpg": "11",
+    "died_K2709_0249a-DK_row_id_0.jpg": "11",
+    "died_K2711_0047a-DM_row_id_3.jpg": "57",
+}
+"""Held-out register rows of two digits written close, which the classifier read whole as one ("4", "5"): a
+reviewer was shown that one digit."""
+
+
+@pytest.mark.needs_data
+def test_register_rows_of_two_digits_written_close_show_a_reviewer_both(models, shared_data):
+    folder = shared_data / "mgr-rowid" / "validation"
+    if not folder.is_dir():
+        pytest.skip(f"the MGR register rows are not at {folder}")
+    rows = recognize_files([((folder / name).read_bytes(), name) for name in WRITTEN_CLOSE], "t", models, 0.95)
+    assert [(row.digits, row.status) for [row] in rows] == [(digits, REVIEW) for digits in WRITTEN_CLOSE.values()]
 
 
 def test_batches_are_padded_to_a_few_sizes_so_that_keras_traces_few_graphs():

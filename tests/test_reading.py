@@ -125,6 +125,20 @@ def test_agreeing_readings_are_only_as_sure_as_the_less_sure_model_but_never_les
     assert ok_until(reading, support) < 0.9
 
 
+def test_two_digits_written_close_that_the_classifier_reads_as_one_are_shown_as_the_string_models_read_them():
+    # An "11" written close in the middle of a register crop, which the classifier reads whole as a "4".
+    four = Reading("4", [0.88], [Box(77, 65, 25, 23)], "cnn", frame=Box(0, 0, 134, 190))
+    eleven = Reading("11", [0.76, 0.92], [Box(80, 70, 10, 17), Box(90, 65, 9, 23)], "crnn", probability=0.89)
+    shown, support = choose(replace(four, whole=four), eleven)
+    assert (shown.digits, support) == ("11", Support.NONE) and "4 cut apart, 11 as a line" in shown.doubt
+    # Not where the string models do not all read two digits there.
+    assert choose(replace(four, whole=four), replace(eleven, unanimous=False))[0].digits == "4"
+    # Nor at a side of a digit's crop cut from a line of them, where the one more is a neighbour's stroke.
+    five = Reading("5", [0.9], [Box(0, 4, 36, 30)], "cnn", frame=Box(0, 0, 38, 38))
+    fifteen = Reading("15", [0.73, 0.89], [Box(0, 7, 6, 12), Box(3, 4, 32, 30)], "crnn", probability=0.75)
+    assert choose(replace(five, whole=five), fifteen)[0].digits == "5"
+
+
 def _narrow(cut: str, whole: str, confidence: float = 0.99) -> Reading:
     """A cutting reading of ink with room for one digit, with its whole-ink reading."""
     return replace(_reading(cut, "cnn", confidence, width=12), whole=_reading(whole, "cnn", confidence))

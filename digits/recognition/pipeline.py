@@ -79,8 +79,10 @@ def read_by_cutting(pages: list[np.ndarray], models: Models, framed: Sequence[bo
     ]
     images = [digit.image for digits in cut + whole for digit in digits]
     probabilities = _classify_distinct(images, models.classifier)
+    # Both readings of a page are of all of it: the classifier reads every piece of ink cut apart.
+    frames = [Box(0, 0, page.shape[1], page.shape[0]) for page in pages] * 2
     readings, start = [], 0
-    for digits in cut + whole:
+    for digits, frame in zip(cut + whole, frames, strict=True):
         page = probabilities[start : start + len(digits)]
         start += len(digits)
         labels = page.argmax(axis=1)
@@ -95,6 +97,7 @@ def read_by_cutting(pages: list[np.ndarray], models: Models, framed: Sequence[bo
                 boxes,
                 models.classifier.label,
                 marks=[float(page[i, NOT_A_DIGIT]) for i in doubted],
+                frame=frame,
             )
         )
     for i, (page, pieces, each) in enumerate(zip(pages, found, framed, strict=True)):
@@ -410,14 +413,34 @@ def _surer(cutting: Reading, line: Reading, cut_confidence: float, disagree: str
     """Where the ink has room for one digit and the two ways disagree: the string models' reading where they
     read digits there more surely than the classifier reads its own (standing, held to their bar, only where
     they all read it, else shown to the person who decides); else the cut reading, for a person to judge,
-    unless it holds no digit at all."""
+    unless it holds no digit at all or the string models read a number written close (``_written_close``)."""
     if line.digits and min(line.confidences) > cut_confidence:
         return replace(line, doubt=disagree), Support.STRING_MODELS if line.unanimous else Support.NONE
     if line.digits and not cutting.digits:
         # The classifier takes all the ink for marks, the string models read digits in it: a person is better
         # shown their digits than nothing, and a row with nothing read would say the field is empty.
         return replace(line, doubt=disagree), Support.NONE
+    if _written_close(cutting, line):
+        return replace(line, doubt=disagree), Support.NONE
     return replace(cutting, doubt=disagree), Support.NONE
+
+
+def _written_close(cutting: Reading, line: Reading) -> bool:
+    """Whether every string model reads more digits than the classifier's one, in ink clear of the image's
+    left and right sides: then a person is better shown their digits.
+
+    Two digits written close, such as "11" or "21", fit the room of one, and
+    the classifier, reading all the ink as one digit, often takes them for a
+    "4"; the string models read two, if unsure of which. At a side of a crop cut
+    from a line of digits, the one more they read is often a neighbour's
+    stroke the crop took in ("5" read "15"), so there the classifier's digit is
+    shown.
+    """
+    frame = cutting.frame
+    if frame is None or not cutting.boxes or not line.unanimous or len(line.digits) <= len(cutting.digits):
+        return False
+    left, right = min(box.x for box in cutting.boxes), max(box.x + box.w for box in cutting.boxes)
+    return left > frame.x and right < frame.x + frame.w
 
 
 def _a_compact_number(cutting: Reading, line: Reading) -> bool:

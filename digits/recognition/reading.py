@@ -30,5 +30,6 @@ class Reading:
     """How likely its readers find the whole reading, where they say (the string models; see
     ``LineReading.probability``); None for the classifier, which judges each digit on its own."""
     frame: Box | None = None
-    """Where on the image they were given (a page, a field or a comb box) the string models read the line:
-    ink beyond it they never saw. None for the classifier, which reads every piece of ink cut apart."""
+    """Where on the image they were given (a page, a field or a comb box) its readers read: for the string
+    models the line, ink beyond which they never saw; for the classifier, which reads every piece of ink cut
+    apart, the whole image. None where not known."""
