@@ -434,7 +434,8 @@ def _written_close(cutting: Reading, line: Reading) -> bool:
     "4"; the string models read two, if unsure of which. At a side of a crop cut
     from a line of digits, the one more they read is often a neighbour's
     stroke the crop took in ("5" read "15"), so there the classifier's digit is
-    shown.
+    shown. Unlike ``_a_compact_number``, which lets their reading stand where
+    they are surer of it, this only decides what the person is shown.
     """
     frame = cutting.frame
     if frame is None or not cutting.boxes or not line.unanimous or len(line.digits) <= len(cutting.digits):
