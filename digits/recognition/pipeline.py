@@ -342,9 +342,9 @@ def _choose(cutting: Reading, line: Reading | None, choice: ReadingChoice | None
             return vouched, Support.STRING_MODELS
         return agreed, Support.AGREED
     disagree = f"the two ways of reading disagree: {cutting.digits or '-'} cut apart, {line.digits or '-'} as a line"
-    if room_for_one and len(cutting.digits) == 1 and not _a_compact_number(cutting, line):
+    if room_for_one and len(cutting.digits) == 1:
         # A classifier unsure of its one digit, where every string model reads a digit, or a number written
-        # close, more surely: theirs stands, held to their bar. Otherwise a person decides, shown the surer.
+        # close or underlined, more surely: theirs stands, held to their bar. Otherwise a person decides.
         return _surer(cutting, line, max(cutting.confidences), disagree)
     if room_for_one and not cutting.digits and cutting.marks:
         # The classifier takes the ink for no digit at all (a cross, a dash, or a page's rule left beside the
@@ -434,24 +434,15 @@ def _written_close(cutting: Reading, line: Reading) -> bool:
     "4"; the string models read two, if unsure of which. At a side of a crop cut
     from a line of digits, the one more they read is often a neighbour's
     stroke the crop took in ("5" read "15"), so there the classifier's digit is
-    shown. Unlike ``_a_compact_number``, which lets their reading stand where
-    they are surer of it, this only decides what the person is shown.
+    shown. Where they are surer of their digits than the classifier is of its
+    one, their reading stands (``_surer``); this only decides what the person
+    is shown where they are not.
     """
     frame = cutting.frame
     if frame is None or not cutting.boxes or not line.unanimous or len(line.digits) <= len(cutting.digits):
         return False
     left, right = min(box.x for box in cutting.boxes), max(box.x + box.w for box in cutting.boxes)
     return left > frame.x and right < frame.x + frame.w
-
-
-def _a_compact_number(cutting: Reading, line: Reading) -> bool:
-    """Whether ink with room for one digit, which the classifier reads as one, holds a number written close.
-
-    Two digits written close or underlined fit the aspect of one. Where every
-    string model reads several digits there, each more surely than the
-    classifier reads its one, theirs is the better reading (held to their bar).
-    """
-    return line.unanimous and len(line.digits) > 1 and min(line.confidences) > max(cutting.confidences)
 
 
 def _aspect(boxes: list[Box]) -> float:
